@@ -1,0 +1,64 @@
+//! Errors of the repository layer.
+
+use std::path::PathBuf;
+
+use crate::repo::checksum::ObjectName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("invalid checksum “{0}”")]
+    InvalidChecksum(String),
+    #[error("invalid ref name “{0}”")]
+    InvalidRefName(String),
+    #[error("ref “{0}” not found")]
+    RefNotFound(String),
+    #[error("ref file “{path}” does not hold a checksum")]
+    CorruptRef { path: PathBuf },
+    #[error("object {0} is missing")]
+    MissingObject(ObjectName),
+    #[error("object {name} is corrupt: {reason}")]
+    CorruptObject { name: ObjectName, reason: String },
+    #[error("object {expected} has the content of {actual}")]
+    ChecksumMismatch {
+        expected: ObjectName,
+        actual: String,
+    },
+    #[error("invalid {what}: {reason}")]
+    InvalidFormat { what: &'static str, reason: String },
+    #[error("unsafe name “{0}” in a directory tree")]
+    UnsafeName(String),
+    #[error("“{0}” is not an OSTree repository")]
+    NotARepository(PathBuf),
+    #[error("repository mode “{0}” is not supported (Ferry uses archive repositories)")]
+    UnsupportedMode(String),
+    #[error("repository configuration: {0}")]
+    Config(String),
+    #[error("no remote named “{0}”")]
+    NoSuchRemote(String),
+    #[error("a remote named “{0}” already exists")]
+    RemoteExists(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RepoError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        RepoError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn format(what: &'static str, reason: impl Into<String>) -> Self {
+        RepoError::InvalidFormat {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;
