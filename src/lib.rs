@@ -3,6 +3,7 @@
 //! The engine (`repo`, `trust`, `sources`, `fetch`, `share`) never imports GTK; the
 //! GUI (`widgets`, behind the `gui` feature) and `ferryctl` are two consumers of it.
 
+pub mod cli;
 pub mod fetch;
 pub mod repo;
 pub mod sources;

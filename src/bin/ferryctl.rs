@@ -1,1 +1,5 @@
-fn main() {}
+//! `ferryctl`: Ferry from a terminal. Thin: the commands live in `ferry::cli`.
+
+fn main() -> std::process::ExitCode {
+    ferry::cli::main()
+}
