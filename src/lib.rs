@@ -4,10 +4,14 @@
 //! GUI (`widgets`, behind the `gui` feature) and `ferryctl` are two consumers of it.
 
 pub mod cli;
+/// Build-time settings (app id, version, install paths), generated from src/config.rs.in.
+pub mod config {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"));
+}
 pub mod fetch;
 pub mod repo;
-pub mod sources;
 pub mod share;
+pub mod sources;
 pub mod trust;
 
 #[cfg(feature = "gui")]

@@ -1,4 +1,10 @@
 //! The `ferryctl` command line. Builds without GTK.
+//!
+//! Errors from the engine are printed as one plain sentence; `--json` output is a
+//! documented contract (see the README).
+
+mod output;
+mod repo_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,17 +15,81 @@ use clap::{Parser, Subcommand};
 #[command(name = "ferryctl", version, about = "Ferry: updates from nearby")]
 pub struct Cli {
     /// The local repository (default: $XDG_DATA_HOME/ferry/repo)
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", env = "FERRY_REPO")]
     pub repo: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Create the local repository
+    Init {
+        /// The repository's own collection ID
+        #[arg(long, value_name = "ID")]
+        collection_id: Option<String>,
+    },
+    /// Configure remotes (as `ostree remote` does)
+    #[command(subcommand)]
+    Remote(repo_cmds::RemoteCommand),
+    /// Keep REF of REMOTE up to date
+    Track { remote: String, ref_name: String },
+    /// Pull REF from one repository on disk (a path or file:// URI)
+    Pull {
+        source_uri: String,
+        ref_name: String,
+        /// The remote the ref belongs to (default: the one whose collection ID the source offers)
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+    },
+    /// List refs
+    Refs,
+    /// Show the history of a ref or commit
+    Log { rev: String },
+    /// Check every object and every commit's closure
+    Fsck,
+    /// Regenerate the summary file
+    Summary {
+        /// Update the summary (the only mode for now, as `ostree summary -u`)
+        #[arg(short = 'u', long = "update", required = true)]
+        update: bool,
+    },
+    /// Check a commit out into a new directory
+    Checkout { rev: String, destination: PathBuf },
+}
 
 pub fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let repo = cli.repo.clone().unwrap_or_else(default_repo_path);
+    let result = match cli.command {
+        Command::Init { collection_id } => repo_cmds::init(&repo, collection_id.as_deref()),
+        Command::Remote(cmd) => repo_cmds::remote(&repo, cmd, cli.json),
+        Command::Track { remote, ref_name } => repo_cmds::track(&repo, &remote, &ref_name),
+        Command::Pull {
+            source_uri,
+            ref_name,
+            remote,
+        } => repo_cmds::pull(&repo, &source_uri, &ref_name, remote.as_deref(), cli.json),
+        Command::Refs => repo_cmds::refs(&repo, cli.json),
+        Command::Log { rev } => repo_cmds::log(&repo, &rev, cli.json),
+        Command::Fsck => repo_cmds::fsck(&repo, cli.json),
+        Command::Summary { .. } => repo_cmds::summary_update(&repo),
+        Command::Checkout { rev, destination } => repo_cmds::checkout(&repo, &rev, &destination),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("ferryctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn default_repo_path() -> PathBuf {
+    glib::user_data_dir().join("ferry").join("repo")
 }

@@ -122,7 +122,12 @@ impl ObjectName {
     /// Path relative to the repository root: `objects/ab/cdef….ext`.
     pub fn relative_path(&self) -> String {
         let hex = self.checksum.to_hex();
-        format!("objects/{}/{}.{}", &hex[..2], &hex[2..], self.kind.extension())
+        format!(
+            "objects/{}/{}.{}",
+            &hex[..2],
+            &hex[2..],
+            self.kind.extension()
+        )
     }
 
     /// Parses `ab/cdef….ext` (the part below `objects/`).

@@ -10,6 +10,10 @@ pub enum RepoError {
     InvalidChecksum(String),
     #[error("invalid ref name “{0}”")]
     InvalidRefName(String),
+    #[error("invalid remote name “{0}”")]
+    InvalidRemoteName(String),
+    #[error("invalid collection ID “{0}”")]
+    InvalidCollectionId(String),
     #[error("ref “{0}” not found")]
     RefNotFound(String),
     #[error("ref file “{path}” does not hold a checksum")]

@@ -1,0 +1,412 @@
+//! `ferryctl` commands on the local repository: init, remote, track, pull, refs,
+//! log, fsck, summary, checkout.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use crate::cli::output::{format_size, format_timestamp, print_json, Throttle};
+use crate::fetch::pull::{self, CommitToCheck, PullEvent, PullRequest};
+use crate::fetch::LocalSource;
+use crate::repo::config::{RemoteConfig, RepoConfig};
+use crate::repo::refs::{self, RefKind};
+use crate::repo::store::Repo;
+use crate::repo::{checkout as checkout_mod, fsck as fsck_mod, Checksum, ObjectName, ObjectType};
+use crate::trust::{self, CommitToVerify, RemoteTrustSettings, TrustPolicy};
+
+pub type CmdResult = Result<ExitCode, String>;
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Add a remote, as `ostree remote add` does
+    Add {
+        name: String,
+        url: String,
+        /// The collection ID the remote's refs belong to
+        #[arg(long, value_name = "ID")]
+        collection_id: String,
+        /// Import GPG public keys (armored or binary) for verifying this remote
+        #[arg(long, value_name = "FILE")]
+        gpg_import: Option<PathBuf>,
+        /// Require ed25519 signatures made by this key (base64)
+        #[arg(long, value_name = "B64")]
+        sign_verify_key: Option<String>,
+        /// Accept unsigned commits from this remote (dangerous)
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// List remotes
+    List,
+}
+
+fn open_repo(path: &Path) -> Result<Repo, String> {
+    let repo = Repo::open(path).map_err(|e| e.to_string())?;
+    RepoConfig::load(path).map_err(|e| e.to_string())?;
+    Ok(repo)
+}
+
+fn load_config(path: &Path) -> Result<RepoConfig, String> {
+    RepoConfig::load(path).map_err(|e| e.to_string())
+}
+
+pub fn init(path: &Path, collection_id: Option<&str>) -> CmdResult {
+    if path.join("config").exists() {
+        return Err(format!("{} is already a repository", path.display()));
+    }
+    let config = RepoConfig::new(path, collection_id).map_err(|e| e.to_string())?;
+    Repo::create_layout(path).map_err(|e| e.to_string())?;
+    config.save().map_err(|e| e.to_string())?;
+    println!("Created an archive repository at {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn remote(path: &Path, command: RemoteCommand, json: bool) -> CmdResult {
+    open_repo(path)?;
+    let mut config = load_config(path)?;
+    match command {
+        RemoteCommand::Add {
+            name,
+            url,
+            collection_id,
+            gpg_import,
+            sign_verify_key,
+            no_verify,
+        } => {
+            let mut remote = RemoteConfig::new(&name, &url);
+            remote.collection_id = Some(collection_id);
+            remote.gpg_verify = !no_verify && sign_verify_key.is_none();
+            remote.sign_verify = !no_verify && sign_verify_key.is_some();
+            remote.verification_ed25519_key = sign_verify_key;
+            config.add_remote(&remote).map_err(|e| e.to_string())?;
+            if let Some(file) = &gpg_import {
+                // Keys first: a remote that cannot verify anything is not saved.
+                let keys = trust::import_keys(path, &name, file).map_err(|e| e.to_string())?;
+                eprintln!("Imported {} GPG key(s) for {name}", keys.len());
+            }
+            config.save().map_err(|e| e.to_string())?;
+            if no_verify {
+                eprintln!(
+                    "WARNING: remote {name} accepts unsigned commits: anyone who can serve it \
+                     updates can install anything."
+                );
+            }
+        }
+        RemoteCommand::List => {
+            let remotes = config.remotes().map_err(|e| e.to_string())?;
+            if json {
+                print_json(&remotes);
+            } else {
+                for r in remotes {
+                    let collection = r.collection_id.as_deref().unwrap_or("-");
+                    println!("{}\t{}\t{collection}", r.name, r.url);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn track(path: &Path, remote: &str, ref_name: &str) -> CmdResult {
+    open_repo(path)?;
+    let mut config = load_config(path)?;
+    config.remote(remote).map_err(|e| e.to_string())?;
+    refs::validate_ref_name(ref_name).map_err(|e| e.to_string())?;
+    if config.track(remote, ref_name).map_err(|e| e.to_string())? {
+        config.save().map_err(|e| e.to_string())?;
+        println!("Tracking {remote}:{ref_name}");
+    } else {
+        println!("Already tracking {remote}:{ref_name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The remote a pull from `source` belongs to: the one named, or the single remote
+/// whose collection the source offers `ref_name` for.
+fn choose_remote(
+    config: &RepoConfig,
+    source: &LocalSource,
+    ref_name: &str,
+    named: Option<&str>,
+) -> Result<RemoteConfig, String> {
+    if let Some(name) = named {
+        return config.remote(name).map_err(|e| e.to_string());
+    }
+    let remotes = config.remotes().map_err(|e| e.to_string())?;
+    let matching: Vec<RemoteConfig> = remotes
+        .into_iter()
+        .filter(|r| {
+            r.collection_id.as_deref().is_some_and(|c| {
+                refs::read_ref(source.root(), &RefKind::Mirror(c.to_owned()), ref_name)
+                    .ok()
+                    .flatten()
+                    .is_some()
+                    || RepoConfig::load(source.root())
+                        .ok()
+                        .and_then(|s| s.collection_id().ok().flatten())
+                        .as_deref()
+                        == Some(c)
+            })
+        })
+        .collect();
+    match matching.len() {
+        1 => Ok(matching.into_iter().next().expect("one")),
+        0 => Err(format!(
+            "no configured remote has a collection that {} offers {ref_name} for; name one with --remote",
+            source.name()
+        )),
+        _ => Err(format!(
+            "several remotes match {}; name one with --remote",
+            source.name()
+        )),
+    }
+}
+
+pub fn trust_settings(remote: &RemoteConfig) -> RemoteTrustSettings {
+    RemoteTrustSettings {
+        name: remote.name.clone(),
+        collection_id: remote.collection_id.clone(),
+        gpg_verify: remote.gpg_verify,
+        gpg_verify_summary: remote.gpg_verify_summary,
+        sign_verify: remote.sign_verify,
+        sign_verify_summary: false,
+        verification_ed25519_key: remote.verification_ed25519_key.clone(),
+        verification_ed25519_file: remote.verification_ed25519_file.clone(),
+    }
+}
+
+#[derive(Serialize)]
+struct PullReport<'a> {
+    source: &'a str,
+    remote: &'a str,
+    #[serde(rename = "ref")]
+    ref_name: &'a str,
+    #[serde(flatten)]
+    outcome: &'a pull::PullOutcome,
+}
+
+pub fn pull(path: &Path, source_uri: &str, ref_name: &str, remote: Option<&str>, json: bool) -> CmdResult {
+    let repo = open_repo(path)?;
+    let config = load_config(path)?;
+    refs::validate_ref_name(ref_name).map_err(|e| e.to_string())?;
+    let source = LocalSource::new(source_uri).map_err(|e| e.to_string())?;
+    let remote = choose_remote(&config, &source, ref_name, remote)?;
+    let policy = TrustPolicy::for_remote(path, &trust_settings(&remote)).map_err(|e| e.to_string())?;
+    if policy.allows_unsigned_commits() {
+        eprintln!(
+            "WARNING: remote {} does not verify signatures: the commit is not checked for who made it.",
+            remote.name
+        );
+    }
+    let destination = RefKind::Remote(remote.name.clone());
+    let current = current_commit(&repo, &destination, ref_name)?;
+    let check = |commit: &CommitToCheck<'_>| -> Result<(), String> {
+        let detached = commit
+            .detached_metadata
+            .map(trust::parse_detached_metadata)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        policy
+            .verify_commit(&CommitToVerify {
+                commit_bytes: commit.bytes,
+                detached_metadata: detached,
+                ref_name: commit.ref_name,
+                current,
+            })
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let cancel = AtomicBool::new(false);
+    let request = PullRequest {
+        source: &source,
+        collection_id: remote.collection_id.as_deref(),
+        ref_name,
+        destination,
+        check: &check,
+        cancel: &cancel,
+        workers: pull::default_workers(),
+    };
+    let throttle = std::sync::Mutex::new(Throttle::new(Duration::from_millis(500)));
+    let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let on_event = |event: &PullEvent| {
+        if !show_progress {
+            return;
+        }
+        if let PullEvent::Progress(p) = event {
+            if throttle.lock().expect("lock").ready() {
+                eprint!(
+                    "\r{}/{} objects, {} of {}   ",
+                    p.objects_done,
+                    p.objects_total,
+                    format_size(p.bytes_done),
+                    format_size(p.bytes_total)
+                );
+            }
+        }
+    };
+    let outcome = pull::pull(&repo, &request, &on_event).map_err(|e| e.to_string())?;
+    if show_progress {
+        eprintln!();
+    }
+    if json {
+        print_json(&PullReport {
+            source: source.name(),
+            remote: &remote.name,
+            ref_name,
+            outcome: &outcome,
+        });
+    } else {
+        println!(
+            "{}:{ref_name} → {} ({} objects, {} fetched; {} already present)",
+            remote.name,
+            outcome.commit,
+            outcome.objects_fetched,
+            format_size(outcome.bytes_fetched),
+            outcome.objects_present
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The commit a ref points at now, with its timestamp (for the downgrade check).
+fn current_commit(repo: &Repo, kind: &RefKind, ref_name: &str) -> Result<Option<(Checksum, u64)>, String> {
+    let Some(checksum) = refs::read_ref(repo.root(), kind, ref_name).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    match repo.load_commit(&checksum) {
+        Ok((commit, _)) => Ok(Some((checksum, commit.timestamp))),
+        Err(e) => Err(format!("the installed commit of {ref_name} cannot be read: {e}")),
+    }
+}
+
+#[derive(Serialize)]
+struct RefEntry {
+    #[serde(flatten)]
+    kind: RefKind,
+    #[serde(rename = "ref")]
+    name: String,
+    commit: Checksum,
+}
+
+pub fn refs(path: &Path, json: bool) -> CmdResult {
+    let repo = open_repo(path)?;
+    let all = refs::list_refs(repo.root()).map_err(|e| e.to_string())?;
+    if json {
+        let entries: Vec<RefEntry> = all
+            .into_iter()
+            .map(|(kind, name, commit)| RefEntry { kind, name, commit })
+            .collect();
+        print_json(&entries);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (kind, name, commit) in all {
+        match kind {
+            RefKind::Head => println!("{name}\t{commit}"),
+            RefKind::Remote(remote) => println!("{remote}:{name}\t{commit}"),
+            RefKind::Mirror(collection) => println!("({collection}, {name})\t{commit}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A checksum, `REMOTE:REF`, or a ref of the repository's own.
+fn resolve_rev(repo: &Repo, rev: &str) -> Result<Checksum, String> {
+    if let Ok(checksum) = rev.parse::<Checksum>() {
+        return Ok(checksum);
+    }
+    let (remote, name) = refs::parse_refspec(rev).map_err(|e| e.to_string())?;
+    let kind = remote.map_or(RefKind::Head, RefKind::Remote);
+    refs::read_ref(repo.root(), &kind, &name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no ref {rev} in {}", repo.root().display()))
+}
+
+#[derive(Serialize)]
+struct LogEntry {
+    commit: Checksum,
+    timestamp: u64,
+    subject: String,
+    body: String,
+    version: Option<String>,
+    parent: Option<Checksum>,
+}
+
+pub fn log(path: &Path, rev: &str, json: bool) -> CmdResult {
+    let repo = open_repo(path)?;
+    let mut next = Some(resolve_rev(&repo, rev)?);
+    let mut entries = Vec::new();
+    while let Some(checksum) = next {
+        // History is often shallow: stop where the parent was never pulled.
+        if !repo.has_object(&ObjectName::new(checksum, ObjectType::Commit)) && !entries.is_empty() {
+            break;
+        }
+        let (commit, _) = repo.load_commit(&checksum).map_err(|e| e.to_string())?;
+        next = commit.parent;
+        entries.push(LogEntry {
+            commit: checksum,
+            timestamp: commit.timestamp,
+            version: commit.version(),
+            subject: commit.subject,
+            body: commit.body,
+            parent: commit.parent,
+        });
+    }
+    if json {
+        print_json(&entries);
+    } else {
+        for e in entries {
+            println!("commit {}", e.commit);
+            println!("Date:  {}", format_timestamp(e.timestamp));
+            if let Some(v) = &e.version {
+                println!("Version: {v}");
+            }
+            println!("\n    {}\n", e.subject);
+            if !e.body.is_empty() {
+                println!("    {}\n", e.body);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn fsck(path: &Path, json: bool) -> CmdResult {
+    let repo = open_repo(path)?;
+    let report = fsck_mod::fsck(&repo, pull::default_workers()).map_err(|e| e.to_string())?;
+    if json {
+        print_json(&report);
+    } else {
+        println!(
+            "Checked {} objects and {} commits",
+            report.objects_checked, report.commits_checked
+        );
+        for c in &report.partial_commits {
+            println!("Commit {c} is partial (its pull has not finished)");
+        }
+        for p in &report.problems {
+            println!("Error: {p}");
+        }
+    }
+    if report.is_clean() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!("{} problem(s) found", report.problems.len()))
+    }
+}
+
+pub fn summary_update(path: &Path) -> CmdResult {
+    let repo = open_repo(path)?;
+    crate::repo::summary_gen::update_summary(&repo).map_err(|e| e.to_string())?;
+    println!("Updated {}", repo.root().join("summary").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn checkout(path: &Path, rev: &str, destination: &Path) -> CmdResult {
+    let repo = open_repo(path)?;
+    let commit = resolve_rev(&repo, rev)?;
+    checkout_mod::checkout(&repo, &commit, destination).map_err(|e| e.to_string())?;
+    println!("Checked out {commit} to {}", destination.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,104 @@
+//! A source on disk: a repository on a USB drive, in a sideload directory, or any
+//! path or `file://` URI.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::fetch::error::FetchError;
+use crate::repo::refs::{self, RefKind};
+use crate::repo::{Checksum, ObjectName, RepoError};
+
+/// A repository read straight from the filesystem.
+#[derive(Clone, Debug)]
+pub struct LocalSource {
+    root: PathBuf,
+    name: String,
+}
+
+impl LocalSource {
+    /// `uri` is a `file://` URI or a plain path.
+    pub fn new(uri: &str) -> Result<Self, FetchError> {
+        let path = match uri.strip_prefix("file://") {
+            Some(rest) => PathBuf::from(percent_decode(rest)),
+            None => PathBuf::from(uri),
+        };
+        let name = path.display().to_string();
+        if !path.join("objects").is_dir() {
+            return Err(FetchError::NotServing { source_name: name });
+        }
+        Ok(Self { root: path, name })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The commit a ref points at: `refs/mirrors/COLLECTION/REF` (what `ostree
+    /// create-usb` writes), then `refs/heads/REF` when the source's own collection
+    /// matches or is unknown.
+    pub fn resolve_ref(&self, collection_id: Option<&str>, ref_name: &str) -> Result<Checksum, FetchError> {
+        let source_err = |error| FetchError::Source {
+            source_name: self.name.clone(),
+            error,
+        };
+        if let Some(collection) = collection_id {
+            let kind = RefKind::Mirror(collection.to_owned());
+            if let Some(c) = refs::read_ref(&self.root, &kind, ref_name).map_err(source_err)? {
+                return Ok(c);
+            }
+        }
+        if let Some(c) = refs::read_ref(&self.root, &RefKind::Head, ref_name).map_err(source_err)? {
+            return Ok(c);
+        }
+        Err(FetchError::RefNotFound {
+            source_name: self.name.clone(),
+            ref_name: ref_name.to_owned(),
+        })
+    }
+
+    /// Opens an object; `Ok(None)` when the source does not have it.
+    pub fn open(&self, name: &ObjectName) -> Result<Option<File>, FetchError> {
+        let path = self.root.join(name.relative_path());
+        match File::open(&path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FetchError::Source {
+                source_name: self.name.clone(),
+                error: RepoError::io(path, e),
+            }),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decodes_file_uris() {
+        assert_eq!(super::percent_decode("/a%20b/c"), "/a b/c");
+        assert_eq!(super::percent_decode("/100%"), "/100%");
+    }
+}

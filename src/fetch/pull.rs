@@ -1,0 +1,356 @@
+//! A pull of one ref's whole commit closure from one source on disk.
+//!
+//! The commit is fetched and verified (checksum, then the caller's trust check)
+//! before anything under it is requested. Metadata is walked on the calling thread;
+//! file objects are verified (inflate + sha256) and staged by worker threads, so all
+//! cores work. Verified objects are checkpointed into the store every few seconds,
+//! which lets an interrupted pull resume; the ref moves only after the closure is
+//! complete and durable.
+
+use std::collections::HashSet;
+use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::fetch::error::FetchError;
+use crate::fetch::local::LocalSource;
+use crate::repo::filez::verify_filez;
+use crate::repo::objects::{variant_from_bytes, Commit, DirMeta, DirTree, METADATA_TYPE};
+use crate::repo::refs::{self, RefKind};
+use crate::repo::store::{Repo, Transaction};
+use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
+
+/// Metadata objects larger than this are refused (ostree's limit is 10 MiB).
+const MAX_METADATA_SIZE: u64 = 10 * 1024 * 1024;
+const READ_BUFFER: usize = 128 * 1024;
+
+/// What the trust check is given: the commit exactly as received.
+pub struct CommitToCheck<'a> {
+    pub checksum: Checksum,
+    pub bytes: &'a [u8],
+    pub commit: &'a Commit,
+    pub detached_metadata: Option<&'a [u8]>,
+    pub ref_name: &'a str,
+}
+
+/// Decides whether a commit may be installed; `Err` holds the reason.
+pub type CommitCheck<'a> = dyn Fn(&CommitToCheck<'_>) -> Result<(), String> + Sync + 'a;
+
+pub struct PullRequest<'a> {
+    pub source: &'a LocalSource,
+    /// The collection the ref belongs to, when the remote has one.
+    pub collection_id: Option<&'a str>,
+    pub ref_name: &'a str,
+    /// Where the ref is written once the closure is stored.
+    pub destination: RefKind,
+    pub check: &'a CommitCheck<'a>,
+    pub cancel: &'a AtomicBool,
+    /// Worker threads for file objects (inflate + sha256 + write).
+    pub workers: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PullProgress {
+    pub objects_done: u64,
+    pub objects_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub enum PullEvent {
+    /// The commit is verified and its tree walked: totals are known.
+    Planned { commit: Checksum, progress: PullProgress },
+    Progress(PullProgress),
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PullOutcome {
+    pub commit: Checksum,
+    pub previous: Option<Checksum>,
+    pub objects_fetched: u64,
+    pub bytes_fetched: u64,
+    /// Objects of the closure that were already stored.
+    pub objects_present: u64,
+}
+
+pub fn default_workers() -> usize {
+    // Twice the cores: workers also wait on the disk.
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}
+
+/// Pulls `request.ref_name` from `request.source` into `repo`.
+pub fn pull(
+    repo: &Repo,
+    request: &PullRequest<'_>,
+    on_event: &(dyn Fn(&PullEvent) + Sync),
+) -> Result<PullOutcome, FetchError> {
+    let source = request.source;
+    let commit_checksum = source.resolve_ref(request.collection_id, request.ref_name)?;
+    let previous = refs::read_ref(repo.root(), &request.destination, request.ref_name)?;
+
+    let commit_name = ObjectName::new(commit_checksum, ObjectType::Commit);
+    let commit_bytes = fetch_metadata(source, &commit_name)?;
+    let commit = Commit::parse(&commit_bytes).map_err(|error| bad(source, error))?;
+    let meta_name = ObjectName::new(commit_checksum, ObjectType::CommitMeta);
+    let detached = match source.open(&meta_name)? {
+        Some(_) => {
+            let bytes = read_limited(source, &meta_name)?;
+            variant_from_bytes("detached metadata", METADATA_TYPE, &bytes).map_err(|error| bad(source, error))?;
+            Some(bytes)
+        }
+        None => None,
+    };
+    (request.check)(&CommitToCheck {
+        checksum: commit_checksum,
+        bytes: &commit_bytes,
+        commit: &commit,
+        detached_metadata: detached.as_deref(),
+        ref_name: request.ref_name,
+    })
+    .map_err(|reason| FetchError::Untrusted {
+        source_name: source.name().to_owned(),
+        ref_name: request.ref_name.to_owned(),
+        commit: commit_checksum,
+        reason,
+    })?;
+
+    let complete = repo.has_object(&commit_name) && !repo.is_commit_partial(&commit_checksum);
+    let txn = repo.begin()?;
+    let mut outcome = PullOutcome {
+        commit: commit_checksum,
+        previous,
+        objects_fetched: 0,
+        bytes_fetched: 0,
+        objects_present: 0,
+    };
+    if !complete {
+        repo.mark_commit_partial(&commit_checksum)?;
+        let plan = walk_tree(&txn, source, &commit, &mut outcome)?;
+        fetch_files(&txn, request, &plan, &mut outcome, on_event)?;
+        if let Some(bytes) = &detached {
+            txn.stage_bytes(&meta_name, bytes)?;
+        }
+        txn.stage_bytes(&commit_name, &commit_bytes)?;
+        outcome.objects_fetched += 1;
+        outcome.bytes_fetched += commit_bytes.len() as u64;
+    }
+    txn.commit()?;
+    refs::write_ref(repo.root(), &request.destination, request.ref_name, &commit_checksum)?;
+    repo.clear_commit_partial(&commit_checksum)?;
+    Ok(outcome)
+}
+
+fn bad(source: &LocalSource, error: RepoError) -> FetchError {
+    FetchError::BadObject {
+        source_name: source.name().to_owned(),
+        error,
+    }
+}
+
+fn not_found(source: &LocalSource, name: &ObjectName) -> FetchError {
+    FetchError::ObjectNotFound {
+        source_name: source.name().to_owned(),
+        object: name.to_string(),
+    }
+}
+
+fn read_limited(source: &LocalSource, name: &ObjectName) -> Result<Vec<u8>, FetchError> {
+    let file = source.open(name)?.ok_or_else(|| not_found(source, name))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_METADATA_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| FetchError::Source {
+            source_name: source.name().to_owned(),
+            error: RepoError::io(source.root().join(name.relative_path()), e),
+        })?;
+    if bytes.len() as u64 > MAX_METADATA_SIZE {
+        return Err(bad(
+            source,
+            RepoError::CorruptObject {
+                name: *name,
+                reason: "larger than any metadata object may be".into(),
+            },
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads a metadata object from the source and checks it against its name.
+fn fetch_metadata(source: &LocalSource, name: &ObjectName) -> Result<Vec<u8>, FetchError> {
+    let bytes = read_limited(source, name)?;
+    let actual = Checksum::digest(&bytes);
+    if actual != name.checksum {
+        return Err(bad(
+            source,
+            RepoError::ChecksumMismatch {
+                expected: *name,
+                actual: actual.to_hex(),
+            },
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A metadata object from the store or staging, else fetched, verified and staged.
+fn metadata_object(
+    txn: &Transaction<'_>,
+    source: &LocalSource,
+    name: &ObjectName,
+    outcome: &mut PullOutcome,
+) -> Result<Vec<u8>, FetchError> {
+    if txn.has_object(name) {
+        outcome.objects_present += 1;
+        return Ok(txn.read_object_bytes(name)?);
+    }
+    let bytes = fetch_metadata(source, name)?;
+    // Parse before staging: a well-named object can still be malformed or unsafe.
+    match name.kind {
+        ObjectType::DirTree => DirTree::parse(&bytes).map(drop),
+        ObjectType::DirMeta => DirMeta::parse(&bytes).map(drop),
+        _ => Ok(()),
+    }
+    .map_err(|error| bad(source, error))?;
+    txn.stage_bytes(name, &bytes)?;
+    outcome.objects_fetched += 1;
+    outcome.bytes_fetched += bytes.len() as u64;
+    Ok(bytes)
+}
+
+struct FilePlan {
+    files: Vec<(Checksum, u64)>,
+    bytes_total: u64,
+}
+
+/// Walks the tree depth first, fetching metadata, and lists the missing files.
+fn walk_tree(
+    txn: &Transaction<'_>,
+    source: &LocalSource,
+    commit: &Commit,
+    outcome: &mut PullOutcome,
+) -> Result<FilePlan, FetchError> {
+    let mut seen_files = HashSet::new();
+    let mut seen_trees = HashSet::new();
+    let mut plan = FilePlan {
+        files: Vec::new(),
+        bytes_total: 0,
+    };
+    metadata_object(txn, source, &ObjectName::new(commit.root_meta, ObjectType::DirMeta), outcome)?;
+    let mut pending = vec![commit.root_tree];
+    while let Some(tree_checksum) = pending.pop() {
+        if !seen_trees.insert(tree_checksum) {
+            continue;
+        }
+        let name = ObjectName::new(tree_checksum, ObjectType::DirTree);
+        let bytes = metadata_object(txn, source, &name, outcome)?;
+        let tree = DirTree::parse(&bytes).map_err(|error| bad(source, error))?;
+        for file in &tree.files {
+            if !seen_files.insert(file.checksum) {
+                continue;
+            }
+            let name = ObjectName::new(file.checksum, ObjectType::File);
+            if txn.has_object(&name) {
+                outcome.objects_present += 1;
+                continue;
+            }
+            let path = source.root().join(name.relative_path());
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            plan.bytes_total += size;
+            plan.files.push((file.checksum, size));
+        }
+        for dir in &tree.dirs {
+            metadata_object(txn, source, &ObjectName::new(dir.meta, ObjectType::DirMeta), outcome)?;
+            pending.push(dir.tree);
+        }
+    }
+    Ok(plan)
+}
+
+/// Verifies and stages the missing file objects on worker threads.
+fn fetch_files(
+    txn: &Transaction<'_>,
+    request: &PullRequest<'_>,
+    plan: &FilePlan,
+    outcome: &mut PullOutcome,
+    on_event: &(dyn Fn(&PullEvent) + Sync),
+) -> Result<(), FetchError> {
+    let source = request.source;
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let bytes_done = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let first_error: Mutex<Option<FetchError>> = Mutex::new(None);
+    let progress = |objects_done, bytes_done| PullProgress {
+        objects_done,
+        objects_total: plan.files.len() as u64,
+        bytes_done,
+        bytes_total: plan.bytes_total,
+    };
+    on_event(&PullEvent::Planned {
+        commit: outcome.commit,
+        progress: progress(0, 0),
+    });
+
+    let fetch_one = |checksum: &Checksum| -> Result<u64, FetchError> {
+        let name = ObjectName::new(*checksum, ObjectType::File);
+        let file = source.open(&name)?.ok_or_else(|| not_found(source, &name))?;
+        let reader = BufReader::with_capacity(READ_BUFFER, file);
+        txn.stage_with(&name, |out| verify_filez(reader, checksum, out).map(|(_, n)| n))
+            .map_err(|error| match error {
+                RepoError::Io { .. } => FetchError::Local(error),
+                error => bad(source, error),
+            })
+    };
+
+    std::thread::scope(|scope| {
+        for _ in 0..request.workers.max(1) {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((checksum, _)) = plan.files.get(i) else { break };
+                    match fetch_one(checksum) {
+                        Ok(n) => {
+                            bytes_done.fetch_add(n, Ordering::Relaxed);
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            first_error.lock().expect("lock").get_or_insert(e);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        // This thread reports progress and checkpoints while the workers run.
+        let total = plan.files.len() as u64;
+        let mut last_checkpoint = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if request.cancel.load(Ordering::Relaxed) {
+                first_error.lock().expect("lock").get_or_insert(FetchError::Cancelled);
+                stop.store(true, Ordering::Relaxed);
+            }
+            let objects = done.load(Ordering::Relaxed);
+            if stop.load(Ordering::Relaxed) || objects >= total {
+                break;
+            }
+            on_event(&PullEvent::Progress(progress(objects, bytes_done.load(Ordering::Relaxed))));
+            if last_checkpoint.elapsed() >= Duration::from_secs(2) {
+                if let Err(e) = txn.checkpoint() {
+                    first_error.lock().expect("lock").get_or_insert(e.into());
+                    stop.store(true, Ordering::Relaxed);
+                }
+                last_checkpoint = Instant::now();
+            }
+        }
+    });
+    if let Some(error) = first_error.into_inner().expect("lock") {
+        return Err(error);
+    }
+    let bytes = bytes_done.load(Ordering::Relaxed);
+    on_event(&PullEvent::Progress(progress(done.load(Ordering::Relaxed), bytes)));
+    outcome.objects_fetched += plan.files.len() as u64;
+    outcome.bytes_fetched += bytes;
+    Ok(())
+}

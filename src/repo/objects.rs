@@ -1,0 +1,382 @@
+//! The metadata objects (commit, dirtree, dirmeta) and their GVariant forms.
+//!
+//! Parsing is strict: the bytes must be a GVariant of the right type in normal form,
+//! every checksum 32 bytes, and every name in a tree safe to check out. Serializing
+//! produces the normal form, which is what `ostree` checksums.
+
+use glib::prelude::*;
+use glib::{Variant, VariantDict, VariantTy};
+
+use crate::repo::checksum::Checksum;
+use crate::repo::error::{RepoError, Result};
+
+pub const COMMIT_TYPE: &str = "(a{sv}aya(say)sstayay)";
+pub const DIRTREE_TYPE: &str = "(a(say)a(sayay))";
+pub const DIRMETA_TYPE: &str = "(uuua(ayay))";
+pub const METADATA_TYPE: &str = "a{sv}";
+
+/// Extended attributes as ostree stores them: (name with trailing NUL, value).
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Parses `data` as a GVariant of `type_string`, refusing anything not in normal form.
+pub fn variant_from_bytes(what: &'static str, type_string: &str, data: &[u8]) -> Result<Variant> {
+    let ty = VariantTy::new(type_string).expect("static GVariant type");
+    let variant = Variant::from_data_with_type(data.to_vec(), ty);
+    if !variant.is_normal_form() {
+        return Err(RepoError::format(
+            what,
+            "not a GVariant of the expected type in normal form",
+        ));
+    }
+    Ok(variant)
+}
+
+fn bytes_child(v: &Variant, index: usize) -> Vec<u8> {
+    v.child_value(index)
+        .fixed_array::<u8>()
+        .map(|s| s.to_vec())
+        .unwrap_or_default()
+}
+
+fn checksum_child(what: &'static str, v: &Variant, index: usize) -> Result<Checksum> {
+    let bytes = bytes_child(v, index);
+    Checksum::from_bytes(&bytes)
+        .map_err(|_| RepoError::format(what, format!("checksum of {} bytes", bytes.len())))
+}
+
+fn string_child(v: &Variant, index: usize) -> String {
+    v.child_value(index).str().unwrap_or_default().to_owned()
+}
+
+/// ostree stores integers big-endian inside native GVariant integers.
+fn u32_be(v: &Variant, index: usize) -> u32 {
+    u32::from_be(v.child_value(index).get::<u32>().unwrap_or_default())
+}
+
+fn u64_be(v: &Variant, index: usize) -> u64 {
+    u64::from_be(v.child_value(index).get::<u64>().unwrap_or_default())
+}
+
+fn bytes_variant(bytes: &[u8]) -> Variant {
+    Variant::array_from_fixed_array(bytes)
+}
+
+pub(crate) fn xattrs_from_variant(v: &Variant) -> Xattrs {
+    v.iter()
+        .map(|pair| (bytes_child(&pair, 0), bytes_child(&pair, 1)))
+        .collect()
+}
+
+pub(crate) fn xattrs_to_variant(xattrs: &Xattrs) -> Variant {
+    Variant::array_from_iter_with_type(
+        VariantTy::new("(ayay)").expect("static type"),
+        xattrs.iter().map(|(name, value)| {
+            Variant::tuple_from_iter([bytes_variant(name), bytes_variant(value)])
+        }),
+    )
+}
+
+/// Refuses names that could escape a checkout or that `ostree` itself would refuse.
+pub fn validate_tree_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(RepoError::UnsafeName(name.escape_debug().to_string()));
+    }
+    Ok(())
+}
+
+/// `(uuua(ayay))`: ownership, mode and xattrs of a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirMeta {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub xattrs: Xattrs,
+}
+
+impl DirMeta {
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        let v = variant_from_bytes("dirmeta", DIRMETA_TYPE, data)?;
+        let meta = Self {
+            uid: u32_be(&v, 0),
+            gid: u32_be(&v, 1),
+            mode: u32_be(&v, 2),
+            xattrs: xattrs_from_variant(&v.child_value(3)),
+        };
+        if meta.mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(RepoError::format(
+                "dirmeta",
+                format!("mode {:o} is not a directory", meta.mode),
+            ));
+        }
+        Ok(meta)
+    }
+
+    pub fn to_variant(&self) -> Variant {
+        Variant::tuple_from_iter([
+            self.uid.to_be().to_variant(),
+            self.gid.to_be().to_variant(),
+            self.mode.to_be().to_variant(),
+            xattrs_to_variant(&self.xattrs),
+        ])
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_variant().data().to_vec()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirTreeFile {
+    pub name: String,
+    pub checksum: Checksum,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirTreeDir {
+    pub name: String,
+    pub tree: Checksum,
+    pub meta: Checksum,
+}
+
+/// `(a(say)a(sayay))`: the files and subdirectories of one directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirTree {
+    pub files: Vec<DirTreeFile>,
+    pub dirs: Vec<DirTreeDir>,
+}
+
+impl DirTree {
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        let v = variant_from_bytes("dirtree", DIRTREE_TYPE, data)?;
+        let mut tree = DirTree::default();
+        for entry in v.child_value(0).iter() {
+            tree.files.push(DirTreeFile {
+                name: string_child(&entry, 0),
+                checksum: checksum_child("dirtree", &entry, 1)?,
+            });
+        }
+        for entry in v.child_value(1).iter() {
+            tree.dirs.push(DirTreeDir {
+                name: string_child(&entry, 0),
+                tree: checksum_child("dirtree", &entry, 1)?,
+                meta: checksum_child("dirtree", &entry, 2)?,
+            });
+        }
+        tree.validate()?;
+        Ok(tree)
+    }
+
+    /// Every name safe, and no name twice: a file and a directory of the same
+    /// name would let a checkout write through a symlink.
+    fn validate(&self) -> Result<()> {
+        let mut names: Vec<&str> = self
+            .files
+            .iter()
+            .map(|f| f.name.as_str())
+            .chain(self.dirs.iter().map(|d| d.name.as_str()))
+            .collect();
+        for name in &names {
+            validate_tree_name(name)?;
+        }
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(RepoError::format(
+                "dirtree",
+                format!("“{}” appears twice", pair[0]),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn to_variant(&self) -> Variant {
+        let files = Variant::array_from_iter_with_type(
+            VariantTy::new("(say)").expect("static type"),
+            self.files.iter().map(|f| {
+                Variant::tuple_from_iter([
+                    f.name.to_variant(),
+                    bytes_variant(f.checksum.as_bytes()),
+                ])
+            }),
+        );
+        let dirs = Variant::array_from_iter_with_type(
+            VariantTy::new("(sayay)").expect("static type"),
+            self.dirs.iter().map(|d| {
+                Variant::tuple_from_iter([
+                    d.name.to_variant(),
+                    bytes_variant(d.tree.as_bytes()),
+                    bytes_variant(d.meta.as_bytes()),
+                ])
+            }),
+        );
+        Variant::tuple_from_iter([files, dirs])
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_variant().data().to_vec()
+    }
+}
+
+/// `(a{sv}aya(say)sstayay)`: one commit.
+#[derive(Clone, Debug)]
+pub struct Commit {
+    /// The `a{sv}` metadata (version, bindings, …).
+    pub metadata: Variant,
+    pub parent: Option<Checksum>,
+    pub related: Vec<(String, Checksum)>,
+    pub subject: String,
+    pub body: String,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+    pub root_tree: Checksum,
+    pub root_meta: Checksum,
+}
+
+impl Commit {
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        let v = variant_from_bytes("commit", COMMIT_TYPE, data)?;
+        let parent_bytes = bytes_child(&v, 1);
+        let parent = match parent_bytes.len() {
+            0 => None,
+            _ => Some(Checksum::from_bytes(&parent_bytes).map_err(|_| {
+                RepoError::format(
+                    "commit",
+                    format!("parent checksum of {} bytes", parent_bytes.len()),
+                )
+            })?),
+        };
+        let mut related = Vec::new();
+        for entry in v.child_value(2).iter() {
+            related.push((
+                string_child(&entry, 0),
+                checksum_child("commit", &entry, 1)?,
+            ));
+        }
+        Ok(Self {
+            metadata: v.child_value(0),
+            parent,
+            related,
+            subject: string_child(&v, 3),
+            body: string_child(&v, 4),
+            timestamp: u64_be(&v, 5),
+            root_tree: checksum_child("commit", &v, 6)?,
+            root_meta: checksum_child("commit", &v, 7)?,
+        })
+    }
+
+    pub fn to_variant(&self) -> Variant {
+        let parent = self.parent.map(|p| p.0.to_vec()).unwrap_or_default();
+        let related = Variant::array_from_iter_with_type(
+            VariantTy::new("(say)").expect("static type"),
+            self.related.iter().map(|(name, c)| {
+                Variant::tuple_from_iter([name.to_variant(), bytes_variant(c.as_bytes())])
+            }),
+        );
+        Variant::tuple_from_iter([
+            self.metadata.clone(),
+            bytes_variant(&parent),
+            related,
+            self.subject.to_variant(),
+            self.body.to_variant(),
+            self.timestamp.to_be().to_variant(),
+            bytes_variant(self.root_tree.as_bytes()),
+            bytes_variant(self.root_meta.as_bytes()),
+        ])
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_variant().data().to_vec()
+    }
+
+    /// A metadata value by key, if present with the expected type.
+    pub fn metadata_value(&self, key: &str, type_string: &str) -> Option<Variant> {
+        let ty = VariantTy::new(type_string).ok()?;
+        VariantDict::new(Some(&self.metadata)).lookup_value(key, Some(ty))
+    }
+
+    /// `version` from the commit metadata, as `ostree commit --add-metadata-string=version=…` sets.
+    pub fn version(&self) -> Option<String> {
+        self.metadata_value("version", "s")?
+            .str()
+            .map(str::to_owned)
+    }
+}
+
+/// An empty `a{sv}`.
+pub fn empty_metadata() -> Variant {
+    VariantDict::new(None).end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dirtree_round_trip_and_unsafe_names() {
+        let c = Checksum::digest(b"x");
+        let tree = DirTree {
+            files: vec![DirTreeFile {
+                name: "a".into(),
+                checksum: c,
+            }],
+            dirs: vec![DirTreeDir {
+                name: "b".into(),
+                tree: c,
+                meta: c,
+            }],
+        };
+        let bytes = tree.to_bytes();
+        assert_eq!(DirTree::parse(&bytes).unwrap(), tree);
+
+        for bad in ["..", ".", "a/b", ""] {
+            let t = DirTree {
+                files: vec![DirTreeFile {
+                    name: bad.into(),
+                    checksum: c,
+                }],
+                dirs: vec![],
+            };
+            assert!(
+                matches!(DirTree::parse(&t.to_bytes()), Err(RepoError::UnsafeName(_))),
+                "{bad:?}"
+            );
+        }
+        let dup = DirTree {
+            files: vec![DirTreeFile {
+                name: "a".into(),
+                checksum: c,
+            }],
+            dirs: vec![DirTreeDir {
+                name: "a".into(),
+                tree: c,
+                meta: c,
+            }],
+        };
+        assert!(DirTree::parse(&dup.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn commit_round_trip() {
+        let c = Checksum::digest(b"x");
+        let commit = Commit {
+            metadata: empty_metadata(),
+            parent: Some(c),
+            related: vec![],
+            subject: "s".into(),
+            body: String::new(),
+            timestamp: 1_700_000_000,
+            root_tree: c,
+            root_meta: c,
+        };
+        let bytes = commit.to_bytes();
+        let parsed = Commit::parse(&bytes).unwrap();
+        assert_eq!(parsed.timestamp, 1_700_000_000);
+        assert_eq!(parsed.parent, Some(c));
+        assert_eq!(parsed.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(Commit::parse(b"garbage").is_err());
+        assert!(DirMeta::parse(&[0u8; 3]).is_err());
+    }
+}

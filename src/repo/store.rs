@@ -1,0 +1,400 @@
+//! The object store of an archive repository, and crash-safe transactions into it.
+//!
+//! Objects are verified before they are staged under `tmp/`, made durable in one
+//! batch (`syncfs`), renamed into `objects/`, and the directories synced again. Refs
+//! are written after that, so a process killed at any instant leaves a repository
+//! `ostree fsck` accepts: at worst some staged work is lost.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
+use crate::repo::error::{RepoError, Result};
+use crate::repo::objects::{Commit, DirMeta, DirTree};
+
+/// Archive objects are world-readable, so a drive written here works elsewhere.
+const OBJECT_MODE: u32 = 0o644;
+const STAGING_PREFIX: &str = "staging-ferry-";
+
+/// An OSTree archive repository on disk.
+#[derive(Clone, Debug)]
+pub struct Repo {
+    root: PathBuf,
+}
+
+impl Repo {
+    /// Opens an existing repository (any archive repo, made by Ferry or `ostree`).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let root = path.as_ref().to_path_buf();
+        if !root.join("config").is_file() || !root.join("objects").is_dir() {
+            return Err(RepoError::NotARepository(root));
+        }
+        Ok(Self { root })
+    }
+
+    /// Creates the directory layout `ostree init --mode=archive` creates. The caller
+    /// writes the config (see `config`).
+    pub fn create_layout(path: impl AsRef<Path>) -> Result<Self> {
+        let root = path.as_ref().to_path_buf();
+        for dir in [
+            "objects",
+            "refs/heads",
+            "refs/mirrors",
+            "refs/remotes",
+            "state",
+            "tmp/cache",
+            "extensions",
+        ] {
+            let dir = root.join(dir);
+            fs::create_dir_all(&dir).map_err(|e| RepoError::io(&dir, e))?;
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn object_path(&self, name: &ObjectName) -> PathBuf {
+        self.root.join(name.relative_path())
+    }
+
+    pub fn has_object(&self, name: &ObjectName) -> bool {
+        self.object_path(name).exists()
+    }
+
+    /// The raw bytes of a stored object (for metadata objects; they are small).
+    pub fn read_object_bytes(&self, name: &ObjectName) -> Result<Vec<u8>> {
+        let path = self.object_path(name);
+        fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => RepoError::MissingObject(*name),
+            _ => RepoError::io(path, e),
+        })
+    }
+
+    pub fn open_object(&self, name: &ObjectName) -> Result<File> {
+        let path = self.object_path(name);
+        File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => RepoError::MissingObject(*name),
+            _ => RepoError::io(path, e),
+        })
+    }
+
+    pub fn load_commit(&self, checksum: &Checksum) -> Result<(Commit, Vec<u8>)> {
+        let bytes = self.read_object_bytes(&ObjectName::new(*checksum, ObjectType::Commit))?;
+        Ok((Commit::parse(&bytes)?, bytes))
+    }
+
+    pub fn load_dirtree(&self, checksum: &Checksum) -> Result<DirTree> {
+        DirTree::parse(&self.read_object_bytes(&ObjectName::new(*checksum, ObjectType::DirTree))?)
+    }
+
+    pub fn load_dirmeta(&self, checksum: &Checksum) -> Result<DirMeta> {
+        DirMeta::parse(&self.read_object_bytes(&ObjectName::new(*checksum, ObjectType::DirMeta))?)
+    }
+
+    /// The detached metadata (signatures) of a commit, if any.
+    pub fn load_detached_metadata(&self, commit: &Checksum) -> Result<Option<Vec<u8>>> {
+        match self.read_object_bytes(&ObjectName::new(*commit, ObjectType::CommitMeta)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(RepoError::MissingObject(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn commit_partial_path(&self, commit: &Checksum) -> PathBuf {
+        self.root.join("state").join(format!("{commit}.commitpartial"))
+    }
+
+    /// Whether a pull of `commit` started and did not finish (libostree's marker).
+    pub fn is_commit_partial(&self, commit: &Checksum) -> bool {
+        self.commit_partial_path(commit).exists()
+    }
+
+    /// Marks `commit` as incomplete before any of its objects is stored, so `ostree
+    /// fsck` and a later pull know its closure may have holes.
+    pub fn mark_commit_partial(&self, commit: &Checksum) -> Result<()> {
+        let state = self.root.join("state");
+        fs::create_dir_all(&state).map_err(|e| RepoError::io(&state, e))?;
+        let path = self.commit_partial_path(commit);
+        let file = File::create(&path).map_err(|e| RepoError::io(&path, e))?;
+        file.sync_all().map_err(|e| RepoError::io(&path, e))?;
+        sync_dir(&state)
+    }
+
+    pub fn clear_commit_partial(&self, commit: &Checksum) -> Result<()> {
+        let path = self.commit_partial_path(commit);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.root.join("state")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RepoError::io(path, e)),
+        }
+    }
+
+    /// Every object in the store, by walking `objects/`.
+    pub fn list_objects(&self) -> Result<Vec<ObjectName>> {
+        let objects = self.root.join("objects");
+        let mut names = Vec::new();
+        for dir in fs::read_dir(&objects).map_err(|e| RepoError::io(&objects, e))? {
+            let dir = dir.map_err(|e| RepoError::io(&objects, e))?;
+            let prefix = dir.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 || !dir.path().is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(dir.path()).map_err(|e| RepoError::io(dir.path(), e))? {
+                let file = file.map_err(|e| RepoError::io(dir.path(), e))?;
+                let rel = format!("{prefix}/{}", file.file_name().to_string_lossy());
+                if let Some(name) = ObjectName::from_relative_path(&rel) {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Starts a transaction; stale staging directories of dead processes are removed.
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        let tmp = self.root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
+        remove_stale_staging(&tmp);
+        let dir = tmp.join(format!(
+            "{STAGING_PREFIX}{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        fs::create_dir(&dir).map_err(|e| RepoError::io(&dir, e))?;
+        let lock_path = dir.join(".lock");
+        let lock = File::create(&lock_path).map_err(|e| RepoError::io(&lock_path, e))?;
+        // Held for the transaction's life: a staging dir whose lock is free is stale.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(RepoError::io(&lock_path, io::Error::last_os_error()));
+        }
+        Ok(Transaction {
+            repo: self,
+            dir,
+            _lock: lock,
+            staged: Mutex::new(Vec::new()),
+            staged_set: Mutex::new(HashSet::new()),
+            made_dirs: Mutex::new(HashSet::new()),
+        })
+    }
+}
+
+fn remove_stale_staging(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(STAGING_PREFIX) {
+            continue;
+        }
+        let Ok(lock) = File::open(entry.path().join(".lock")) else {
+            let _ = fs::remove_dir_all(entry.path());
+            continue;
+        };
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// fsync a directory, so renames and creations in it are durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
+    let dir = File::open(path).map_err(|e| RepoError::io(path, e))?;
+    dir.sync_all().map_err(|e| RepoError::io(path, e))
+}
+
+fn syncfs(dir: &Path) -> Result<()> {
+    let file = File::open(dir).map_err(|e| RepoError::io(dir, e))?;
+    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+        return Err(RepoError::io(dir, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Verified objects staged for the store. Shared by worker threads (`&self` methods).
+/// Dropping it without `commit` discards what was staged since the last checkpoint.
+pub struct Transaction<'r> {
+    repo: &'r Repo,
+    dir: PathBuf,
+    _lock: File,
+    /// Staged since the last checkpoint, in staging order.
+    staged: Mutex<Vec<ObjectName>>,
+    staged_set: Mutex<HashSet<ObjectName>>,
+    made_dirs: Mutex<HashSet<String>>,
+}
+
+impl Transaction<'_> {
+    pub fn repo(&self) -> &Repo {
+        self.repo
+    }
+
+    fn staging_path(&self, name: &ObjectName) -> PathBuf {
+        self.dir.join(format!("{}.{}", name.checksum, name.kind.extension()))
+    }
+
+    /// Stored, or staged in this transaction.
+    pub fn has_object(&self, name: &ObjectName) -> bool {
+        self.staged_set.lock().expect("lock").contains(name) || self.repo.has_object(name)
+    }
+
+    /// Reads an object staged here or already stored.
+    pub fn read_object_bytes(&self, name: &ObjectName) -> Result<Vec<u8>> {
+        if self.staged_set.lock().expect("lock").contains(name) {
+            let path = self.staging_path(name);
+            if let Ok(bytes) = fs::read(&path) {
+                return Ok(bytes);
+            }
+        }
+        self.repo.read_object_bytes(name)
+    }
+
+    /// Stages bytes the caller has verified against `name`.
+    pub fn stage_bytes(&self, name: &ObjectName, bytes: &[u8]) -> Result<()> {
+        self.stage_with(name, |out| out.write_all(bytes).map_err(|e| RepoError::io(&self.dir, e)))
+    }
+
+    /// Stages an object written by `write`, which must verify it as it writes and
+    /// fail if it does not match `name`; a failure leaves nothing staged.
+    pub fn stage_with<T>(
+        &self,
+        name: &ObjectName,
+        write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
+    ) -> Result<T> {
+        let path = self.staging_path(name);
+        let partial = path.with_extension(format!("{}.partial", name.kind.extension()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(OBJECT_MODE)
+            .open(&partial)
+            .map_err(|e| RepoError::io(&partial, e))?;
+        let mut out = BufWriter::with_capacity(128 * 1024, file);
+        let result = write(&mut out).and_then(|value| {
+            let file = out.into_inner().map_err(|e| RepoError::io(&partial, e.into_error()))?;
+            // The umask must not make an object unreadable to others.
+            file.set_permissions(fs::Permissions::from_mode(OBJECT_MODE))
+                .map_err(|e| RepoError::io(&partial, e))?;
+            fs::rename(&partial, &path).map_err(|e| RepoError::io(&path, e))?;
+            Ok(value)
+        });
+        match result {
+            Ok(value) => {
+                if self.staged_set.lock().expect("lock").insert(*name) {
+                    self.staged.lock().expect("lock").push(*name);
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&partial);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stages a copy of an object file verified by `verify`, which reads `source`
+    /// and writes into the staging file.
+    pub fn stage_copy(&self, name: &ObjectName, source: &mut impl Read) -> Result<u64> {
+        self.stage_with(name, |out| io::copy(source, out).map_err(|e| RepoError::io(&self.dir, e)))
+    }
+
+    /// Number of objects staged since the last checkpoint.
+    pub fn pending(&self) -> usize {
+        self.staged.lock().expect("lock").len()
+    }
+
+    /// Makes everything staged so far durable and moves it into `objects/`. Commit
+    /// objects go last, so none is visible before the objects it names.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut names = std::mem::take(&mut *self.staged.lock().expect("lock"));
+        if names.is_empty() {
+            return Ok(());
+        }
+        names.sort_by_key(|n| matches!(n.kind, ObjectType::Commit | ObjectType::CommitMeta));
+        syncfs(&self.dir)?;
+        let objects = self.repo.root.join("objects");
+        let mut made = self.made_dirs.lock().expect("lock");
+        for name in &names {
+            let hex = name.checksum.to_hex();
+            let prefix = &hex[..2];
+            if !made.contains(prefix) {
+                let dir = objects.join(prefix);
+                match fs::create_dir(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(RepoError::io(dir, e)),
+                }
+                made.insert(prefix.to_owned());
+            }
+            let target = self.repo.object_path(name);
+            let staged = self.staging_path(name);
+            fs::rename(&staged, &target).map_err(|e| RepoError::io(&target, e))?;
+        }
+        // One more syncfs makes the renames (and new directories) durable.
+        syncfs(&objects)?;
+        let mut set = self.staged_set.lock().expect("lock");
+        for name in &names {
+            set.remove(name);
+        }
+        Ok(())
+    }
+
+    /// Checkpoints and removes the staging directory.
+    pub fn commit(self) -> Result<()> {
+        self.checkpoint()
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_objects_appear_after_checkpoint_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::create_layout(dir.path()).unwrap();
+        fs::write(dir.path().join("config"), "[core]\nrepo_version=1\nmode=archive-z2\n").unwrap();
+        let bytes = b"some dirmeta-ish bytes".to_vec();
+        let name = ObjectName::new(Checksum::digest(&bytes), ObjectType::DirMeta);
+        let txn = repo.begin().unwrap();
+        txn.stage_bytes(&name, &bytes).unwrap();
+        assert!(txn.has_object(&name));
+        assert!(!repo.has_object(&name));
+        txn.checkpoint().unwrap();
+        assert!(repo.has_object(&name));
+        let mode = fs::metadata(repo.object_path(&name)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        txn.commit().unwrap();
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(STAGING_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn failed_stage_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::create_layout(dir.path()).unwrap();
+        let name = ObjectName::new(Checksum::digest(b"x"), ObjectType::File);
+        let txn = repo.begin().unwrap();
+        let result: Result<()> = txn.stage_with(&name, |_| Err(RepoError::format("test", "fails")));
+        assert!(result.is_err());
+        assert!(!txn.has_object(&name));
+        txn.checkpoint().unwrap();
+        assert!(!repo.has_object(&name));
+    }
+}

@@ -1,0 +1,194 @@
+//! Reading a repository on disk (a drive or the sideload directory) the way
+//! libostree's mount finder does: its refs in `refs/heads` (the repository's own
+//! collection) and `refs/mirrors/COLLECTION-ID/` (what `ostree create-usb` writes),
+//! with each commit's timestamp read from the commit object when present.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::repo::objects::Commit;
+use crate::repo::refs::{self, RefKind};
+use crate::repo::Checksum;
+
+use super::model::OfferedRef;
+
+/// Refuse to list more refs than this from one repository on a drive.
+const MAX_REFS: usize = 100_000;
+
+/// A (device, inode) pair identifying a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity of what `path` resolves to (symlinks followed).
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = fs::metadata(path)?;
+        Ok(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+/// A repository read from disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskRepo {
+    /// Its canonical path (symlinks resolved).
+    pub path: PathBuf,
+    pub id: FileId,
+    /// `core.collection-id` from its config.
+    pub collection_id: Option<String>,
+    /// Refs with a collection id, sorted by (collection id, ref).
+    pub refs: Vec<OfferedRef>,
+    /// `ostree.summary.last-modified` of its summary, else the summary file's mtime.
+    pub last_modified: Option<u64>,
+}
+
+/// Why a repository on disk could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskRepoError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: not an OSTree repository (no config or objects directory)")]
+    NotARepository(PathBuf),
+    #[error("{path}: invalid config: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: cannot list refs: {reason}")]
+    Refs { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskRepoError + '_ {
+    move |source| DiskRepoError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Resolves `path` (following symlinks) and checks that it looks like a repository.
+pub fn resolve_repo(path: &Path) -> Result<(PathBuf, FileId), DiskRepoError> {
+    let canonical = fs::canonicalize(path).map_err(io_err(path))?;
+    let id = FileId::of(&canonical).map_err(io_err(&canonical))?;
+    if !canonical.join("config").is_file() || !canonical.join("objects").is_dir() {
+        return Err(DiskRepoError::NotARepository(path.to_owned()));
+    }
+    Ok((canonical, id))
+}
+
+/// Reads the repository at `path` (which may be a symlink).
+pub fn read_repo(path: &Path) -> Result<DiskRepo, DiskRepoError> {
+    let (canonical, id) = resolve_repo(path)?;
+    let config_path = canonical.join("config");
+    let config = fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
+    let collection_id = config_collection_id(&config).map_err(|reason| DiskRepoError::Config {
+        path: config_path.clone(),
+        reason,
+    })?;
+
+    let listed = refs::list_refs(&canonical).map_err(|e| DiskRepoError::Refs {
+        path: canonical.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut offered = Vec::new();
+    for (kind, ref_name, commit) in listed.into_iter().take(MAX_REFS) {
+        let cid = match kind {
+            RefKind::Head => match &collection_id {
+                Some(cid) => cid.clone(),
+                None => continue,
+            },
+            RefKind::Mirror(cid) if refs::is_valid_collection_id(&cid) => cid,
+            _ => continue,
+        };
+        let (timestamp, version) = commit_info(&canonical, &commit);
+        offered.push(OfferedRef {
+            collection_id: Some(cid),
+            ref_name,
+            commit,
+            timestamp,
+            version,
+        });
+    }
+    offered.sort_by(|a, b| (&a.collection_id, &a.ref_name).cmp(&(&b.collection_id, &b.ref_name)));
+    offered.dedup_by(|a, b| a.collection_id == b.collection_id && a.ref_name == b.ref_name);
+
+    let last_modified = summary_last_modified(&canonical);
+    Ok(DiskRepo {
+        path: canonical,
+        id,
+        collection_id,
+        refs: offered,
+        last_modified,
+    })
+}
+
+/// `core.collection-id` of a repository config key file.
+fn config_collection_id(config: &str) -> Result<Option<String>, String> {
+    let key_file = glib::KeyFile::new();
+    key_file
+        .load_from_data(config, glib::KeyFileFlags::NONE)
+        .map_err(|e| e.to_string())?;
+    match key_file.string("core", "collection-id") {
+        Ok(cid) if cid.is_empty() => Ok(None),
+        Ok(cid) if refs::is_valid_collection_id(&cid) => Ok(Some(cid.to_string())),
+        Ok(cid) => Err(format!("invalid collection id “{cid}”")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Timestamp and version of `commit`, if its object is in `repo`.
+pub fn commit_info(repo: &Path, commit: &Checksum) -> (Option<u64>, Option<String>) {
+    let hex = commit.to_hex();
+    let path = repo.join("objects").join(&hex[..2]).join(format!("{}.commit", &hex[2..]));
+    // Commit objects are small; refuse anything absurd from a drive.
+    match fs::metadata(&path) {
+        Ok(m) if m.len() <= 16 << 20 => {}
+        _ => return (None, None),
+    }
+    match fs::read(&path).ok().and_then(|data| Commit::parse(&data).ok()) {
+        Some(c) => {
+            let version = c.version();
+            (Some(c.timestamp), version)
+        }
+        None => (None, None),
+    }
+}
+
+/// `ostree.summary.last-modified` of the summary at the root of `repo`, falling
+/// back to the file's modification time.
+fn summary_last_modified(repo: &Path) -> Option<u64> {
+    let path = repo.join("summary");
+    let meta = fs::metadata(&path).ok()?;
+    if meta.len() <= 64 << 20 {
+        if let Ok(bytes) = fs::read(&path) {
+            if let Ok(info) = super::summary::SummaryInfo::parse(&bytes, None) {
+                if let Some(t) = info.last_modified {
+                    return Some(t);
+                }
+            }
+        }
+    }
+    u64::try_from(meta.mtime()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_collection() {
+        assert_eq!(
+            config_collection_id("[core]\nrepo_version=1\nmode=archive-z2\ncollection-id=org.example.Os\n"),
+            Ok(Some("org.example.Os".into()))
+        );
+        assert_eq!(config_collection_id("[core]\nmode=archive\n"), Ok(None));
+        assert!(config_collection_id("[core]\ncollection-id=nope\n").is_err());
+        assert!(config_collection_id("garbage").is_err());
+    }
+}

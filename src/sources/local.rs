@@ -1,0 +1,136 @@
+//! What discovery needs to know about the local repository: its identity (so a
+//! drive never offers it back), the collections it has remotes for, the tracked
+//! collection-refs and what is installed for them, and configured static sources.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::repo::config::RepoConfig;
+use crate::repo::refs::{self, RefKind};
+
+use super::disk::{self, FileId};
+use super::error::SourcesError;
+use super::model::{CollectionRef, OfferedRef};
+
+/// `[ferry] static-sources=URI;URI;` in the repository config.
+pub const STATIC_SOURCES_KEY: &str = "static-sources";
+
+/// A configured remote, as discovery sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRemote {
+    pub name: String,
+    pub url: String,
+    pub collection_id: Option<String>,
+}
+
+/// A tracked ref with the collection it belongs to (its remote's collection id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalTracked {
+    pub remote: String,
+    pub cref: CollectionRef,
+}
+
+/// A snapshot of the local repository for discovery.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalRepo {
+    pub path: PathBuf,
+    /// (device, inode) of the repository directory, if it exists.
+    pub id: Option<FileId>,
+    pub remotes: Vec<LocalRemote>,
+    pub tracked: Vec<LocalTracked>,
+    /// Timestamps of the commits installed for tracked refs
+    /// (`refs/remotes/REMOTE/REF`), where the commit object is present.
+    pub installed: BTreeMap<CollectionRef, u64>,
+    /// `[ferry] static-sources`.
+    pub static_sources: Vec<String>,
+}
+
+impl LocalRepo {
+    /// Reads the repository at `path`.
+    pub fn load(path: &Path) -> Result<Self, SourcesError> {
+        let config = RepoConfig::load(path)?;
+        let remotes: Vec<LocalRemote> = config
+            .remotes()?
+            .into_iter()
+            .map(|r| LocalRemote {
+                name: r.name,
+                url: r.url,
+                collection_id: r.collection_id,
+            })
+            .collect();
+        let mut tracked = Vec::new();
+        let mut installed = BTreeMap::new();
+        for t in config.tracked()? {
+            let collection_id = remotes
+                .iter()
+                .find(|r| r.name == t.remote)
+                .and_then(|r| r.collection_id.clone());
+            let cref = CollectionRef {
+                collection_id,
+                ref_name: t.ref_name.clone(),
+            };
+            if let Ok(Some(commit)) = refs::read_ref(path, &RefKind::Remote(t.remote.clone()), &t.ref_name)
+            {
+                if let (Some(timestamp), _) = disk::commit_info(path, &commit) {
+                    installed.insert(cref.clone(), timestamp);
+                }
+            }
+            tracked.push(LocalTracked {
+                remote: t.remote,
+                cref,
+            });
+        }
+        let static_sources = match config.keyfile().string_list("ferry", STATIC_SOURCES_KEY) {
+            Ok(list) => list
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            id: FileId::of(path).ok(),
+            remotes,
+            tracked,
+            installed,
+            static_sources,
+        })
+    }
+
+    /// Collection ids the local repository has a remote for.
+    pub fn known_collections(&self) -> BTreeSet<&str> {
+        self.remotes
+            .iter()
+            .filter_map(|r| r.collection_id.as_deref())
+            .collect()
+    }
+
+    /// The tracked collection-refs.
+    pub fn tracked_crefs(&self) -> Vec<CollectionRef> {
+        let mut out: Vec<CollectionRef> = self.tracked.iter().map(|t| t.cref.clone()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether a ref offered by a source is one the local repository can use: in a
+    /// collection it has a remote for, or (for collection-less remotes) tracked.
+    pub fn accepts(&self, offered: &OfferedRef) -> bool {
+        match &offered.collection_id {
+            Some(cid) => self.remotes.iter().any(|r| r.collection_id.as_deref() == Some(cid)),
+            None => self.tracked.iter().any(|t| offered.is(&t.cref)),
+        }
+    }
+
+    /// Remotes that tracked refs belong to: the upstream sources.
+    pub fn upstream_remotes(&self) -> Vec<&LocalRemote> {
+        let mut names: Vec<&str> = self.tracked.iter().map(|t| t.remote.as_str()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|n| self.remotes.iter().find(|r| r.name == n))
+            .collect()
+    }
+}
