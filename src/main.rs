@@ -6,7 +6,7 @@ use gettextrs::LocaleCategory;
 use gtk4::{gio, glib, prelude::*};
 
 fn main() -> glib::ExitCode {
-    // Translations: without these, gettext() and the templates stay in English.
+    // Without these, every translatable string (code and templates) stays in English.
     gettextrs::setlocale(LocaleCategory::LcAll, "");
     gettextrs::bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR).expect("bind the text domain");
     gettextrs::bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8").expect("set the codeset");

@@ -5,6 +5,8 @@
 
 mod output;
 mod repo_cmds;
+pub mod sources;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub discovery: sources::DiscoveryArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -59,6 +64,19 @@ pub enum Command {
         #[arg(short = 'u', long = "update", required = true)]
         update: bool,
     },
+    /// List the sources discovery sees
+    Sources(sources::SourcesArgs),
+    /// Find the newest trusted commit of every tracked ref
+    Check,
+    /// Pull every tracked ref from the best sources, with live progress
+    Update {
+        /// Use only this source (repeatable; ids as `ferryctl sources` shows)
+        #[arg(long = "source", value_name = "ID")]
+        sources: Vec<String>,
+        /// With --json, also report every object and which source served it
+        #[arg(long)]
+        object_events: bool,
+    },
     /// Check a commit out into a new directory
     Checkout { rev: String, destination: PathBuf },
 }
@@ -79,6 +97,12 @@ pub fn main() -> ExitCode {
         Command::Log { rev } => repo_cmds::log(&repo, &rev, cli.json),
         Command::Fsck => repo_cmds::fsck(&repo, cli.json),
         Command::Summary { .. } => repo_cmds::summary_update(&repo),
+        Command::Sources(args) => sources::run(&repo, &args, &cli.discovery, cli.json),
+        Command::Check => update::check(&repo, &cli.discovery, cli.json),
+        Command::Update {
+            sources,
+            object_events,
+        } => update::update(&repo, &cli.discovery, &sources, cli.json, object_events),
         Command::Checkout { rev, destination } => repo_cmds::checkout(&repo, &rev, &destination),
     };
     match result {

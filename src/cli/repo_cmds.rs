@@ -16,7 +16,7 @@ use crate::repo::config::{RemoteConfig, RepoConfig};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::{checkout as checkout_mod, fsck as fsck_mod, Checksum, ObjectName, ObjectType};
-use crate::trust::{self, CommitToVerify, RemoteTrustSettings, TrustPolicy};
+use crate::trust::{self, CommitToVerify, TrustPolicy};
 
 pub type CmdResult = Result<ExitCode, String>;
 
@@ -165,19 +165,6 @@ fn choose_remote(
     }
 }
 
-pub fn trust_settings(remote: &RemoteConfig) -> RemoteTrustSettings {
-    RemoteTrustSettings {
-        name: remote.name.clone(),
-        collection_id: remote.collection_id.clone(),
-        gpg_verify: remote.gpg_verify,
-        gpg_verify_summary: remote.gpg_verify_summary,
-        sign_verify: remote.sign_verify,
-        sign_verify_summary: false,
-        verification_ed25519_key: remote.verification_ed25519_key.clone(),
-        verification_ed25519_file: remote.verification_ed25519_file.clone(),
-    }
-}
-
 #[derive(Serialize)]
 struct PullReport<'a> {
     source: &'a str,
@@ -194,7 +181,7 @@ pub fn pull(path: &Path, source_uri: &str, ref_name: &str, remote: Option<&str>,
     refs::validate_ref_name(ref_name).map_err(|e| e.to_string())?;
     let source = LocalSource::new(source_uri).map_err(|e| e.to_string())?;
     let remote = choose_remote(&config, &source, ref_name, remote)?;
-    let policy = TrustPolicy::for_remote(path, &trust_settings(&remote)).map_err(|e| e.to_string())?;
+    let policy = TrustPolicy::for_remote(path, &crate::fetch::trust_settings(&remote)).map_err(|e| e.to_string())?;
     if policy.allows_unsigned_commits() {
         eprintln!(
             "WARNING: remote {} does not verify signatures: the commit is not checked for who made it.",

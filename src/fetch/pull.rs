@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,10 @@ use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
 /// Metadata objects larger than this are refused (ostree's limit is 10 MiB).
 const MAX_METADATA_SIZE: u64 = 10 * 1024 * 1024;
 const READ_BUFFER: usize = 128 * 1024;
+/// Progress events at most this often (the GUI samples them further).
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// Verified objects move into the store this often, so a killed pull resumes.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What the trust check is given: the commit exactly as received.
 pub struct CommitToCheck<'a> {
@@ -195,7 +200,7 @@ fn fetch_metadata(source: &LocalSource, name: &ObjectName) -> Result<Vec<u8>, Fe
 
 /// A metadata object from the store or staging, else fetched, verified and staged.
 fn metadata_object(
-    txn: &Transaction<'_>,
+    txn: &Transaction,
     source: &LocalSource,
     name: &ObjectName,
     outcome: &mut PullOutcome,
@@ -225,7 +230,7 @@ struct FilePlan {
 
 /// Walks the tree depth first, fetching metadata, and lists the missing files.
 fn walk_tree(
-    txn: &Transaction<'_>,
+    txn: &Transaction,
     source: &LocalSource,
     commit: &Commit,
     outcome: &mut PullOutcome,
@@ -269,7 +274,7 @@ fn walk_tree(
 
 /// Verifies and stages the missing file objects on worker threads.
 fn fetch_files(
-    txn: &Transaction<'_>,
+    txn: &Transaction,
     request: &PullRequest<'_>,
     plan: &FilePlan,
     outcome: &mut PullOutcome,
@@ -303,9 +308,13 @@ fn fetch_files(
             })
     };
 
+    // Workers drop their sender when they finish, which wakes this thread at once.
+    let (finished_tx, finished_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
         for _ in 0..request.workers.max(1) {
+            let finished_tx = finished_tx.clone();
             scope.spawn(|| {
+                let _finished_tx = finished_tx;
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((checksum, _)) = plan.files.get(i) else { break };
@@ -322,21 +331,19 @@ fn fetch_files(
                 }
             });
         }
+        drop(finished_tx);
         // This thread reports progress and checkpoints while the workers run.
-        let total = plan.files.len() as u64;
         let mut last_checkpoint = Instant::now();
-        loop {
-            std::thread::sleep(Duration::from_millis(100));
+        while let Err(RecvTimeoutError::Timeout) = finished_rx.recv_timeout(PROGRESS_INTERVAL) {
             if request.cancel.load(Ordering::Relaxed) {
                 first_error.lock().expect("lock").get_or_insert(FetchError::Cancelled);
                 stop.store(true, Ordering::Relaxed);
             }
-            let objects = done.load(Ordering::Relaxed);
-            if stop.load(Ordering::Relaxed) || objects >= total {
-                break;
-            }
-            on_event(&PullEvent::Progress(progress(objects, bytes_done.load(Ordering::Relaxed))));
-            if last_checkpoint.elapsed() >= Duration::from_secs(2) {
+            on_event(&PullEvent::Progress(progress(
+                done.load(Ordering::Relaxed),
+                bytes_done.load(Ordering::Relaxed),
+            )));
+            if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
                 if let Err(e) = txn.checkpoint() {
                     first_error.lock().expect("lock").get_or_insert(e.into());
                     stop.store(true, Ordering::Relaxed);

@@ -270,11 +270,7 @@ impl RepoConfig {
             Some(url) => url,
             None => match self.optional_string(group, "metalink")? {
                 Some(metalink) => format!("metalink={metalink}"),
-                None => {
-                    return Err(RepoError::Config(format!(
-                        "remote “{name}” has no url"
-                    )))
-                }
+                None => return Err(RepoError::Config(format!("remote “{name}” has no url"))),
             },
         };
         let collection_id = self
@@ -369,11 +365,7 @@ impl RepoConfig {
             kf.set_string(&group, "verification-ed25519-key", key);
         }
         if let Some(file) = &remote.verification_ed25519_file {
-            kf.set_string(
-                &group,
-                "verification-ed25519-file",
-                &file.to_string_lossy(),
-            );
+            kf.set_string(&group, "verification-ed25519-file", &file.to_string_lossy());
         }
         if !remote.gpg_verify {
             kf.set_boolean(&group, "gpg-verify", false);
@@ -445,10 +437,7 @@ impl RepoConfig {
     /// The remote must be configured.
     pub fn track(&mut self, remote: &str, ref_name: &str) -> Result<bool> {
         validate_ref_name(ref_name)?;
-        if !self
-            .keyfile
-            .has_group(&RemoteConfig::group_name(remote))
-        {
+        if !self.keyfile.has_group(&RemoteConfig::group_name(remote)) {
             return Err(RepoError::NoSuchRemote(remote.to_owned()));
         }
         let mut tracked = self.tracked()?;
@@ -512,7 +501,9 @@ mod tests {
         assert!(c.track("origin", "os/stable").unwrap());
         assert!(!c.track("origin", "os/stable").unwrap());
         assert!(c.track("origin", "os/beta").unwrap());
-        assert!(c.to_data().contains("tracked-refs=origin:os/stable;origin:os/beta;\n"));
+        assert!(c
+            .to_data()
+            .contains("tracked-refs=origin:os/stable;origin:os/beta;\n"));
         assert!(c.untrack("origin", "os/beta").unwrap());
         c.remove_remote("origin").unwrap();
         assert!(c.tracked().unwrap().is_empty());

@@ -423,7 +423,10 @@ mod tests {
             parse_refspec("origin:os/stable").unwrap(),
             (Some("origin".to_owned()), "os/stable".to_owned())
         );
-        assert_eq!(parse_refspec("os/stable").unwrap(), (None, "os/stable".into()));
+        assert_eq!(
+            parse_refspec("os/stable").unwrap(),
+            (None, "os/stable".into())
+        );
         for bad in ["", ":a", "a:", "a b:c", "a:b:c", "o/x:a", "a:/b"] {
             assert!(parse_refspec(bad).is_err(), "{bad:?}");
         }

@@ -19,6 +19,7 @@ use crate::repo::objects::{Commit, DirMeta, DirTree};
 
 /// Archive objects are world-readable, so a drive written here works elsewhere.
 const OBJECT_MODE: u32 = 0o644;
+const WRITEBACK_THRESHOLD: u64 = 1024 * 1024;
 const STAGING_PREFIX: &str = "staging-ferry-";
 
 /// An OSTree archive repository on disk.
@@ -159,7 +160,7 @@ impl Repo {
     }
 
     /// Starts a transaction; stale staging directories of dead processes are removed.
-    pub fn begin(&self) -> Result<Transaction<'_>> {
+    pub fn begin(&self) -> Result<Transaction> {
         let tmp = self.root.join("tmp");
         fs::create_dir_all(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
         remove_stale_staging(&tmp);
@@ -176,7 +177,7 @@ impl Repo {
             return Err(RepoError::io(&lock_path, io::Error::last_os_error()));
         }
         Ok(Transaction {
-            repo: self,
+            repo: self.clone(),
             dir,
             _lock: lock,
             staged: Mutex::new(Vec::new()),
@@ -209,6 +210,15 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     dir.sync_all().map_err(|e| RepoError::io(path, e))
 }
 
+/// Starts writing a large staged file to disk now, so the checkpoint's `syncfs`
+/// finds little left to flush.
+fn start_writeback(file: &File) {
+    if file.metadata().is_ok_and(|m| m.len() >= WRITEBACK_THRESHOLD) {
+        // Only a hint: durability comes from the checkpoint's syncfs.
+        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+}
+
 fn syncfs(dir: &Path) -> Result<()> {
     let file = File::open(dir).map_err(|e| RepoError::io(dir, e))?;
     if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
@@ -219,8 +229,8 @@ fn syncfs(dir: &Path) -> Result<()> {
 
 /// Verified objects staged for the store. Shared by worker threads (`&self` methods).
 /// Dropping it without `commit` discards what was staged since the last checkpoint.
-pub struct Transaction<'r> {
-    repo: &'r Repo,
+pub struct Transaction {
+    repo: Repo,
     dir: PathBuf,
     _lock: File,
     /// Staged since the last checkpoint, in staging order.
@@ -229,9 +239,14 @@ pub struct Transaction<'r> {
     made_dirs: Mutex<HashSet<String>>,
 }
 
-impl Transaction<'_> {
+impl Transaction {
     pub fn repo(&self) -> &Repo {
-        self.repo
+        &self.repo
+    }
+
+    /// The transaction's own directory under `tmp/` (for downloads in progress).
+    pub fn staging_dir(&self) -> &Path {
+        &self.dir
     }
 
     fn staging_path(&self, name: &ObjectName) -> PathBuf {
@@ -278,6 +293,7 @@ impl Transaction<'_> {
         let mut out = BufWriter::with_capacity(128 * 1024, file);
         let result = write(&mut out).and_then(|value| {
             let file = out.into_inner().map_err(|e| RepoError::io(&partial, e.into_error()))?;
+            start_writeback(&file);
             // The umask must not make an object unreadable to others.
             file.set_permissions(fs::Permissions::from_mode(OBJECT_MODE))
                 .map_err(|e| RepoError::io(&partial, e))?;
@@ -351,7 +367,7 @@ impl Transaction<'_> {
     }
 }
 
-impl Drop for Transaction<'_> {
+impl Drop for Transaction {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }

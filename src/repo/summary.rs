@@ -163,7 +163,10 @@ fn bad(reason: impl Into<String>) -> RepoError {
 fn dict_entries(dict: &Variant) -> impl Iterator<Item = (String, Variant)> + '_ {
     dict.iter().map(|entry| {
         let key = entry.child_value(0).str().unwrap_or_default().to_owned();
-        let value = entry.child_value(1).as_variant().unwrap_or(entry.child_value(1));
+        let value = entry
+            .child_value(1)
+            .as_variant()
+            .unwrap_or(entry.child_value(1));
         (key, value)
     })
 }
@@ -228,8 +231,13 @@ impl Summary {
     /// a checksum that is not 32 bytes, an invalid ref name or collection id, a ref
     /// listed twice, or a well-known key of the wrong type is an error.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
+        // GVariant reads zero bytes as the default value (an empty summary); a
+        // real summary is never empty, so an empty file is junk.
+        if bytes.is_empty() {
+            return Err(bad("the file is empty"));
+        }
         let ty = VariantTy::new(SUMMARY_TYPE).expect("static type");
-        let variant = Variant::from_data_with_type(bytes.to_vec(), ty);
+        let variant = Variant::from_bytes_with_type(&glib::Bytes::from(bytes), ty);
         if !variant.is_normal_form() {
             return Err(bad(format!(
                 "{} bytes are not a {SUMMARY_TYPE} GVariant in normal form",
@@ -260,7 +268,10 @@ impl Summary {
                 KEY_COLLECTION_ID => {
                     let id = typed::<String>(&key, &value)?;
                     if !is_valid_collection_id(&id) {
-                        return Err(bad(format!("invalid collection ID “{}”", id.escape_debug())));
+                        return Err(bad(format!(
+                            "invalid collection ID “{}”",
+                            id.escape_debug()
+                        )));
                     }
                     summary.collection_id = Some(id);
                 }
@@ -286,9 +297,7 @@ impl Summary {
                         }
                         let refs = parse_ref_list(&entry.child_value(1), "the collection map")?;
                         if summary.collection_map.insert(id.clone(), refs).is_some() {
-                            return Err(bad(format!(
-                                "the collection map lists “{id}” twice"
-                            )));
+                            return Err(bad(format!("the collection map lists “{id}” twice")));
                         }
                     }
                 }
@@ -353,10 +362,7 @@ impl Summary {
     /// Every ref the summary lists with its collection: the main refs under
     /// `collection_id` (None if the summary has none), then the collection map's.
     pub fn all_refs(&self) -> impl Iterator<Item = (Option<&str>, &SummaryRef)> {
-        let main = self
-            .refs
-            .iter()
-            .map(|r| (self.collection_id.as_deref(), r));
+        let main = self.refs.iter().map(|r| (self.collection_id.as_deref(), r));
         let mapped = self
             .collection_map
             .iter()
@@ -428,7 +434,13 @@ mod tests {
         assert_eq!(parsed.refs[1].commit_size, 198);
         assert_eq!(parsed.last_modified, Some(1_700_000_000));
         assert_eq!(parsed.to_bytes().unwrap(), bytes);
-        assert_eq!(parsed.find_ref(Some("org.other.Apps"), "app/stable").unwrap().checksum, csum(3));
+        assert_eq!(
+            parsed
+                .find_ref(Some("org.other.Apps"), "app/stable")
+                .unwrap()
+                .checksum,
+            csum(3)
+        );
         assert_eq!(parsed.all_refs().count(), 3);
     }
 

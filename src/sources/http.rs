@@ -1,7 +1,7 @@
 //! Fetching a source's `summary`: over HTTP with soup3, or from a `file://` URI.
 
 use gio::prelude::*;
-use soup3::prelude::*;
+use soup::prelude::*;
 
 use super::error::FetchError;
 
@@ -15,7 +15,7 @@ pub fn summary_uri(base: &str) -> String {
 
 /// Fetches `BASE/summary`. Runs on the thread-default main context.
 pub async fn fetch_summary(
-    session: &soup3::Session,
+    session: &soup::Session,
     base: &str,
     cancellable: &gio::Cancellable,
 ) -> Result<glib::Bytes, FetchError> {
@@ -58,11 +58,11 @@ fn file_error(e: glib::Error) -> FetchError {
 }
 
 async fn fetch_http(
-    session: &soup3::Session,
+    session: &soup::Session,
     uri: &str,
     cancellable: &gio::Cancellable,
 ) -> Result<glib::Bytes, FetchError> {
-    let message = soup3::Message::new("GET", uri).map_err(|e| FetchError::InvalidUri(format!("{uri}: {e}")))?;
+    let message = soup::Message::new("GET", uri).map_err(|e| FetchError::InvalidUri(format!("{uri}: {e}")))?;
     let result = session
         .send_and_read_future(&message, glib::Priority::DEFAULT)
         .await;

@@ -141,7 +141,7 @@ pub enum TrustError {
     UnusableKey {
         subject: Subject,
         key: KeyName,
-        reason: String,
+        reason: &'static str,
     },
     #[error("{subject} has a malformed {kind} signature ({reason})")]
     MalformedSignature {

@@ -154,43 +154,31 @@ impl Keyring {
         signatures: &[Vec<u8>],
         now: i64,
     ) -> Result<GpgSigner, TrustError> {
-        let mut worst: Option<(u8, TrustError)> = None;
-        let mut note = |rank: u8, err: TrustError| {
-            if worst.as_ref().is_none_or(|(r, _)| rank > *r) {
-                worst = Some((rank, err));
-            }
-        };
-
+        let mut worst: Option<TrustError> = None;
         for blob in signatures {
             let sigs = match parse_signatures(blob) {
                 Ok(sigs) if !sigs.is_empty() => sigs,
                 Ok(_) => {
-                    note(
-                        0,
-                        malformed(subject, "it holds no OpenPGP signature packet".into()),
-                    );
+                    let reason = "it holds no OpenPGP signature packet".to_owned();
+                    keep_worst(&mut worst, malformed(subject, reason));
                     continue;
                 }
                 Err(reason) => {
-                    note(0, malformed(subject, reason));
+                    keep_worst(&mut worst, malformed(subject, reason));
                     continue;
                 }
             };
             for sig in &sigs {
                 match self.check_one(subject, data, sig, now) {
                     Ok(signer) => return Ok(signer),
-                    Err((rank, err)) => note(rank, err),
+                    Err(err) => keep_worst(&mut worst, err),
                 }
             }
         }
-
-        Err(match worst {
-            Some((_, err)) => err,
-            None => TrustError::NotSigned {
-                subject: subject.clone(),
-                kind: SignatureKind::Gpg,
-            },
-        })
+        Err(worst.unwrap_or_else(|| TrustError::NotSigned {
+            subject: subject.clone(),
+            kind: SignatureKind::Gpg,
+        }))
     }
 
     fn check_one(
@@ -199,33 +187,25 @@ impl Keyring {
         data: &[u8],
         sig: &Signature,
         now: i64,
-    ) -> Result<GpgSigner, (u8, TrustError)> {
+    ) -> Result<GpgSigner, TrustError> {
         let issuer = issuer_name(sig);
         if !matches!(sig.typ(), Some(SignatureType::Binary)) {
-            return Err((
-                0,
-                malformed(
-                    subject,
-                    format!(
-                        "the signature by key {issuer} is not a binary-document signature"
-                    ),
-                ),
+            return Err(malformed(
+                subject,
+                format!("the signature by key {issuer} is not a binary-document signature"),
             ));
         }
 
         let candidates = self.candidates(sig);
         if candidates.is_empty() {
-            return Err((
-                1,
-                TrustError::UntrustedKey {
-                    subject: subject.clone(),
-                    kind: SignatureKind::Gpg,
-                    key: issuer,
-                },
-            ));
+            return Err(TrustError::UntrustedKey {
+                subject: subject.clone(),
+                kind: SignatureKind::Gpg,
+                key: issuer,
+            });
         }
 
-        let mut worst: Option<(u8, TrustError)> = None;
+        let mut worst: Option<TrustError> = None;
         for (key, sub) in candidates {
             let status = primary_status(key);
             let mut name = KeyName {
@@ -242,9 +222,7 @@ impl Keyring {
                     kind: SignatureKind::Gpg,
                     key: name,
                 };
-                if worst.as_ref().is_none_or(|(r, _)| *r < 2) {
-                    worst = Some((2, err));
-                }
+                keep_worst(&mut worst, err);
                 continue;
             }
             let signing_key = match sub {
@@ -255,7 +233,14 @@ impl Keyring {
                 }
                 None => name.id.clone(),
             };
-            match self.check_validity(subject, key, sub, &status, sig, name, now) {
+            let judged = KeyUnderTest {
+                subject,
+                key,
+                sub,
+                status: &status,
+                name,
+            };
+            match judged.check_validity(sig, now) {
                 Ok(()) => {
                     return Ok(GpgSigner {
                         fingerprint: fingerprint_hex(&key.primary_key.fingerprint()),
@@ -264,120 +249,10 @@ impl Keyring {
                         signed_at: sig.created().map(|t| t.timestamp()),
                     });
                 }
-                Err(e) => {
-                    if worst.as_ref().is_none_or(|(r, _)| e.0 > *r) {
-                        worst = Some(e);
-                    }
-                }
+                Err(err) => keep_worst(&mut worst, err),
             }
         }
         Err(worst.expect("at least one candidate was checked"))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn check_validity(
-        &self,
-        subject: &Subject,
-        key: &SignedPublicKey,
-        sub: Option<&SignedPublicSubKey>,
-        status: &PrimaryStatus,
-        sig: &Signature,
-        name: KeyName,
-        now: i64,
-    ) -> Result<(), (u8, TrustError)> {
-        let revoked = || {
-            (
-                6,
-                TrustError::RevokedKey {
-                    subject: subject.clone(),
-                    kind: SignatureKind::Gpg,
-                    key: name.clone(),
-                },
-            )
-        };
-        let unusable = |reason: &str| {
-            (
-                3,
-                TrustError::UnusableKey {
-                    subject: subject.clone(),
-                    key: name.clone(),
-                    reason: reason.to_owned(),
-                },
-            )
-        };
-        let expired = |at: i64| {
-            (
-                5,
-                TrustError::ExpiredKey {
-                    subject: subject.clone(),
-                    key: name.clone(),
-                    expired_at: at,
-                },
-            )
-        };
-
-        if status.revoked {
-            return Err(revoked());
-        }
-        let Some(self_sig) = &status.self_sig else {
-            return Err(unusable("it has no valid self-signature"));
-        };
-        if let Some(at) = expiry(key.primary_key.created_at().timestamp(), self_sig) {
-            if now >= at {
-                return Err(expired(at));
-            }
-        }
-
-        match sub {
-            None => {
-                if has_key_flags(self_sig) && !self_sig.key_flags().sign() {
-                    return Err(unusable("it is not allowed to make signatures"));
-                }
-            }
-            Some(sub) => {
-                let sub_status = subkey_status(key, sub);
-                if sub_status.revoked {
-                    return Err(revoked());
-                }
-                let Some(binding) = &sub_status.binding else {
-                    return Err(unusable(
-                        "its signing subkey has no valid binding signature",
-                    ));
-                };
-                if !has_key_flags(binding) || !binding.key_flags().sign() {
-                    return Err(unusable("its subkey is not allowed to make signatures"));
-                }
-                if !sub_status.back_signed {
-                    return Err(unusable(
-                        "its signing subkey has no valid primary key binding signature",
-                    ));
-                }
-                if let Some(at) = expiry(sub.key.created_at().timestamp(), binding) {
-                    if now >= at {
-                        return Err(expired(at));
-                    }
-                }
-            }
-        }
-
-        if let (Some(created), Some(valid_for)) = (sig.created(), sig.signature_expiration_time())
-        {
-            let secs = valid_for.num_seconds();
-            if secs > 0 {
-                let at = created.timestamp().saturating_add(secs);
-                if now >= at {
-                    return Err((
-                        4,
-                        TrustError::ExpiredSignature {
-                            subject: subject.clone(),
-                            key: name,
-                            expired_at: at,
-                        },
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Keys in the ring that could have made `sig`: by issuer fingerprint, else by
@@ -404,6 +279,124 @@ impl Keyring {
             }
         }
         out
+    }
+}
+
+/// How telling a failure is, to report the most telling one when no signature is
+/// valid: a revoked or expired trusted key says more than a bad signature, which
+/// says more than an unknown key.
+fn severity(err: &TrustError) -> u8 {
+    match err {
+        TrustError::RevokedKey { .. } => 6,
+        TrustError::ExpiredKey { .. } => 5,
+        TrustError::ExpiredSignature { .. } => 4,
+        TrustError::UnusableKey { .. } => 3,
+        TrustError::BadSignature { .. } => 2,
+        TrustError::UntrustedKey { .. } => 1,
+        _ => 0,
+    }
+}
+
+fn keep_worst(worst: &mut Option<TrustError>, err: TrustError) {
+    if worst.as_ref().is_none_or(|w| severity(&err) > severity(w)) {
+        *worst = Some(err);
+    }
+}
+
+/// A key whose signature verified cryptographically, to be judged valid or not.
+struct KeyUnderTest<'a> {
+    subject: &'a Subject,
+    key: &'a SignedPublicKey,
+    sub: Option<&'a SignedPublicSubKey>,
+    status: &'a PrimaryStatus,
+    name: KeyName,
+}
+
+impl KeyUnderTest<'_> {
+    fn revoked(&self) -> TrustError {
+        TrustError::RevokedKey {
+            subject: self.subject.clone(),
+            kind: SignatureKind::Gpg,
+            key: self.name.clone(),
+        }
+    }
+
+    fn unusable(&self, reason: &'static str) -> TrustError {
+        TrustError::UnusableKey {
+            subject: self.subject.clone(),
+            key: self.name.clone(),
+            reason,
+        }
+    }
+
+    fn expired(&self, at: i64) -> TrustError {
+        TrustError::ExpiredKey {
+            subject: self.subject.clone(),
+            key: self.name.clone(),
+            expired_at: at,
+        }
+    }
+
+    /// Not revoked, not expired, allowed to sign (a subkey properly bound both ways),
+    /// and the signature itself not expired.
+    fn check_validity(&self, sig: &Signature, now: i64) -> Result<(), TrustError> {
+        let key = self.key;
+        if self.status.revoked {
+            return Err(self.revoked());
+        }
+        let Some(self_sig) = &self.status.self_sig else {
+            return Err(self.unusable("it has no valid self-signature"));
+        };
+        if let Some(at) = expiry(key.primary_key.created_at().timestamp(), self_sig) {
+            if now >= at {
+                return Err(self.expired(at));
+            }
+        }
+
+        match self.sub {
+            None => {
+                if has_key_flags(self_sig) && !self_sig.key_flags().sign() {
+                    return Err(self.unusable("it is not allowed to make signatures"));
+                }
+            }
+            Some(sub) => {
+                let sub_status = subkey_status(key, sub);
+                if sub_status.revoked {
+                    return Err(self.revoked());
+                }
+                let Some(binding) = &sub_status.binding else {
+                    return Err(self.unusable("its signing subkey has no valid binding signature"));
+                };
+                if !has_key_flags(binding) || !binding.key_flags().sign() {
+                    return Err(self.unusable("its subkey is not allowed to make signatures"));
+                }
+                if !sub_status.back_signed {
+                    return Err(self.unusable(
+                        "its signing subkey has no valid primary key binding signature",
+                    ));
+                }
+                if let Some(at) = expiry(sub.key.created_at().timestamp(), binding) {
+                    if now >= at {
+                        return Err(self.expired(at));
+                    }
+                }
+            }
+        }
+
+        if let (Some(created), Some(valid_for)) = (sig.created(), sig.signature_expiration_time()) {
+            let secs = valid_for.num_seconds();
+            if secs > 0 {
+                let at = created.timestamp().saturating_add(secs);
+                if now >= at {
+                    return Err(TrustError::ExpiredSignature {
+                        subject: self.subject.clone(),
+                        key: self.name.clone(),
+                        expired_at: at,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -528,18 +521,18 @@ fn subkey_status(key: &SignedPublicKey, sub: &SignedPublicSubKey) -> SubkeyStatu
     let mut revoked = false;
     let mut binding: Option<Signature> = None;
     for sig in &sub.signatures {
+        // A subkey revocation (0x28) is computed over the same data as a binding.
         match sig.typ() {
-            Some(SignatureType::SubkeyRevocation) => {
-                if sig.verify_subkey_binding(pk, &sub.key).is_ok() {
-                    revoked = true;
-                }
+            Some(SignatureType::SubkeyRevocation)
+                if sig.verify_subkey_binding(pk, &sub.key).is_ok() =>
+            {
+                revoked = true;
             }
-            Some(SignatureType::SubkeyBinding) => {
+            Some(SignatureType::SubkeyBinding)
                 if sig.verify_subkey_binding(pk, &sub.key).is_ok()
-                    && binding.as_ref().is_none_or(|b| created(sig) > created(b))
-                {
-                    binding = Some(sig.clone());
-                }
+                    && binding.as_ref().is_none_or(|b| created(sig) > created(b)) =>
+            {
+                binding = Some(sig.clone());
             }
             _ => {}
         }
@@ -607,7 +600,7 @@ fn dearmor_all(bytes: &[u8]) -> Result<Vec<u8>, String> {
             .find('\n')
             .map(|i| end + i + 1)
             .unwrap_or(block.len());
-        let mut dearmor = pgp::armor::Dearmor::new(BufReader::new(block[..after_end].as_bytes()));
+        let mut dearmor = pgp::armor::Dearmor::new(BufReader::new(&block.as_bytes()[..after_end]));
         dearmor
             .read_to_end(&mut out)
             .map_err(|e| format!("armored data cannot be decoded: {e}"))?;

@@ -12,7 +12,7 @@ pub(crate) fn vardict_type() -> &'static VariantTy {
 
 /// Parses untrusted bytes as an `a{sv}` in normal form.
 pub(crate) fn parse_vardict(bytes: &[u8]) -> Result<Variant, String> {
-    let v = Variant::from_data_with_type(bytes.to_vec(), vardict_type());
+    let v = Variant::from_bytes_with_type(&glib::Bytes::from(bytes), vardict_type());
     if !v.is_normal_form() {
         return Err("it is not in GVariant normal form".to_owned());
     }
@@ -47,10 +47,10 @@ pub(crate) fn byte_arrays(v: &Variant) -> Result<Vec<Vec<u8>>, String> {
     if !v.is_type(VariantTy::BYTE_STRING_ARRAY) {
         return Err(format!("its type is {} instead of aay", v.type_()));
     }
-    Ok(v.iter()
+    v.iter()
         .map(|child| child.fixed_array::<u8>().map(<[u8]>::to_vec))
         .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())
 }
 
 /// Builds an `a{sv}` from (key, value) pairs, keeping their order.
@@ -59,11 +59,8 @@ pub(crate) fn build_vardict(entries: impl IntoIterator<Item = (String, Variant)>
         .into_iter()
         .map(|(k, v)| Variant::from_dict_entry(&k.to_variant(), &Variant::from_variant(&v)))
         .collect();
-    Variant::array_from_iter_with_type(
-        VariantTy::new("{sv}").expect("valid type string"),
-        entries,
-    )
-    .normal_form()
+    Variant::array_from_iter_with_type(VariantTy::new("{sv}").expect("valid type string"), entries)
+        .normal_form()
 }
 
 /// Builds an `aay` from byte strings.

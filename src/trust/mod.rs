@@ -11,8 +11,8 @@
 //! (normal-form GVariant `(a{sv}aya(say)sstayay)`), then its bindings, then the
 //! downgrade check against the installed commit.
 
-mod error;
 pub mod ed25519;
+mod error;
 pub mod gpg;
 mod meta;
 
@@ -107,10 +107,7 @@ pub struct TrustPolicy {
 impl TrustPolicy {
     /// Loads the policy for a remote of the repository at `repo_path`, with system
     /// keys from `/etc/ostree` and `/usr/share/ostree`.
-    pub fn for_remote(
-        repo_path: &Path,
-        remote: &RemoteTrustSettings,
-    ) -> Result<Self, TrustError> {
+    pub fn for_remote(repo_path: &Path, remote: &RemoteTrustSettings) -> Result<Self, TrustError> {
         Self::for_remote_with_system_root(repo_path, remote, Path::new("/"))
     }
 
@@ -286,16 +283,19 @@ impl Signatures {
         })?;
         for (key, kind, slot) in [
             (GPG_METADATA_KEY, SignatureKind::Gpg, &mut out.gpg),
-            (ED25519_METADATA_KEY, SignatureKind::Ed25519, &mut out.ed25519),
+            (
+                ED25519_METADATA_KEY,
+                SignatureKind::Ed25519,
+                &mut out.ed25519,
+            ),
         ] {
             if let Some(value) = meta::lookup(dict, key) {
-                *slot = meta::byte_arrays(&value).map_err(|reason| {
-                    TrustError::MalformedSignature {
+                *slot =
+                    meta::byte_arrays(&value).map_err(|reason| TrustError::MalformedSignature {
                         subject: subject.clone(),
                         kind,
                         reason: format!("{key}: {reason}"),
-                    }
-                })?;
+                    })?;
             }
         }
         Ok(out)
@@ -355,7 +355,7 @@ fn parse_commit(checksum: Checksum, bytes: &[u8]) -> Result<CommitFields, TrustE
         reason: reason.to_owned(),
     };
     let ty = VariantTy::new(COMMIT_VARIANT_TYPE).expect("valid commit type");
-    let commit = Variant::from_data_with_type(bytes.to_vec(), ty);
+    let commit = Variant::from_bytes_with_type(&glib::Bytes::from(bytes), ty);
     if !commit.is_normal_form() {
         return Err(invalid("it is not in GVariant normal form"));
     }
@@ -470,8 +470,7 @@ pub fn verify_commit(
     )?;
 
     if let Some((current, current_timestamp)) = commit.current {
-        if current != checksum && fields.timestamp < current_timestamp && !policy.allow_downgrade
-        {
+        if current != checksum && fields.timestamp < current_timestamp && !policy.allow_downgrade {
             return Err(TrustError::Downgrade {
                 checksum,
                 ref_name: commit.ref_name.to_owned(),
@@ -521,12 +520,11 @@ pub fn verify_summary(
             },
         });
     };
-    let dict = meta::parse_vardict(sig_bytes).map_err(|reason| {
-        TrustError::InvalidSignatureData {
+    let dict =
+        meta::parse_vardict(sig_bytes).map_err(|reason| TrustError::InvalidSignatureData {
             subject: subject.clone(),
             reason,
-        }
-    })?;
+        })?;
     let (gpg_signer, ed25519_key) = check_signatures(
         policy,
         &subject,

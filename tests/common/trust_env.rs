@@ -53,7 +53,10 @@ pub struct Gpg {
 
 impl Gpg {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("ferry-gpg").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-gpg")
+            .tempdir()
+            .unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
         Gpg { dir }
     }
@@ -71,14 +74,27 @@ impl Gpg {
 
     /// Generates a key with no passphrase; returns its fingerprint.
     pub fn gen_key(&self, uid: &str, algo: &str, usage: &str, expire: &str) -> String {
-        run(self
-            .cmd()
-            .args(["--passphrase", "", "--quick-gen-key", uid, algo, usage, expire]));
+        run(self.cmd().args([
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            uid,
+            algo,
+            usage,
+            expire,
+        ]));
         self.fingerprint(uid)
     }
 
     /// As `gen_key`, at a faked system time (e.g. "20200101T000000").
-    pub fn gen_key_at(&self, time: &str, uid: &str, algo: &str, usage: &str, expire: &str) -> String {
+    pub fn gen_key_at(
+        &self,
+        time: &str,
+        uid: &str,
+        algo: &str,
+        usage: &str,
+        expire: &str,
+    ) -> String {
         run(self.cmd().args([
             "--faked-system-time",
             &format!("{time}!"),
@@ -117,7 +133,10 @@ impl Gpg {
     }
 
     pub fn fingerprint(&self, who: &str) -> String {
-        self.fingerprints(who).into_iter().next().expect("key exists")
+        self.fingerprints(who)
+            .into_iter()
+            .next()
+            .expect("key exists")
     }
 
     pub fn export(&self, who: &str, armor: bool) -> Vec<u8> {
@@ -127,7 +146,10 @@ impl Gpg {
             cmd.arg("--armor");
         }
         let out = cmd.arg(who).output().unwrap();
-        assert!(out.status.success() && !out.stdout.is_empty(), "gpg --export {who}");
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "gpg --export {who}"
+        );
         out.stdout
     }
 
@@ -142,18 +164,28 @@ impl Gpg {
         let cert = self.home().join(format!("openpgp-revocs.d/{fpr}.rev"));
         let text = fs::read_to_string(&cert).unwrap();
         // gpg prefixes the armor line with ':' so the file is not imported by accident.
-        let text = text.replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----");
+        let text = text.replace(
+            ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        );
         let path = self.home().join("revocation.asc");
         fs::write(&path, text).unwrap();
         run(self.cmd().arg("--import").arg(&path));
         let listing = run(self.cmd().args(["--with-colons", "--list-keys", fpr]));
-        assert!(listing.lines().any(|l| l.starts_with("pub:r:")), "{listing}");
+        assert!(
+            listing.lines().any(|l| l.starts_with("pub:r:")),
+            "{listing}"
+        );
     }
 
     /// Makes every later gpg run in this home (including ostree's, through gpgme)
     /// believe it is `time` (e.g. "20200101T120000").
     pub fn fake_time(&self, time: &str) {
-        fs::write(self.home().join("gpg.conf"), format!("faked-system-time {time}!\n")).unwrap();
+        fs::write(
+            self.home().join("gpg.conf"),
+            format!("faked-system-time {time}!\n"),
+        )
+        .unwrap();
     }
 
     /// Detached binary signature of `data`.
@@ -166,7 +198,11 @@ impl Gpg {
             .arg(&input)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 }
@@ -188,7 +224,10 @@ pub struct OstreeRepo {
 
 impl OstreeRepo {
     pub fn init(collection_id: Option<&str>) -> Self {
-        let dir = tempfile::Builder::new().prefix("ferry-ostree").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-ostree")
+            .tempdir()
+            .unwrap();
         let repo = OstreeRepo {
             dir,
             trees: std::cell::Cell::new(0),
@@ -218,13 +257,19 @@ impl OstreeRepo {
         self.trees.set(n);
         let tree = self.dir.path().join(format!("tree{n}"));
         fs::create_dir_all(tree.join("usr/share")).unwrap();
-        fs::write(tree.join("usr/share/hello"), format!("tree {n} of {branch}\n")).unwrap();
+        fs::write(
+            tree.join("usr/share/hello"),
+            format!("tree {n} of {branch}\n"),
+        )
+        .unwrap();
         let out = run(self
             .ostree()
             .args(["commit", "-b", branch, "-s", &format!("commit {n}")])
             .arg(format!("--tree=dir={}", tree.display()))
             .args(extra));
-        out.trim().parse().expect("ostree commit prints the checksum")
+        out.trim()
+            .parse()
+            .expect("ostree commit prints the checksum")
     }
 
     pub fn gpg_sign(&self, rev: &str, gpg: &Gpg, key: &str) {

@@ -1,0 +1,254 @@
+//! `ferryctl check` and `ferryctl update`: resolve the tracked refs across every
+//! source discovery finds, and pull them with live per-source progress.
+//!
+//! With `--json`, `update` prints one JSON object per line: the engine's events
+//! (`source-dropped`, `resolved`, `progress`, `object-fetched` with
+//! `--object-events`, `ref-updated`), then `{"event":"done"}` or
+//! `{"event":"error","message":…}`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::cli::output::{format_size, format_timestamp, print_json, print_json_line};
+use crate::cli::sources::DiscoveryArgs;
+use crate::fetch::engine::{Engine, EngineEvent, EngineSettings, RefPlan, Target};
+use crate::repo::config::RepoConfig;
+use crate::repo::store::Repo;
+use crate::sources::{Discovery, Source};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn targets(config: &RepoConfig) -> Result<Vec<Target>, String> {
+    let tracked = config.tracked().map_err(|e| e.to_string())?;
+    if tracked.is_empty() {
+        return Err("nothing is tracked yet: add a ref with “ferryctl track REMOTE REF”".into());
+    }
+    tracked
+        .into_iter()
+        .map(|t| {
+            Ok(Target {
+                remote: config.remote(&t.remote).map_err(|e| e.to_string())?,
+                ref_name: t.ref_name,
+            })
+        })
+        .collect()
+}
+
+/// The sources discovery settled on, restricted to `only` when given.
+async fn discover(repo: &Path, args: &DiscoveryArgs, only: &[String]) -> Result<(Discovery, Vec<Source>), String> {
+    let options = args.options().map_err(|e| e.to_string())?;
+    let discovery = Discovery::start(repo, options).map_err(|e| e.to_string())?;
+    discovery.settled().await;
+    let mut sources = discovery.sources();
+    if !only.is_empty() {
+        for id in only {
+            if !sources.iter().any(|s| &s.id == id) {
+                discovery.stop();
+                return Err(format!("there is no source “{id}” (see “ferryctl sources”)"));
+            }
+        }
+        sources.retain(|s| only.contains(&s.id));
+    }
+    Ok((discovery, sources))
+}
+
+fn describe_plan(plan: &RefPlan) -> String {
+    let version = plan.version.as_deref().map(|v| format!("version {v}, ")).unwrap_or_default();
+    if plan.up_to_date {
+        format!("{}:{} is up to date ({version}{})", plan.remote, plan.ref_name, plan.commit)
+    } else {
+        format!(
+            "{}:{} → {} ({version}{}), from {}",
+            plan.remote,
+            plan.ref_name,
+            plan.commit,
+            format_timestamp(plan.timestamp),
+            plan.sources.join(", ")
+        )
+    }
+}
+
+pub fn check(repo_path: &Path, args: &DiscoveryArgs, json: bool) -> Result<ExitCode, String> {
+    let repo = Repo::open(repo_path).map_err(|e| e.to_string())?;
+    let config = RepoConfig::load(repo_path).map_err(|e| e.to_string())?;
+    let targets = targets(&config)?;
+    glib::MainContext::default().block_on(async {
+        let (discovery, sources) = discover(repo_path, args, &[]).await?;
+        let (sender, _receiver) = async_channel::unbounded();
+        let engine = Engine::new(repo, EngineSettings::default(), sender);
+        let plans = engine.check(&targets, &sources).await;
+        discovery.stop();
+        let plans = plans.map_err(|e| e.to_string())?;
+        if json {
+            print_json(&plans);
+        } else {
+            for plan in &plans {
+                println!("{}", describe_plan(plan));
+                for r in &plan.rejected {
+                    println!("  refused {} from {}: {}", r.commit, r.source, r.reason);
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Live per-source bars on a terminal.
+struct TerminalProgress {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    per_source: HashMap<String, ProgressBar>,
+}
+
+impl TerminalProgress {
+    fn new() -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {msg}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        overall.set_prefix("total");
+        Self {
+            multi,
+            overall,
+            per_source: HashMap::new(),
+        }
+    }
+
+    fn show(&mut self, event: &EngineEvent) {
+        match event {
+            EngineEvent::Progress { overall, sources, .. } => {
+                self.overall.set_length(overall.bytes_total.max(overall.bytes_done));
+                self.overall.set_position(overall.bytes_done);
+                let eta = overall.eta_seconds.map(|s| format!(", {s} s left")).unwrap_or_default();
+                self.overall
+                    .set_message(format!("{}/{} objects{eta}", overall.objects_done, overall.objects_total));
+                for s in sources {
+                    let bar = self.per_source.entry(s.source.id.clone()).or_insert_with(|| {
+                        let bar = self.multi.add(ProgressBar::new_spinner());
+                        bar.set_style(ProgressStyle::with_template("{prefix:>12} {msg}").expect("static template"));
+                        bar.set_prefix(s.source.name.chars().take(12).collect::<String>());
+                        bar
+                    });
+                    let error = s.last_error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default();
+                    bar.set_message(format!(
+                        "{:<11} {:>10} {:>6} objects {:>10}/s{error}",
+                        s.state,
+                        format_size(s.bytes),
+                        s.objects,
+                        format_size(s.rate)
+                    ));
+                }
+            }
+            EngineEvent::SourceDropped { source, reason } => {
+                let _ = self.multi.println(format!("Stopped using {} ({}): {reason}", source.name, source.uri));
+            }
+            EngineEvent::Resolved { plan } => {
+                let _ = self.multi.println(describe_plan(plan));
+            }
+            EngineEvent::RefUpdated { remote, ref_name, commit, .. } => {
+                let _ = self.multi.println(format!("Updated {remote}:{ref_name} to {commit}"));
+            }
+            EngineEvent::ObjectFetched { .. } => {}
+        }
+    }
+}
+
+pub fn update(
+    repo_path: &Path,
+    args: &DiscoveryArgs,
+    only: &[String],
+    json: bool,
+    object_events: bool,
+) -> Result<ExitCode, String> {
+    let repo = Repo::open(repo_path).map_err(|e| e.to_string())?;
+    let config = RepoConfig::load(repo_path).map_err(|e| e.to_string())?;
+    let targets = targets(&config)?;
+    let context = glib::MainContext::default();
+    let result = context.block_on(async {
+        let (discovery, sources) = discover(repo_path, args, only).await?;
+        let (sender, receiver) = async_channel::unbounded();
+        let settings = EngineSettings {
+            object_events,
+            ..EngineSettings::default()
+        };
+        let engine = Rc::new(Engine::new(repo, settings, sender));
+        // Ctrl-C cancels; the repository stays consistent.
+        let cancel_engine = engine.clone();
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+        let sigint = glib::timeout_add_local(std::time::Duration::from_millis(50), move || {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                cancel_engine.cancel();
+            }
+            glib::ControlFlow::Continue
+        });
+        let terminal = (!json && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .then(|| Rc::new(RefCell::new(TerminalProgress::new())));
+        let printer_terminal = terminal.clone();
+        let printer = glib::MainContext::default().spawn_local(async move {
+            while let Ok(event) = receiver.recv().await {
+                if json {
+                    print_json_line(&event);
+                } else if let Some(t) = &printer_terminal {
+                    t.borrow_mut().show(&event);
+                } else {
+                    print_event_line(&event);
+                }
+            }
+        });
+        let result = engine.update(&targets, &sources).await;
+        sigint.remove();
+        drop(engine);
+        let _ = printer.await;
+        if let Some(t) = terminal {
+            let _ = t.borrow().multi.clear();
+        }
+        discovery.stop();
+        result.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(plans) => {
+            if json {
+                print_json_line(&json!({ "event": "done", "plans": plans }));
+            } else if plans.iter().all(|p| p.up_to_date) {
+                println!("Everything is up to date.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(message) => {
+            if json {
+                print_json_line(&json!({ "event": "error", "message": message }));
+            }
+            Err(message)
+        }
+    }
+}
+
+/// Without a terminal: one line per notable event, none for progress.
+fn print_event_line(event: &EngineEvent) {
+    match event {
+        EngineEvent::SourceDropped { source, reason } => {
+            println!("Stopped using {} ({}): {reason}", source.name, source.uri)
+        }
+        EngineEvent::Resolved { plan } => println!("{}", describe_plan(plan)),
+        EngineEvent::RefUpdated { remote, ref_name, commit, .. } => {
+            println!("Updated {remote}:{ref_name} to {commit}")
+        }
+        EngineEvent::Progress { .. } | EngineEvent::ObjectFetched { .. } => {}
+    }
+}

@@ -1,0 +1,870 @@
+//! The multi-source pull engine.
+//!
+//! Runs on the thread-default GLib main context. For each tracked ref it resolves
+//! the newest commit that passes trust across all sources, then fetches the commit's
+//! closure from every useful source at once, following DESIGN.md's engine rules:
+//!
+//! 1. `file://` sources come first; 2. sources that have the chosen commit before
+//! stale ones, fresher summaries first; 3./4. a source that refuses connections or
+//! has no summary was dropped by discovery or is dropped here on first contact;
+//! 5. a 404 for one object only moves that object on to the next source; 6. equal
+//! sources share the load in random order; 7. stale sources serve what they hold;
+//! 8. the commit is verified before anything under it is requested; 9. every object
+//! is verified before it is stored, and a source that sends a bad one is dropped;
+//! 10. the ref moves only after the whole closure is stored.
+//!
+//! CPU work (inflate, sha256, parsing) runs on GLib's worker threads; progress goes
+//! out as typed events on a channel, at most every `PROGRESS_INTERVAL`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::BufReader;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gio::prelude::*;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+
+use crate::fetch::transport::{new_session, Body, HttpSettings, Transport, TransportError};
+use crate::repo::config::RemoteConfig;
+use crate::repo::filez::verify_filez;
+use crate::repo::objects::{Commit, DirMeta, DirTree};
+use crate::repo::refs::{self, RefKind};
+use crate::repo::store::{Repo, Transaction};
+use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
+use crate::sources::{Source, SourceKind};
+use crate::trust::{self, CommitToVerify, TrustPolicy};
+
+const MAX_METADATA_SIZE: u64 = 10 * 1024 * 1024;
+/// No file object Ferry accepts is larger (a sanity bound on a lying server).
+const MAX_FILE_OBJECT_SIZE: u64 = 16 * 1024 * 1024 * 1024;
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+const MAX_HTTP_IN_FLIGHT: usize = 32;
+const INITIAL_HTTP_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no source offers {ref_name}")]
+    NoSource { ref_name: String },
+    #[error("no source offers a trusted commit for {ref_name}: {reasons}")]
+    NoTrustedCommit { ref_name: String, reasons: String },
+    #[error("no source has object {object} (needed for {ref_name}); tried {tried}")]
+    ObjectUnavailable {
+        ref_name: String,
+        object: String,
+        tried: String,
+    },
+    #[error("every source failed while fetching {ref_name}; last error: {last}")]
+    AllSourcesFailed { ref_name: String, last: String },
+    #[error("the update was cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Local(#[from] RepoError),
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+}
+
+/// One ref to keep up to date, with the remote that says how to trust it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub remote: RemoteConfig,
+    pub ref_name: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceLabel {
+    pub id: String,
+    pub uri: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceProgress {
+    #[serde(flatten)]
+    pub source: SourceLabel,
+    pub state: &'static str,
+    pub bytes: u64,
+    pub objects: u64,
+    /// Bytes per second over the last second or so.
+    pub rate: u64,
+    pub in_flight: usize,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OverallProgress {
+    pub bytes_done: u64,
+    /// An estimate that firms up as directory trees arrive.
+    pub bytes_total: u64,
+    pub objects_done: u64,
+    pub objects_total: u64,
+    pub eta_seconds: Option<u64>,
+}
+
+/// The commit chosen for one ref.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefPlan {
+    pub remote: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub commit: Checksum,
+    pub timestamp: u64,
+    pub version: Option<String>,
+    pub subject: String,
+    pub current: Option<Checksum>,
+    pub up_to_date: bool,
+    /// Sources offering exactly this commit.
+    pub sources: Vec<String>,
+    /// Commits offered by some source that failed trust, with why.
+    pub rejected: Vec<RejectedCommit>,
+    #[serde(skip)]
+    commit_bytes: Vec<u8>,
+    #[serde(skip)]
+    detached: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RejectedCommit {
+    pub commit: Checksum,
+    pub source: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum EngineEvent {
+    /// A source will not be used for the rest of this update.
+    SourceDropped { source: SourceLabel, reason: String },
+    Resolved { plan: RefPlan },
+    Progress {
+        #[serde(rename = "ref")]
+        ref_name: String,
+        overall: OverallProgress,
+        sources: Vec<SourceProgress>,
+    },
+    /// Only with `EngineSettings::object_events`: which source served what.
+    ObjectFetched {
+        source: String,
+        object: String,
+        bytes: u64,
+    },
+    RefUpdated {
+        remote: String,
+        #[serde(rename = "ref")]
+        ref_name: String,
+        commit: Checksum,
+        previous: Option<Checksum>,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EngineSettings {
+    pub http: HttpSettings,
+    pub object_events: bool,
+    /// Worker jobs per `file://` source.
+    pub file_in_flight: Option<usize>,
+}
+
+/// A source as the engine sees it during one update.
+struct EngineSource {
+    source: Source,
+    transport: Transport,
+    alive: bool,
+    in_flight: usize,
+    limit: usize,
+    successes: u64,
+    bytes: u64,
+    objects: u64,
+    last_error: Option<String>,
+    rate: RateMeter,
+}
+
+impl EngineSource {
+    fn label(&self) -> SourceLabel {
+        SourceLabel {
+            id: self.source.id.clone(),
+            uri: self.source.uri.clone(),
+            name: self.source.name.clone(),
+        }
+    }
+}
+
+/// Bytes per second over a sliding window of about a second.
+#[derive(Default)]
+struct RateMeter {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl RateMeter {
+    fn add(&mut self, bytes: u64) {
+        let now = Instant::now();
+        self.samples.push_back((now, bytes));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(2))
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    fn rate(&self) -> u64 {
+        let Some((first, _)) = self.samples.front() else { return 0 };
+        let span = first.elapsed().as_secs_f64().max(0.5);
+        (self.samples.iter().map(|(_, b)| b).sum::<u64>() as f64 / span) as u64
+    }
+}
+
+pub struct Engine {
+    repo: Repo,
+    settings: EngineSettings,
+    session: soup::Session,
+    events: async_channel::Sender<EngineEvent>,
+    cancellable: gio::Cancellable,
+}
+
+/// What a task fetching one object reports back.
+enum Fetched {
+    /// Stored; for metadata, the objects it names.
+    Stored { bytes: u64, children: Vec<ObjectName> },
+    NotFound,
+    Bad(RepoError),
+    Failed(TransportError),
+    Local(RepoError),
+}
+
+impl Engine {
+    pub fn new(repo: Repo, settings: EngineSettings, events: async_channel::Sender<EngineEvent>) -> Self {
+        let session = new_session(&settings.http);
+        Self {
+            repo,
+            settings,
+            session,
+            events,
+            cancellable: gio::Cancellable::new(),
+        }
+    }
+
+    /// Stops a running update; the repository stays consistent.
+    pub fn cancel(&self) {
+        self.cancellable.cancel();
+    }
+
+    pub fn cancellable(&self) -> &gio::Cancellable {
+        &self.cancellable
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        // A consumer that went away must not stop the update.
+        let _ = self.events.try_send(event);
+    }
+
+    fn prepare_sources(&self, sources: &[Source]) -> Vec<EngineSource> {
+        let file_limit = self
+            .settings
+            .file_in_flight
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2);
+        sources
+            .iter()
+            .filter(|s| s.state.is_usable())
+            .filter_map(|s| {
+                let transport = Transport::for_uri(&s.uri, &self.session).ok()?;
+                let limit = if transport.is_file() { file_limit } else { INITIAL_HTTP_IN_FLIGHT };
+                Some(EngineSource {
+                    source: s.clone(),
+                    transport,
+                    alive: true,
+                    in_flight: 0,
+                    limit,
+                    successes: 0,
+                    bytes: 0,
+                    objects: 0,
+                    last_error: None,
+                    rate: RateMeter::default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Finds the newest trusted commit of each target across `sources`.
+    pub async fn check(&self, targets: &[Target], sources: &[Source]) -> Result<Vec<RefPlan>, EngineError> {
+        let mut engine_sources = self.prepare_sources(sources);
+        let mut plans = Vec::new();
+        for target in targets {
+            plans.push(self.resolve(target, &mut engine_sources).await?);
+        }
+        Ok(plans)
+    }
+
+    /// Resolves and pulls every target, moving each ref once its closure is stored.
+    pub async fn update(&self, targets: &[Target], sources: &[Source]) -> Result<Vec<RefPlan>, EngineError> {
+        let mut engine_sources = self.prepare_sources(sources);
+        let mut plans = Vec::new();
+        for target in targets {
+            let plan = self.resolve(target, &mut engine_sources).await?;
+            if !plan.up_to_date {
+                self.pull(target, &plan, &mut engine_sources).await?;
+            }
+            plans.push(plan);
+        }
+        Ok(plans)
+    }
+
+    fn drop_source(&self, source: &mut EngineSource, reason: String) {
+        if source.alive {
+            source.alive = false;
+            source.last_error = Some(reason.clone());
+            self.emit(EngineEvent::SourceDropped {
+                source: source.label(),
+                reason,
+            });
+        }
+    }
+
+    async fn resolve(&self, target: &Target, sources: &mut [EngineSource]) -> Result<RefPlan, EngineError> {
+        let remote = &target.remote;
+        let collection = remote.collection_id.as_deref();
+        let kind = RefKind::Remote(remote.name.clone());
+        let current = match refs::read_ref(self.repo.root(), &kind, &target.ref_name)? {
+            Some(c) => Some((c, self.repo.load_commit(&c)?.0.timestamp)),
+            None => None,
+        };
+        let policy = TrustPolicy::for_remote(self.repo.root(), &crate::fetch::trust_settings(remote))?;
+
+        // Offers, newest claimed first; a source's claim is only a hint.
+        let mut offers: Vec<(Checksum, Option<u64>, usize)> = Vec::new();
+        for (i, s) in sources.iter().enumerate().filter(|(_, s)| s.alive) {
+            for offer in &s.source.refs {
+                let matches_collection = offer.collection_id.as_deref() == collection
+                    || (offer.collection_id.is_none() && s.source.remote.as_deref() == Some(&remote.name));
+                if offer.ref_name == target.ref_name && matches_collection {
+                    offers.push((offer.commit, offer.timestamp, i));
+                }
+            }
+        }
+        if offers.is_empty() {
+            return Err(EngineError::NoSource {
+                ref_name: target.ref_name.clone(),
+            });
+        }
+        offers.sort_by(|a, b| b.1.cmp(&a.1));
+
+        let mut verified: Vec<(Checksum, Commit, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut rejected = Vec::new();
+        let mut tried: HashSet<Checksum> = HashSet::new();
+        for (commit_checksum, _, _) in offers.clone() {
+            if !tried.insert(commit_checksum) {
+                continue;
+            }
+            let holders: Vec<usize> = offers
+                .iter()
+                .filter(|(c, _, _)| *c == commit_checksum)
+                .map(|(_, _, i)| *i)
+                .collect();
+            match self
+                .fetch_trusted_commit(&policy, target, commit_checksum, current, &holders, sources)
+                .await
+            {
+                Ok(found) => verified.push(found),
+                Err(mut reasons) => rejected.append(&mut reasons),
+            }
+        }
+        let Some((commit_checksum, commit, commit_bytes, detached)) =
+            verified.into_iter().max_by_key(|(_, c, _, _)| c.timestamp)
+        else {
+            let reasons = rejected
+                .iter()
+                .map(|r: &RejectedCommit| format!("{} from {}: {}", short(&r.commit), r.source, r.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(EngineError::NoTrustedCommit {
+                ref_name: target.ref_name.clone(),
+                reasons,
+            });
+        };
+        let up_to_date = current.is_some_and(|(c, _)| c == commit_checksum)
+            && !self.repo.is_commit_partial(&commit_checksum);
+        let holders = offers
+            .iter()
+            .filter(|(c, _, _)| *c == commit_checksum)
+            .map(|(_, _, i)| sources[*i].source.id.clone())
+            .collect();
+        let plan = RefPlan {
+            remote: remote.name.clone(),
+            ref_name: target.ref_name.clone(),
+            commit: commit_checksum,
+            timestamp: commit.timestamp,
+            version: commit.version(),
+            subject: commit.subject.clone(),
+            current: current.map(|(c, _)| c),
+            up_to_date,
+            sources: holders,
+            rejected,
+            commit_bytes,
+            detached,
+        };
+        self.emit(EngineEvent::Resolved { plan: plan.clone() });
+        Ok(plan)
+    }
+
+    /// Fetches a commit from one of `holders` and checks it; on failure, why each
+    /// holder's copy was refused.
+    async fn fetch_trusted_commit(
+        &self,
+        policy: &TrustPolicy,
+        target: &Target,
+        checksum: Checksum,
+        current: Option<(Checksum, u64)>,
+        holders: &[usize],
+        sources: &mut [EngineSource],
+    ) -> Result<(Checksum, Commit, Vec<u8>, Option<Vec<u8>>), Vec<RejectedCommit>> {
+        let mut reasons = Vec::new();
+        let commit_path = ObjectName::new(checksum, ObjectType::Commit).relative_path();
+        let meta_path = ObjectName::new(checksum, ObjectType::CommitMeta).relative_path();
+        for &i in holders {
+            if !sources[i].alive {
+                continue;
+            }
+            let source_id = sources[i].source.id.clone();
+            let reject = |reason: String| RejectedCommit {
+                commit: checksum,
+                source: source_id.clone(),
+                reason,
+            };
+            let bytes = match sources[i].transport.get_bytes(&commit_path, MAX_METADATA_SIZE).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    if e.source_is_gone() {
+                        self.drop_source(&mut sources[i], e.to_string());
+                    }
+                    reasons.push(reject(format!("cannot fetch the commit: {e}")));
+                    continue;
+                }
+            };
+            if Checksum::digest(&bytes) != checksum {
+                let reason = format!("served commit {} with the wrong content", short(&checksum));
+                self.drop_source(&mut sources[i], reason.clone());
+                reasons.push(reject(reason));
+                continue;
+            }
+            let commit = match Commit::parse(&bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    reasons.push(reject(e.to_string()));
+                    continue;
+                }
+            };
+            // Detached metadata is not content-addressed: each holder's copy is judged.
+            let detached = match sources[i].transport.get_bytes(&meta_path, MAX_METADATA_SIZE).await {
+                Ok(bytes) => Some(bytes),
+                Err(TransportError::NotFound) => None,
+                Err(e) => {
+                    reasons.push(reject(format!("cannot fetch the signatures: {e}")));
+                    continue;
+                }
+            };
+            let detached_variant = match detached.as_deref().map(trust::parse_detached_metadata).transpose() {
+                Ok(v) => v,
+                Err(e) => {
+                    reasons.push(reject(e.to_string()));
+                    continue;
+                }
+            };
+            match policy.verify_commit(&CommitToVerify {
+                commit_bytes: &bytes,
+                detached_metadata: detached_variant,
+                ref_name: &target.ref_name,
+                current,
+            }) {
+                Ok(_) => return Ok((checksum, commit, bytes, detached)),
+                Err(e) => reasons.push(reject(e.to_string())),
+            }
+        }
+        Err(reasons)
+    }
+
+    /// Rank of a source for this ref: lower is preferred (rules 1, 2, 7).
+    fn rank(source: &EngineSource, plan: &RefPlan) -> (u8, u8, u8, i64) {
+        let is_file = source.transport.is_file();
+        let has_commit = plan.sources.contains(&source.source.id);
+        let internet = source.source.kind == SourceKind::Internet;
+        let freshness = if has_commit {
+            0
+        } else {
+            -(source.source.last_modified.unwrap_or(0) as i64)
+        };
+        (u8::from(!is_file), u8::from(!has_commit), u8::from(internet), freshness)
+    }
+
+    async fn pull(&self, target: &Target, plan: &RefPlan, sources: &mut [EngineSource]) -> Result<(), EngineError> {
+        let repo = &self.repo;
+        repo.mark_commit_partial(&plan.commit)?;
+        let txn = Arc::new(repo.begin()?);
+        let ranks: Vec<_> = sources.iter().map(|s| Self::rank(s, plan)).collect();
+        let commit = Commit::parse(&plan.commit_bytes)?;
+
+        let mut queue: VecDeque<ObjectName> = VecDeque::new();
+        let mut seen: HashSet<ObjectName> = HashSet::new();
+        let mut failed_on: HashMap<ObjectName, Vec<usize>> = HashMap::new();
+        let mut overall = OverallProgress::default();
+        let mut stored_metadata = 0u64;
+        let roots = [
+            ObjectName::new(commit.root_meta, ObjectType::DirMeta),
+            ObjectName::new(commit.root_tree, ObjectType::DirTree),
+        ];
+        self.enqueue(&txn, &roots, &mut queue, &mut seen, &mut overall, &mut stored_metadata)?;
+
+        let (results_tx, results_rx) = async_channel::unbounded::<(ObjectName, usize, Fetched)>();
+        let mut tasks: Vec<glib::JoinHandle<()>> = Vec::new();
+        let mut in_flight = 0usize;
+        let started = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut last_checkpoint = Instant::now();
+        let mut last_error = String::from("none");
+
+        loop {
+            // Hand out work: each object goes to the best-ranked live source that has
+            // not failed it; among equals, at random; a busy best source keeps it.
+            let mut scanned = 0;
+            let mut index = 0;
+            while index < queue.len() && scanned < 512 {
+                scanned += 1;
+                let name = queue[index];
+                let failed = failed_on.get(&name);
+                let candidates: Vec<usize> = (0..sources.len())
+                    .filter(|&i| sources[i].alive && !failed.is_some_and(|f| f.contains(&i)))
+                    .collect();
+                let Some(best) = candidates.iter().map(|&i| ranks[i]).min() else {
+                    let tried = failed
+                        .map(|f| f.iter().map(|&i| sources[i].source.id.clone()).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default();
+                    abort_all(&mut tasks);
+                    return Err(if sources.iter().any(|s| s.alive) {
+                        EngineError::ObjectUnavailable {
+                            ref_name: target.ref_name.clone(),
+                            object: name.to_string(),
+                            tried,
+                        }
+                    } else {
+                        EngineError::AllSourcesFailed {
+                            ref_name: target.ref_name.clone(),
+                            last: last_error,
+                        }
+                    });
+                };
+                let mut free: Vec<usize> = candidates
+                    .into_iter()
+                    .filter(|&i| ranks[i] == best && sources[i].in_flight < sources[i].limit)
+                    .collect();
+                free.shuffle(&mut rand::rng());
+                let Some(&chosen) = free.first() else {
+                    index += 1;
+                    continue;
+                };
+                queue.remove(index);
+                sources[chosen].in_flight += 1;
+                in_flight += 1;
+                let transport = sources[chosen].transport.clone();
+                let txn = txn.clone();
+                let results_tx = results_tx.clone();
+                tasks.push(glib::MainContext::default().spawn_local(async move {
+                    let outcome = fetch_object(&transport, &txn, name).await;
+                    let _ = results_tx.send((name, chosen, outcome)).await;
+                }));
+            }
+
+            if queue.is_empty() && in_flight == 0 {
+                break;
+            }
+            if self.cancellable.is_cancelled() {
+                abort_all(&mut tasks);
+                return Err(EngineError::Cancelled);
+            }
+            let received = glib::future_with_timeout(PROGRESS_INTERVAL, results_rx.recv()).await;
+            if let Ok(Ok((name, i, outcome))) = received {
+                in_flight -= 1;
+                let source = &mut sources[i];
+                source.in_flight -= 1;
+                match outcome {
+                    Fetched::Stored { bytes, children } => {
+                        source.bytes += bytes;
+                        source.objects += 1;
+                        source.successes += 1;
+                        source.rate.add(bytes);
+                        overall.bytes_done += bytes;
+                        overall.objects_done += 1;
+                        // Additive increase while the source keeps up.
+                        if !source.transport.is_file()
+                            && source.successes % source.limit as u64 == 0
+                            && source.limit < MAX_HTTP_IN_FLIGHT
+                        {
+                            source.limit += 1;
+                        }
+                        if self.settings.object_events {
+                            self.emit(EngineEvent::ObjectFetched {
+                                source: source.source.id.clone(),
+                                object: name.to_string(),
+                                bytes,
+                            });
+                        }
+                        self.enqueue(&txn, &children, &mut queue, &mut seen, &mut overall, &mut stored_metadata)?;
+                    }
+                    Fetched::NotFound => {
+                        failed_on.entry(name).or_default().push(i);
+                        queue.push_front(name);
+                    }
+                    Fetched::Bad(error) => {
+                        let reason = format!("sent a bad object: {error}");
+                        last_error = reason.clone();
+                        self.drop_source(source, reason);
+                        queue.push_front(name);
+                    }
+                    Fetched::Failed(error) => {
+                        last_error = format!("{}: {error}", source.source.id);
+                        if error.source_is_gone() {
+                            self.drop_source(source, error.to_string());
+                        } else {
+                            // Server trouble: back off and let another source try.
+                            source.limit = (source.limit / 2).max(1);
+                            source.last_error = Some(error.to_string());
+                            failed_on.entry(name).or_default().push(i);
+                        }
+                        queue.push_front(name);
+                    }
+                    Fetched::Local(error) => {
+                        abort_all(&mut tasks);
+                        return Err(error.into());
+                    }
+                }
+            }
+            if last_progress.elapsed() >= PROGRESS_INTERVAL {
+                self.emit_progress(target, &mut overall, sources, started);
+                last_progress = Instant::now();
+            }
+            if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+                let txn = txn.clone();
+                gio::spawn_blocking(move || txn.checkpoint())
+                    .await
+                    .unwrap_or_else(|_| Err(RepoError::format("checkpoint", "worker panicked")))?;
+                last_checkpoint = Instant::now();
+            }
+        }
+        self.emit_progress(target, &mut overall, sources, started);
+
+        let commit_name = ObjectName::new(plan.commit, ObjectType::Commit);
+        if let Some(detached) = &plan.detached {
+            txn.stage_bytes(&ObjectName::new(plan.commit, ObjectType::CommitMeta), detached)?;
+        }
+        txn.stage_bytes(&commit_name, &plan.commit_bytes)?;
+        let txn = Arc::try_unwrap(txn).map_err(|_| RepoError::format("transaction", "still in use"))?;
+        gio::spawn_blocking(move || txn.commit())
+            .await
+            .unwrap_or_else(|_| Err(RepoError::format("commit", "worker panicked")))?;
+        let kind = RefKind::Remote(target.remote.name.clone());
+        let previous = refs::read_ref(repo.root(), &kind, &target.ref_name)?;
+        refs::write_ref(repo.root(), &kind, &target.ref_name, &plan.commit)?;
+        repo.clear_commit_partial(&plan.commit)?;
+        self.emit(EngineEvent::RefUpdated {
+            remote: target.remote.name.clone(),
+            ref_name: target.ref_name.clone(),
+            commit: plan.commit,
+            previous,
+        });
+        Ok(())
+    }
+
+    /// Queues what is missing; what is stored already is walked in place.
+    fn enqueue(
+        &self,
+        txn: &Transaction,
+        names: &[ObjectName],
+        queue: &mut VecDeque<ObjectName>,
+        seen: &mut HashSet<ObjectName>,
+        overall: &mut OverallProgress,
+        stored_metadata: &mut u64,
+    ) -> Result<(), EngineError> {
+        let mut pending: Vec<ObjectName> = names.to_vec();
+        while let Some(name) = pending.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            if !txn.has_object(&name) {
+                overall.objects_total += 1;
+                // Metadata first: it reveals the rest of the tree sooner.
+                if name.kind == ObjectType::File {
+                    queue.push_back(name);
+                } else {
+                    queue.push_front(name);
+                }
+                continue;
+            }
+            if name.kind == ObjectType::DirTree {
+                *stored_metadata += 1;
+                let tree = DirTree::parse(&txn.read_object_bytes(&name)?)?;
+                pending.extend(tree_children(&tree));
+            }
+        }
+        // Estimate the total from the average object so far.
+        let average = if overall.objects_done > 0 {
+            overall.bytes_done / overall.objects_done
+        } else {
+            0
+        };
+        overall.bytes_total = overall.bytes_done + (overall.objects_total - overall.objects_done) * average;
+        Ok(())
+    }
+
+    fn emit_progress(&self, target: &Target, overall: &mut OverallProgress, sources: &[EngineSource], started: Instant) {
+        let elapsed = started.elapsed().as_secs_f64();
+        let remaining = overall.bytes_total.saturating_sub(overall.bytes_done);
+        overall.eta_seconds = (overall.bytes_done > 0 && elapsed > 1.0)
+            .then(|| (remaining as f64 / (overall.bytes_done as f64 / elapsed)) as u64);
+        let progress = sources
+            .iter()
+            .map(|s| SourceProgress {
+                source: s.label(),
+                state: if !s.alive {
+                    "dropped"
+                } else if s.in_flight > 0 {
+                    "downloading"
+                } else {
+                    "idle"
+                },
+                bytes: s.bytes,
+                objects: s.objects,
+                rate: s.rate.rate(),
+                in_flight: s.in_flight,
+                last_error: s.last_error.clone(),
+            })
+            .collect();
+        self.emit(EngineEvent::Progress {
+            ref_name: target.ref_name.clone(),
+            overall: overall.clone(),
+            sources: progress,
+        });
+    }
+}
+
+fn abort_all(tasks: &mut Vec<glib::JoinHandle<()>>) {
+    for task in tasks.drain(..) {
+        task.abort();
+    }
+}
+
+fn short(c: &Checksum) -> String {
+    c.to_hex()[..12].to_owned()
+}
+
+fn tree_children(tree: &DirTree) -> Vec<ObjectName> {
+    let mut out = Vec::with_capacity(tree.files.len() + tree.dirs.len() * 2);
+    out.extend(tree.files.iter().map(|f| ObjectName::new(f.checksum, ObjectType::File)));
+    for d in &tree.dirs {
+        out.push(ObjectName::new(d.meta, ObjectType::DirMeta));
+        out.push(ObjectName::new(d.tree, ObjectType::DirTree));
+    }
+    out
+}
+
+/// Fetches, verifies and stages one object from one source.
+async fn fetch_object(transport: &Transport, txn: &Arc<Transaction>, name: ObjectName) -> Fetched {
+    let relative = name.relative_path();
+    if name.kind == ObjectType::File {
+        if let Transport::File(root) = transport {
+            // Straight from the drive into staging, verified on the way.
+            let path = root.join(&relative);
+            let txn = txn.clone();
+            return gio::spawn_blocking(move || stage_file_object(&txn, &name, &path))
+                .await
+                .unwrap_or_else(|_| Fetched::Local(RepoError::format("worker", "panicked")));
+        }
+    }
+    let limit = if name.kind == ObjectType::File {
+        MAX_FILE_OBJECT_SIZE
+    } else {
+        MAX_METADATA_SIZE
+    };
+    let spill_dir = txn.staging_dir().to_path_buf();
+    let body = match transport.get(&relative, limit, Some(&spill_dir)).await {
+        Ok(body) => body,
+        Err(TransportError::NotFound) => return Fetched::NotFound,
+        Err(e) => return Fetched::Failed(e),
+    };
+    let txn = txn.clone();
+    gio::spawn_blocking(move || stage_body(&txn, &name, body))
+        .await
+        .unwrap_or_else(|_| Fetched::Local(RepoError::format("worker", "panicked")))
+}
+
+fn stage_file_object(txn: &Transaction, name: &ObjectName, path: &std::path::Path) -> Fetched {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The whole drive gone is a lost source, not a missing object.
+            return match path.ancestors().nth(3).is_some_and(|root| root.join("config").exists()) {
+                true => Fetched::NotFound,
+                false => Fetched::Failed(TransportError::Lost(format!("{} vanished", path.display()))),
+            };
+        }
+        Err(e) => return Fetched::Failed(TransportError::Lost(e.to_string())),
+    };
+    let reader = BufReader::with_capacity(128 * 1024, file);
+    classify(txn.stage_with(name, |out| verify_filez(reader, &name.checksum, out).map(|(_, n)| n)), Vec::new())
+}
+
+fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
+    match name.kind {
+        ObjectType::File => {
+            let result = match &body {
+                Body::Memory(bytes) => txn.stage_with(name, |out| verify_filez(&bytes[..], &name.checksum, out).map(|(_, n)| n)),
+                Body::File { path, .. } => match std::fs::File::open(path) {
+                    Ok(file) => txn.stage_with(name, |out| {
+                        verify_filez(BufReader::with_capacity(128 * 1024, file), &name.checksum, out).map(|(_, n)| n)
+                    }),
+                    Err(e) => Err(RepoError::io(path, e)),
+                },
+            };
+            if let Body::File { path, .. } = &body {
+                if path.starts_with(txn.staging_dir()) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            classify(result, Vec::new())
+        }
+        _ => {
+            let Body::Memory(bytes) = body else {
+                return Fetched::Bad(RepoError::CorruptObject {
+                    name: *name,
+                    reason: "larger than any metadata object may be".into(),
+                });
+            };
+            let actual = Checksum::digest(&bytes);
+            if actual != name.checksum {
+                return Fetched::Bad(RepoError::ChecksumMismatch {
+                    expected: *name,
+                    actual: actual.to_hex(),
+                });
+            }
+            let children = match name.kind {
+                ObjectType::DirTree => match DirTree::parse(&bytes) {
+                    Ok(tree) => tree_children(&tree),
+                    Err(e) => return Fetched::Bad(e),
+                },
+                ObjectType::DirMeta => match DirMeta::parse(&bytes) {
+                    Ok(_) => Vec::new(),
+                    Err(e) => return Fetched::Bad(e),
+                },
+                _ => Vec::new(),
+            };
+            classify(txn.stage_bytes(name, &bytes).map(|_| bytes.len() as u64), children)
+        }
+    }
+}
+
+fn classify(result: Result<u64, RepoError>, children: Vec<ObjectName>) -> Fetched {
+    match result {
+        Ok(bytes) => Fetched::Stored { bytes, children },
+        Err(e @ RepoError::Io { .. }) => Fetched::Local(e),
+        Err(e) => Fetched::Bad(e),
+    }
+}

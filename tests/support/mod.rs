@@ -1,0 +1,699 @@
+//! Shared helpers for Ferry's integration tests: temporary directories, running the
+//! real `ostree` tool and the `ferryctl` binary, building file trees, writing
+//! objects with Ferry's library, comparing trees, and asserting on errors.
+//!
+//! Every external command is run with a clean environment for Ferry (`FERRY_REPO`
+//! unset, `XDG_DATA_HOME` pointing into a temporary directory), so a test never
+//! touches the user's own repository.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ferry::repo::filez::{write_filez, FileHeader};
+use ferry::repo::objects::{Commit, DirMeta, DirTree};
+use ferry::repo::{Checksum, ObjectName, ObjectType};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+
+/// The collection id every test repository uses.
+pub const COLLECTION: &str = "org.example.Os";
+/// The ref every test commits to.
+pub const REF: &str = "os/stable";
+
+// ---------------------------------------------------------------------------
+// Temporary directories
+// ---------------------------------------------------------------------------
+
+/// A temporary directory, removed (with everything in it) when dropped, also when
+/// the test panics.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ferry-test-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// What `$XDG_DATA_HOME` is for every `ferryctl` run: a path that can never be
+/// created (not even by root), so a test that forgets `--repo` fails instead of
+/// touching a real repository.
+const NO_DATA_HOME: &str = "/dev/null/ferry-test-data-home";
+
+// ---------------------------------------------------------------------------
+// Running commands
+// ---------------------------------------------------------------------------
+
+/// A finished command: exit status and its output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub command: String,
+    pub success: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(command: String, out: Output) -> Self {
+        Run {
+            command,
+            success: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the whole output unless the command succeeded.
+    pub fn ok(self) -> Self {
+        assert!(
+            self.success,
+            "{} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+            self.command, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panics with the whole output unless the command failed (non-zero exit, not a
+    /// crash by signal).
+    pub fn failed(self) -> Self {
+        assert!(
+            !self.success && self.code.is_some(),
+            "{} was expected to fail with an exit code ({:?}):\nstdout:\n{}\nstderr:\n{}",
+            self.command,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{} did not print JSON ({e}):\n{}",
+                self.command, self.stdout
+            )
+        })
+    }
+
+    /// The single error line of a failed `ferryctl`: stderr minus `WARNING:` lines
+    /// must be exactly one non-empty line, `ferryctl: …`, without a panic or a
+    /// backtrace. Returns the message after `ferryctl: `.
+    pub fn error_sentence(&self) -> String {
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("WARNING:"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{}: expected one error line on stderr, got:\n{}",
+            self.command,
+            self.stderr
+        );
+        let line = lines[0];
+        assert!(
+            !line.contains("panicked") && !line.contains("RUST_BACKTRACE"),
+            "{}: crashed instead of reporting an error:\n{}",
+            self.command,
+            self.stderr
+        );
+        line.strip_prefix("ferryctl: ")
+            .unwrap_or_else(|| panic!("{}: error line is not `ferryctl: …`: {line}", self.command))
+            .to_owned()
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+/// Runs `cmd` to completion (stdin closed) and captures its output.
+pub fn run(cmd: &mut Command) -> Run {
+    let command = describe(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    Run::from_output(command, out)
+}
+
+/// Runs `cmd` and asserts success.
+pub fn run_ok(cmd: &mut Command) -> Run {
+    run(cmd).ok()
+}
+
+/// `ostree --repo=REPO`.
+pub fn ostree(repo: &Path) -> Command {
+    let mut cmd = Command::new("ostree");
+    cmd.arg(format!("--repo={}", repo.display()));
+    cmd
+}
+
+/// The `ferryctl` binary with no repository chosen (add `--repo` yourself).
+pub fn ferryctl_bare() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferryctl"));
+    cmd.env_remove("FERRY_REPO")
+        .env("XDG_DATA_HOME", NO_DATA_HOME)
+        .env("LC_ALL", "C.UTF-8");
+    cmd
+}
+
+/// `ferryctl --repo REPO`.
+pub fn ferryctl(repo: &Path) -> Command {
+    let mut cmd = ferryctl_bare();
+    cmd.arg("--repo").arg(repo);
+    cmd
+}
+
+/// `cp -a FROM TO`: copies a repository with everything in it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    run_ok(Command::new("cp").arg("-a").arg(from).arg(to));
+}
+
+// ---------------------------------------------------------------------------
+// Repositories
+// ---------------------------------------------------------------------------
+
+/// `ostree init --mode=archive --collection-id=org.example.Os` at `path`.
+pub fn ostree_init(path: &Path) {
+    run_ok(ostree(path).args(["init", "--mode=archive"]).arg(format!("--collection-id={COLLECTION}")));
+}
+
+/// `ostree commit -b BRANCH EXTRA… --tree=dir=TREE`; returns the commit checksum.
+/// (A `--tree=ref=` in `extra` comes first, so TREE overlays it.)
+pub fn ostree_commit(repo: &Path, branch: &str, tree: &Path, extra: &[&str]) -> String {
+    let out = run_ok(
+        ostree(repo)
+            // The source's durability does not matter to a test.
+            .args(["commit", "--fsync=false", "-b", branch])
+            .args(extra)
+            .arg(format!("--tree=dir={}", tree.display())),
+    );
+    let checksum = out.stdout.trim().to_owned();
+    assert_eq!(checksum.len(), 64, "ostree commit printed {checksum:?}");
+    checksum
+}
+
+/// `ostree rev-parse REV`, or `None` if it does not resolve.
+pub fn rev_parse(repo: &Path, rev: &str) -> Option<String> {
+    let out = run(ostree(repo).args(["rev-parse", rev]));
+    out.success.then(|| out.stdout.trim().to_owned())
+}
+
+/// Asserts `ostree fsck` accepts the repository.
+pub fn assert_ostree_fsck(repo: &Path) {
+    let out = run(ostree(repo).arg("fsck"));
+    assert!(
+        out.success,
+        "ostree fsck of {} failed:\n{}\n{}",
+        repo.display(),
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// `ferryctl init` + `ferryctl remote add origin http://127.0.0.1:9/
+/// --collection-id org.example.Os --no-verify` at `path`.
+pub fn ferry_init_unverified(path: &Path) {
+    run_ok(ferryctl(path).arg("init"));
+    run_ok(ferryctl(path).args([
+        "remote",
+        "add",
+        "origin",
+        "http://127.0.0.1:9/",
+        "--collection-id",
+        COLLECTION,
+        "--no-verify",
+    ]));
+}
+
+/// `file://` URI of a path (test paths need no escaping).
+pub fn file_uri(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// `ferryctl --json pull file://SOURCE REF`, asserting success; the JSON report.
+pub fn ferry_pull(repo: &Path, source: &Path, ref_name: &str) -> serde_json::Value {
+    run_ok(
+        ferryctl(repo)
+            .args(["--json", "pull"])
+            .arg(file_uri(source))
+            .arg(ref_name),
+    )
+    .json()
+}
+
+/// `ferryctl pull` that is expected to fail.
+pub fn ferry_pull_fails(repo: &Path, source: &Path, ref_name: &str) -> Run {
+    run(ferryctl(repo).arg("pull").arg(file_uri(source)).arg(ref_name)).failed()
+}
+
+/// The contents of a ref file (`refs/…` relative path), trimmed; `None` if absent.
+pub fn read_ref_file(repo: &Path, relative: &str) -> Option<String> {
+    match fs::read_to_string(repo.join(relative)) {
+        Ok(s) => Some(s.trim_end().to_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => panic!("reading {relative}: {e}"),
+    }
+}
+
+/// `refs/remotes/origin/os/stable` of a Ferry repository.
+pub fn origin_ref(repo: &Path) -> Option<String> {
+    read_ref_file(repo, &format!("refs/remotes/origin/{REF}"))
+}
+
+/// Writes a ref file (`refs/heads/…` etc.) as ostree does: 64 hex and a newline.
+pub fn write_ref_file(repo: &Path, relative: &str, checksum: &str) {
+    let path = repo.join(relative);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, format!("{checksum}\n")).unwrap();
+}
+
+/// Every object file below `objects/`, as `xx/yyyy….ext` relative paths.
+pub fn object_files(repo: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let objects = repo.join("objects");
+    for dir in fs::read_dir(&objects).unwrap() {
+        let dir = dir.unwrap();
+        if !dir.file_type().unwrap().is_dir() {
+            continue;
+        }
+        let prefix = dir.file_name().to_string_lossy().into_owned();
+        for file in fs::read_dir(dir.path()).unwrap() {
+            let file = file.unwrap();
+            out.insert(format!("{prefix}/{}", file.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// Every object in a repository, with its name.
+pub fn objects(repo: &Path) -> Vec<ObjectName> {
+    object_files(repo)
+        .iter()
+        .map(|rel| {
+            ObjectName::from_relative_path(rel)
+                .unwrap_or_else(|| panic!("unexpected file objects/{rel}"))
+        })
+        .collect()
+}
+
+/// Path of an object in a repository.
+pub fn object_path(repo: &Path, checksum: &Checksum, kind: ObjectType) -> PathBuf {
+    repo.join(ObjectName::new(*checksum, kind).relative_path())
+}
+
+/// Reads an object's bytes.
+pub fn read_object(repo: &Path, checksum: &Checksum, kind: ObjectType) -> Vec<u8> {
+    let path = object_path(repo, checksum, kind);
+    fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Writes `bytes` at `objects/xx/….ext` for `checksum` (for corrupt objects too).
+pub fn put_object(repo: &Path, checksum: &Checksum, kind: ObjectType, bytes: &[u8]) {
+    let path = object_path(repo, checksum, kind);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, bytes).unwrap();
+}
+
+/// Stores a metadata object under the sha256 of its bytes; returns the checksum.
+pub fn put_metadata(repo: &Path, kind: ObjectType, bytes: &[u8]) -> Checksum {
+    let checksum = Checksum::digest(bytes);
+    put_object(repo, &checksum, kind, bytes);
+    checksum
+}
+
+pub fn put_dirtree(repo: &Path, tree: &DirTree) -> Checksum {
+    put_metadata(repo, ObjectType::DirTree, &tree.to_bytes())
+}
+
+pub fn put_dirmeta(repo: &Path, meta: &DirMeta) -> Checksum {
+    put_metadata(repo, ObjectType::DirMeta, &meta.to_bytes())
+}
+
+pub fn put_commit(repo: &Path, commit: &Commit) -> Checksum {
+    put_metadata(repo, ObjectType::Commit, &commit.to_bytes())
+}
+
+/// Stores a regular file (`mode` without the type bits) as a `.filez`.
+pub fn put_file(repo: &Path, content: &[u8], mode: u32) -> Checksum {
+    let header = FileHeader {
+        size: content.len() as u64,
+        uid: 0,
+        gid: 0,
+        mode: libc::S_IFREG | mode,
+        rdev: 0,
+        symlink_target: String::new(),
+        xattrs: vec![],
+    };
+    let mut bytes = Vec::new();
+    let checksum = write_filez(&header, &mut &content[..], &mut bytes).unwrap();
+    put_object(repo, &checksum, ObjectType::File, &bytes);
+    checksum
+}
+
+/// Stores a symlink as a `.filez`.
+pub fn put_symlink(repo: &Path, target: &str) -> Checksum {
+    let header = FileHeader {
+        size: 0,
+        uid: 0,
+        gid: 0,
+        mode: libc::S_IFLNK | 0o777,
+        rdev: 0,
+        symlink_target: target.to_owned(),
+        xattrs: vec![],
+    };
+    let mut bytes = Vec::new();
+    let checksum = write_filez(&header, &mut io::empty(), &mut bytes).unwrap();
+    put_object(repo, &checksum, ObjectType::File, &bytes);
+    checksum
+}
+
+/// A directory's metadata as `ostree commit` records a 0755 root-owned directory.
+pub fn dir_meta_0755() -> DirMeta {
+    DirMeta {
+        uid: 0,
+        gid: 0,
+        mode: libc::S_IFDIR | 0o755,
+        xattrs: vec![],
+    }
+}
+
+/// Loads a commit object with Ferry's parser.
+pub fn load_commit(repo: &Path, checksum: &str) -> Commit {
+    let checksum: Checksum = checksum.parse().unwrap();
+    Commit::parse(&read_object(repo, &checksum, ObjectType::Commit)).unwrap()
+}
+
+/// Loads a dirtree object with Ferry's parser.
+pub fn load_dirtree(repo: &Path, checksum: &Checksum) -> DirTree {
+    DirTree::parse(&read_object(repo, checksum, ObjectType::DirTree)).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Building trees
+// ---------------------------------------------------------------------------
+
+/// Writes a file with exact permissions (`mode`, umask ignored); parents created.
+pub fn write_file(path: &Path, content: &[u8], mode: u32) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(path, content).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Creates a directory (and parents) and sets its permissions exactly.
+pub fn make_dir(path: &Path, mode: u32) {
+    fs::create_dir_all(path).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Creates a symlink (parents created).
+pub fn make_symlink(target: &str, path: &Path) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    symlink(target, path).unwrap();
+}
+
+/// `len` pseudo-random bytes from `seed` (incompressible).
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = vec![0u8; len];
+    rng.fill_bytes(&mut out);
+    out
+}
+
+/// Writes `len` pseudo-random bytes from `seed` to `path`, in chunks.
+pub fn write_random_file(path: &Path, seed: u64, len: usize, mode: u32) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut file = File::create(path).unwrap();
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        rng.fill_bytes(&mut chunk[..n]);
+        file.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    drop(file);
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Sets an extended attribute (`user.*` works without privileges on most
+/// filesystems). Does not follow symlinks.
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let c_name = CString::new(name).unwrap();
+    let rc = unsafe {
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Comparing trees
+// ---------------------------------------------------------------------------
+
+/// One entry of a directory tree as a checkout must reproduce it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Permission bits (including setuid/setgid/sticky).
+    Dir { mode: u32 },
+    /// Permission bits, size and sha256 of the content.
+    File { mode: u32, size: u64, sha256: String },
+    Symlink { target: PathBuf },
+}
+
+/// Every entry below `root` (the root itself is `""`), by relative path. Does not
+/// follow symlinks.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    snapshot_into(root, Path::new(""), &mut out);
+    out
+}
+
+fn snapshot_into(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
+    let path = root.join(rel);
+    let meta = fs::symlink_metadata(&path).unwrap();
+    let mode = meta.permissions().mode() & 0o7777;
+    let ty = meta.file_type();
+    if ty.is_symlink() {
+        out.insert(
+            rel.to_owned(),
+            Entry::Symlink {
+                target: fs::read_link(&path).unwrap(),
+            },
+        );
+    } else if ty.is_dir() {
+        out.insert(rel.to_owned(), Entry::Dir { mode });
+        for child in fs::read_dir(&path).unwrap() {
+            let child = child.unwrap();
+            snapshot_into(root, &rel.join(child.file_name()), out);
+        }
+    } else if ty.is_file() {
+        out.insert(
+            rel.to_owned(),
+            Entry::File {
+                mode,
+                size: meta.len(),
+                sha256: sha256_file(&path),
+            },
+        );
+    } else {
+        panic!("unexpected file type at {}", path.display());
+    }
+}
+
+/// sha256 of a file's content, hex.
+pub fn sha256_file(path: &Path) -> String {
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(path).unwrap());
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Asserts two trees are equal, listing every difference.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let a = snapshot(expected);
+    let b = snapshot(actual);
+    let mut problems = Vec::new();
+    for (path, entry) in &a {
+        match b.get(path) {
+            None => problems.push(format!("missing {}: {entry:?}", path.display())),
+            Some(other) if other != entry => problems.push(format!(
+                "{}: expected {entry:?}, got {other:?}",
+                path.display()
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in b.keys().filter(|p| !a.contains_key(*p)) {
+        problems.push(format!("unexpected {}", path.display()));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} differs from {}:\n{}",
+        actual.display(),
+        expected.display(),
+        problems.join("\n")
+    );
+}
+
+/// Every path below `dir` (recursively, not following symlinks).
+pub fn list_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            out.push(entry.path());
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(list_all(&entry.path()));
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// GnuPG
+// ---------------------------------------------------------------------------
+
+/// A throwaway `GNUPGHOME` with one signing key; its agent is stopped on drop.
+pub struct Gpg {
+    home: tempfile::TempDir,
+    pub uid: String,
+}
+
+impl Gpg {
+    /// Generates an ed25519 signing key without a passphrase.
+    pub fn new() -> Self {
+        let home = tempfile::Builder::new()
+            .prefix("ferry-test-gpg-")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(home.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        let gpg = Gpg {
+            home,
+            uid: "Ferry Test <ferry-test@example.com>".into(),
+        };
+        run_ok(gpg.cmd().args([
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &gpg.uid,
+            "ed25519",
+            "sign",
+            "never",
+        ]));
+        gpg
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new("gpg");
+        cmd.env("GNUPGHOME", self.home())
+            .args(["--batch", "--no-tty", "--quiet"]);
+        cmd
+    }
+
+    /// The key's fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let out = run_ok(self.cmd().args(["--with-colons", "--list-keys", &self.uid]));
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .expect("a fingerprint")
+            .to_owned()
+    }
+
+    /// Writes the armored public key to `path`.
+    pub fn export_armored(&self, path: &Path) {
+        let out = run_ok(self.cmd().args(["--armor", "--export", &self.uid]));
+        assert!(out.stdout.contains("BEGIN PGP PUBLIC KEY BLOCK"));
+        fs::write(path, out.stdout).unwrap();
+    }
+
+    /// Fingerprints in a keyring file, read by gpg itself.
+    pub fn keyring_fingerprints(&self, keyring: &Path) -> Vec<String> {
+        let out = run_ok(
+            self.cmd()
+                .args(["--no-default-keyring", "--keyring"])
+                .arg(keyring)
+                .args(["--with-colons", "--list-keys"]),
+        );
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with("fpr:"))
+            .filter_map(|l| l.split(':').nth(9).map(str::to_owned))
+            .collect()
+    }
+
+    /// `ostree gpg-sign` of `rev` in `repo` with this key.
+    pub fn ostree_sign(&self, repo: &Path, rev: &str) {
+        run_ok(
+            ostree(repo)
+                .arg("gpg-sign")
+                .arg(format!("--gpg-homedir={}", self.home().display()))
+                .arg(rev)
+                .arg(self.fingerprint()),
+        );
+    }
+}
+
+impl Default for Gpg {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.home())
+            .args(["--kill", "all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
