@@ -57,5 +57,23 @@ fn main() {
             "data/resources/resources.gresource.xml",
             "resources.gresource",
         );
+        compile_schema(&out_dir);
     }
+}
+
+/// Compiles the GSettings schema into OUT_DIR: the GUI embeds it for runs of a
+/// Ferry that is not installed, and `GSETTINGS_SCHEMA_DIR=OUT_DIR` works too.
+fn compile_schema(out_dir: &str) {
+    let schema = format!("data/{BASE_ID}.gschema.xml");
+    println!("cargo:rerun-if-changed={schema}");
+    let staging = Path::new(out_dir).join("schema-source");
+    fs::create_dir_all(&staging).expect("make the schema directory");
+    fs::copy(&schema, staging.join(format!("{BASE_ID}.gschema.xml"))).expect("copy the schema");
+    let status = std::process::Command::new("glib-compile-schemas")
+        .arg("--strict")
+        .arg(format!("--targetdir={out_dir}"))
+        .arg(&staging)
+        .status()
+        .expect("run glib-compile-schemas (install libglib2.0-bin)");
+    assert!(status.success(), "glib-compile-schemas failed on {schema}");
 }

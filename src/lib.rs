@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
+pub mod demo;
 pub mod fetch;
 pub mod repo;
 pub mod share;

@@ -50,16 +50,33 @@ fn make_rich_tree(root: &Path, big: usize) {
     make_dir(&root.join("empty-dir"), 0o755);
     make_dir(&root.join("private-dir"), 0o700);
     write_file(&root.join("private-dir/inside"), b"inside\n", 0o644);
-    write_file(&root.join("déjà vu/ünïcödé.txt"), "ünïcödé\n".as_bytes(), 0o644);
-    write_file(&root.join("日本語/ファイル.txt"), "ファイル\n".as_bytes(), 0o644);
-    write_file(&root.join("emoji 🚀 'quoted' \"name\".txt"), b"rocket\n", 0o644);
+    write_file(
+        &root.join("déjà vu/ünïcödé.txt"),
+        "ünïcödé\n".as_bytes(),
+        0o644,
+    );
+    write_file(
+        &root.join("日本語/ファイル.txt"),
+        "ファイル\n".as_bytes(),
+        0o644,
+    );
+    write_file(
+        &root.join("emoji 🚀 'quoted' \"name\".txt"),
+        b"rocket\n",
+        0o644,
+    );
     make_symlink("ünïcödé.txt", &root.join("déjà vu/lien"));
-    for dir in ["bin", "a", "a/b", "a/b/c", "a/b/c/d", "a/b/c/d/e", "déjà vu", "日本語"] {
-        fs::set_permissions(
-            root.join(dir),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+    for dir in [
+        "bin",
+        "a",
+        "a/b",
+        "a/b/c",
+        "a/b/c/d",
+        "a/b/c/d/e",
+        "déjà vu",
+        "日本語",
+    ] {
+        make_dir(&root.join(dir), 0o755);
     }
 }
 
@@ -93,16 +110,28 @@ fn round_trip_ostree_commit_through_ferry_pull_and_checkouts() {
     assert!(report["previous"].is_null(), "{report}");
     // A fresh repository holds nothing: everything in the source is fetched once.
     assert_eq!(fetched(&report), src_objects1.len() as u64, "{report}");
-    assert_eq!(report["objects_present"], 0, "fresh repository: {report}");
+    let source_bytes: u64 = src_objects1
+        .iter()
+        .map(|o| fs::metadata(src.join("objects").join(o)).unwrap().len())
+        .sum();
+    assert_eq!(report["bytes_fetched"], source_bytes, "{report}");
+    let first_report = report.clone();
     assert_eq!(object_files(&ferry), src_objects1);
 
     assert_ostree_fsck(&ferry);
-    assert_eq!(rev_parse(&ferry, "origin:os/stable").as_deref(), Some(commit1.as_str()));
+    assert_eq!(
+        rev_parse(&ferry, "origin:os/stable").as_deref(),
+        Some(commit1.as_str())
+    );
     let out = tmp.path().join("ostree-checkout");
     ostree_checkout(&ferry, "origin:os/stable", &out);
     assert_same_tree(&tree, &out);
     let out = tmp.path().join("ferry-checkout");
-    run_ok(ferryctl(&ferry).args(["checkout", "origin:os/stable"]).arg(&out));
+    run_ok(
+        ferryctl(&ferry)
+            .args(["checkout", "origin:os/stable"])
+            .arg(&out),
+    );
     assert_same_tree(&tree, &out);
     // By checksum too.
     let out = tmp.path().join("ferry-checkout-by-checksum");
@@ -152,6 +181,21 @@ fn round_trip_ostree_commit_through_ferry_pull_and_checkouts() {
     let expected = tmp.path().join("expected-2");
     ostree_checkout(&src, REF, &expected);
     assert_same_tree(&expected, &out);
+
+    // The `--json` contract: `objects_present` counts objects of the closure that
+    // were already stored, so a pull into an empty repository has none, and fetched
+    // + present is the size of the closure.
+    assert_eq!(
+        first_report["objects_present"], 0,
+        "nothing was stored before the first pull: {first_report}"
+    );
+    assert_eq!(closure_of(&src, &commit1).len(), src_objects1.len());
+    let closure2 = closure_of(&src, &commit2).len() as u64;
+    assert_eq!(
+        report["objects_present"].as_u64().unwrap(),
+        closure2 - fetched(&report),
+        "second pull, closure of {closure2} objects: {report}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -183,7 +227,11 @@ fn ostree_pulls_from_a_ferry_repository() {
     );
     assert_ostree_fsck(&other);
     let show = run_ok(ostree(&other).args(["show", &pulled]));
-    assert!(show.stdout.contains(&format!("commit {pulled}")), "{}", show.stdout);
+    assert!(
+        show.stdout.contains(&format!("commit {pulled}")),
+        "{}",
+        show.stdout
+    );
     assert!(show.stdout.contains("for ostree"), "{}", show.stdout);
     assert_eq!(object_files(&other), object_files(&src));
     let out = tmp.path().join("out");
@@ -217,7 +265,10 @@ fn assert_summary_matches_ostree(tmp: &Path, repo: &Path) {
             .join("\n")
     };
     let theirs = view(repo);
-    assert!(theirs.contains("os/stable") && theirs.contains("Timestamp"), "{theirs}");
+    assert!(
+        theirs.contains("os/stable") && theirs.contains("Timestamp"),
+        "{theirs}"
+    );
     assert_eq!(view(&copy), theirs);
 
     let ostree_bytes = fs::read(repo.join("summary")).unwrap();
@@ -232,7 +283,10 @@ fn assert_summary_matches_ostree(tmp: &Path, repo: &Path) {
     ferry_summary.last_modified = ostree_summary.last_modified;
     assert_eq!(ferry_summary, ostree_summary);
     assert_eq!(ferry_summary.to_bytes().unwrap(), ostree_bytes);
-    assert_eq!(Summary::parse(&ostree_bytes).unwrap().to_bytes().unwrap(), ostree_bytes);
+    assert_eq!(
+        Summary::parse(&ostree_bytes).unwrap().to_bytes().unwrap(),
+        ostree_bytes
+    );
 }
 
 #[test]
@@ -249,17 +303,32 @@ fn ferry_summary_matches_ostree_summary() {
         &src,
         REF,
         &tree,
-        &["--add-metadata-string=version=1.0", "--timestamp=2021-03-04 05:06:07 +0000"],
+        &[
+            "--add-metadata-string=version=1.0",
+            "--timestamp=2021-03-04 05:06:07 +0000",
+        ],
     );
-    ostree_commit(&src, "os/testing", &tree, &["--add-metadata-string=version=2.0beta"]);
-    ostree_commit(&src, "os/no-version", &tree, &["--timestamp=2020-01-01 00:00:00 +0000"]);
+    ostree_commit(
+        &src,
+        "os/testing",
+        &tree,
+        &["--add-metadata-string=version=2.0beta"],
+    );
+    ostree_commit(
+        &src,
+        "os/no-version",
+        &tree,
+        &["--timestamp=2020-01-01 00:00:00 +0000"],
+    );
     write_ref_file(&src, "refs/mirrors/org.other.Apps/app/stable", &stable);
     assert_summary_matches_ostree(tmp.path(), &src);
     let summary = Summary::load(&src).unwrap().unwrap();
     let stable_ref = summary.find_ref(Some(COLLECTION), REF).unwrap();
     assert_eq!(stable_ref.timestamp, Some(1_614_834_367));
     assert_eq!(stable_ref.version.as_deref(), Some("1.0"));
-    assert!(summary.find_ref(Some("org.other.Apps"), "app/stable").is_some());
+    assert!(summary
+        .find_ref(Some("org.other.Apps"), "app/stable")
+        .is_some());
 
     // A repository made by Ferry, its refs/heads written by ostree.
     let made = tmp.path().join("ferry-made");
@@ -284,12 +353,20 @@ fn every_ostree_object_round_trips_through_ferry() {
     let repo = tmp.path().join("repo");
     make_rich_tree(&tree, 2 * 1024 * 1024);
     // Extended attributes on a file and a directory, a setuid and a sticky mode.
-    set_xattr(&tree.join("small.txt"), "user.ferry.test", b"value\0with nul");
+    set_xattr(
+        &tree.join("small.txt"),
+        "user.ferry.test",
+        b"value\0with nul",
+    );
     set_xattr(&tree.join("small.txt"), "user.other", b"");
     set_xattr(&tree.join("bin"), "user.dir-attr", b"dir");
     write_file(&tree.join("bin/setuid"), b"suid\n", 0o4755);
     make_dir(&tree.join("sticky"), 0o1777);
-    write_file(&tree.join("compressible.txt"), "line of text\n".repeat(20_000).as_bytes(), 0o644);
+    write_file(
+        &tree.join("compressible.txt"),
+        "line of text\n".repeat(20_000).as_bytes(),
+        0o644,
+    );
     ostree_init(&repo);
     let gpg = Gpg::new();
 
@@ -321,7 +398,12 @@ fn every_ostree_object_round_trips_through_ferry() {
         ],
     );
     gpg.ostree_sign(&repo, &second);
-    ostree_commit(&repo, "os/other", &tree, &["--no-xattrs", "--canonical-permissions"]);
+    ostree_commit(
+        &repo,
+        "os/other",
+        &tree,
+        &["--no-xattrs", "--canonical-permissions"],
+    );
     run_ok(ostree(&repo).args(["summary", "-u"]));
 
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
@@ -368,8 +450,7 @@ fn every_ostree_object_round_trips_through_ferry() {
                 assert_eq!(&bytes[..framed.len()], &framed[..], "{what}");
                 // Re-compressing the content gives the same object checksum.
                 let (_, mut content) =
-                    ferry::repo::filez::open_filez(io::BufReader::new(&bytes[..]), &name)
-                        .unwrap();
+                    ferry::repo::filez::open_filez(io::BufReader::new(&bytes[..]), &name).unwrap();
                 let mut plain = Vec::new();
                 if header.is_regular() {
                     content.read_to_end(&mut plain).unwrap();
@@ -386,14 +467,23 @@ fn every_ostree_object_round_trips_through_ferry() {
     }
     // Every kind was exercised.
     for kind in ["commit", "dirtree", "dirmeta", "commitmeta", "filez"] {
-        assert!(counts.get(kind).copied().unwrap_or(0) > 0, "no {kind} in {counts:?}");
+        assert!(
+            counts.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} in {counts:?}"
+        );
     }
-    assert!(counts["commit"] >= 4 && counts["commitmeta"] >= 2, "{counts:?}");
+    assert!(
+        counts["commit"] >= 4 && counts["commitmeta"] >= 2,
+        "{counts:?}"
+    );
     assert!(with_parent >= 1 && xattr_files >= 1 && xattr_dirs >= 1 && symlinks >= 4);
 
     // The summary too.
     let summary = fs::read(repo.join("summary")).unwrap();
-    assert_eq!(Summary::parse(&summary).unwrap().to_bytes().unwrap(), summary);
+    assert_eq!(
+        Summary::parse(&summary).unwrap().to_bytes().unwrap(),
+        summary
+    );
 }
 
 /// Objects written only with Ferry's library form a commit `ostree` accepts and
@@ -414,8 +504,14 @@ fn objects_written_by_ferry_are_valid_for_ostree() {
         &repo,
         &DirTree {
             files: vec![
-                DirTreeFile { name: "big".into(), checksum: big },
-                DirTreeFile { name: "link".into(), checksum: link },
+                DirTreeFile {
+                    name: "big".into(),
+                    checksum: big,
+                },
+                DirTreeFile {
+                    name: "link".into(),
+                    checksum: link,
+                },
             ],
             dirs: vec![],
         },
@@ -424,11 +520,24 @@ fn objects_written_by_ferry_are_valid_for_ostree() {
         &repo,
         &DirTree {
             files: vec![
-                DirTreeFile { name: "empty".into(), checksum: empty },
-                DirTreeFile { name: "exe".into(), checksum: exe },
-                DirTreeFile { name: "small".into(), checksum: small },
+                DirTreeFile {
+                    name: "empty".into(),
+                    checksum: empty,
+                },
+                DirTreeFile {
+                    name: "exe".into(),
+                    checksum: exe,
+                },
+                DirTreeFile {
+                    name: "small".into(),
+                    checksum: small,
+                },
             ],
-            dirs: vec![DirTreeDir { name: "sub".into(), tree: sub, meta }],
+            dirs: vec![DirTreeDir {
+                name: "sub".into(),
+                tree: sub,
+                meta,
+            }],
         },
     );
     let commit = put_commit(
@@ -462,6 +571,29 @@ fn objects_written_by_ferry_are_valid_for_ostree() {
 // ---------------------------------------------------------------------------
 // 4. Crash safety
 // ---------------------------------------------------------------------------
+
+/// What the threads of a process are doing (state and kernel wait channel).
+fn process_state(pid: u32) -> String {
+    let mut out = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            let wchan = fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+            out.push(format!(
+                "{} {} {wchan}",
+                task.file_name().to_string_lossy(),
+                state.unwrap_or("?")
+            ));
+        }
+    }
+    out.join(", ")
+}
 
 /// Staging directories Ferry left under `tmp/`.
 fn staging_dirs(repo: &Path) -> Vec<PathBuf> {
@@ -518,21 +650,16 @@ fn pull_killed_at_random_moments_leaves_a_valid_repository() {
     let mut rng = rand::rng();
     let mut interrupted = 0;
     let mut completed = 0;
-    // The longest delay that interrupted a pull and the shortest that did not: every
-    // other kill aims between them, at the end of the pull where the store is
-    // updated and the ref written.
-    let mut longest_interrupted = 0u64;
-    let mut shortest_completed: Option<u64> = None;
     let loop_started = Instant::now();
     for iteration in 0..ITERATIONS {
-        let delay_ms = if iteration % 2 == 0 {
-            rng.random_range(0..=max_delay)
-        } else {
-            let top = shortest_completed.unwrap_or(max_delay * 2);
-            let bottom = (longest_interrupted * 9 / 10).min(top);
-            rng.random_range(bottom..=top * 11 / 10)
-        };
-        let delay = Duration::from_millis(delay_ms);
+        // Every third kill aims at the end of the pull, where the store is updated
+        // and the ref written: a few milliseconds after the first object appears in
+        // `objects/` of a repository that had none. The others come at random.
+        let aimed = iteration % 3 == 2;
+        if aimed && !object_files(&ferry).is_empty() {
+            fs::remove_dir_all(&ferry).unwrap();
+            copy_tree(&pristine, &ferry);
+        }
         let mut child = ferryctl(&ferry)
             .arg("pull")
             .arg(file_uri(&src))
@@ -542,10 +669,31 @@ fn pull_killed_at_random_moments_leaves_a_valid_repository() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(delay);
+        let delay = if aimed {
+            let waiting = Instant::now();
+            while object_files(&ferry).is_empty() && child.try_wait().unwrap().is_none() {
+                if waiting.elapsed() > Duration::from_secs(120) {
+                    let state = process_state(child.id());
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("iteration {iteration}: the pull hangs; its threads: {state}");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let extra = Duration::from_millis(rng.random_range(0..=15));
+            std::thread::sleep(extra);
+            waiting.elapsed()
+        } else {
+            let delay = Duration::from_millis(rng.random_range(0..=max_delay));
+            std::thread::sleep(delay);
+            delay
+        };
         match child.try_wait().unwrap() {
             Some(status) => {
-                assert!(status.success(), "iteration {iteration}: pull failed: {status}")
+                assert!(
+                    status.success(),
+                    "iteration {iteration}: pull failed: {status}"
+                )
             }
             None => {
                 child.kill().unwrap(); // SIGKILL
@@ -554,10 +702,7 @@ fn pull_killed_at_random_moments_leaves_a_valid_repository() {
         }
         assert_ostree_fsck(&ferry);
         match origin_ref(&ferry) {
-            None => {
-                interrupted += 1;
-                longest_interrupted = longest_interrupted.max(delay_ms);
-            }
+            None => interrupted += 1,
             Some(found) => {
                 assert_eq!(found, commit, "iteration {iteration}: ref points elsewhere");
                 let have = object_files(&ferry);
@@ -570,7 +715,6 @@ fn pull_killed_at_random_moments_leaves_a_valid_repository() {
                     missing.first()
                 );
                 completed += 1;
-                shortest_completed = Some(shortest_completed.map_or(delay_ms, |s| s.min(delay_ms)));
                 // Start over, to keep interrupting pulls.
                 fs::remove_dir_all(&ferry).unwrap();
                 copy_tree(&pristine, &ferry);
@@ -578,12 +722,14 @@ fn pull_killed_at_random_moments_leaves_a_valid_repository() {
         }
     }
     eprintln!(
-        "crash test: full pull {full:?}; {ITERATIONS} kills in {:?}: {interrupted} interrupted \
-         (latest at {longest_interrupted} ms), {completed} completed (earliest at \
-         {shortest_completed:?} ms)",
+        "crash test: full pull {full:?}; {ITERATIONS} kills in {:?}: {interrupted} \
+         interrupted, {completed} completed",
         loop_started.elapsed()
     );
-    assert!(interrupted >= 5, "only {interrupted} pulls were interrupted");
+    assert!(
+        interrupted >= 5,
+        "only {interrupted} pulls were interrupted"
+    );
 
     // A rerun completes, reusing what survived, and cleans up after the dead ones.
     let t = Instant::now();
@@ -596,7 +742,11 @@ fn pull_killed_at_random_moments_leaves_a_valid_repository() {
     run_ok(ferryctl(&ferry).arg("fsck"));
     eprintln!("final ferry fsck {:?}", t.elapsed());
     assert!(src_objects.is_subset(&object_files(&ferry)));
-    assert_eq!(staging_dirs(&ferry), Vec::<PathBuf>::new(), "staging left behind");
+    assert_eq!(
+        staging_dirs(&ferry),
+        Vec::<PathBuf>::new(),
+        "staging left behind"
+    );
     let partial: Vec<_> = fs::read_dir(ferry.join("state"))
         .unwrap()
         .flatten()
@@ -694,7 +844,10 @@ impl BadInput {
             needles.iter().any(|n| sentence.contains(n.as_str())),
             "the error does not say what was wrong (expected one of {needles:?}): {sentence}"
         );
-        assert_eq!(origin_ref(&self.ferry).as_deref(), Some(self.commit1.as_str()));
+        assert_eq!(
+            origin_ref(&self.ferry).as_deref(),
+            Some(self.commit1.as_str())
+        );
         assert_ostree_fsck(&self.ferry);
         sentence
     }
@@ -741,10 +894,20 @@ fn bad_input_truncated_filez_is_refused() {
     let big = file_in_root(&f.src, &commit2, "big.txt");
     let path = object_path(&f.src, &big, ObjectType::File);
     let len = fs::metadata(&path).unwrap().len();
-    OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     f.assert_pull_refused(&[big.to_hex()]);
     // Truncated to within its header.
-    OpenOptions::new().write(true).open(&path).unwrap().set_len(6).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(6)
+        .unwrap();
     f.assert_pull_refused(&[big.to_hex()]);
 }
 
@@ -797,7 +960,10 @@ fn bad_input_unsafe_names_are_refused_by_pull() {
         let root = put_dirtree(
             &f.src,
             &DirTree {
-                files: vec![DirTreeFile { name: bad.into(), checksum: file }],
+                files: vec![DirTreeFile {
+                    name: bad.into(),
+                    checksum: file,
+                }],
                 dirs: vec![],
             },
         );
@@ -808,7 +974,11 @@ fn bad_input_unsafe_names_are_refused_by_pull() {
             &f.src,
             &DirTree {
                 files: vec![],
-                dirs: vec![DirTreeDir { name: bad.into(), tree: empty_tree, meta }],
+                dirs: vec![DirTreeDir {
+                    name: bad.into(),
+                    tree: empty_tree,
+                    meta,
+                }],
             },
         );
         f.crafted_commit(&f.src, root);
@@ -824,15 +994,25 @@ fn put_symlink_dir_clash(repo: &Path, outside: &Path, meta: Checksum) -> Checksu
     let sub = put_dirtree(
         repo,
         &DirTree {
-            files: vec![DirTreeFile { name: "pwned".into(), checksum: pwned }],
+            files: vec![DirTreeFile {
+                name: "pwned".into(),
+                checksum: pwned,
+            }],
             dirs: vec![],
         },
     );
     put_dirtree(
         repo,
         &DirTree {
-            files: vec![DirTreeFile { name: "x".into(), checksum: link }],
-            dirs: vec![DirTreeDir { name: "x".into(), tree: sub, meta }],
+            files: vec![DirTreeFile {
+                name: "x".into(),
+                checksum: link,
+            }],
+            dirs: vec![DirTreeDir {
+                name: "x".into(),
+                tree: sub,
+                meta,
+            }],
         },
     )
 }
@@ -861,18 +1041,28 @@ fn checkout_refuses_trees_that_escape_the_target() {
     let sub = put_dirtree(
         &f.ferry,
         &DirTree {
-            files: vec![DirTreeFile { name: "pwned".into(), checksum: pwned }],
+            files: vec![DirTreeFile {
+                name: "pwned".into(),
+                checksum: pwned,
+            }],
             dirs: vec![],
         },
     );
-    for bad in ["..", "../outside", "/abs"] {
+    // `..`, a relative escape, and an absolute name pointing into `outside` (never
+    // anywhere real, in case a checkout does follow it).
+    let absolute = outside.join("absolute").display().to_string();
+    for bad in ["..", "../outside", &absolute] {
         cases.push((
-            bad,
+            if bad == absolute { "absolute" } else { bad },
             put_dirtree(
                 &f.ferry,
                 &DirTree {
                     files: vec![],
-                    dirs: vec![DirTreeDir { name: bad.into(), tree: sub, meta }],
+                    dirs: vec![DirTreeDir {
+                        name: bad.into(),
+                        tree: sub,
+                        meta,
+                    }],
                 },
             ),
         ));
@@ -882,7 +1072,10 @@ fn checkout_refuses_trees_that_escape_the_target() {
         put_dirtree(
             &f.ferry,
             &DirTree {
-                files: vec![DirTreeFile { name: "../pwned".into(), checksum: file }],
+                files: vec![DirTreeFile {
+                    name: "../pwned".into(),
+                    checksum: file,
+                }],
                 dirs: vec![],
             },
         ),
@@ -902,25 +1095,37 @@ fn checkout_refuses_trees_that_escape_the_target() {
         make_dir(&parent, 0o755);
         let dest = parent.join("dest");
         for rev in ["origin:evil".to_owned(), commit.to_hex()] {
-            let out = run(ferryctl(&f.ferry).arg("checkout").arg(&rev).arg(&dest)).failed();
-            let sentence = out.error_sentence();
-            eprintln!("checkout {what}: {sentence}");
-            assert_eq!(list_all(&outside), Vec::<PathBuf>::new(), "{what}: wrote outside");
+            let out = run(ferryctl(&f.ferry).arg("checkout").arg(&rev).arg(&dest));
+            assert_eq!(
+                list_all(&outside),
+                Vec::<PathBuf>::new(),
+                "{what}: wrote outside"
+            );
             let escaped: Vec<_> = list_all(&parent)
                 .into_iter()
                 .filter(|p| !p.starts_with(&dest))
                 .collect();
-            assert_eq!(escaped, Vec::<PathBuf>::new(), "{what}: wrote next to the target");
+            assert_eq!(
+                escaped,
+                Vec::<PathBuf>::new(),
+                "{what}: wrote next to the target"
+            );
             assert!(
                 !list_all(&dest).iter().any(|p| p.ends_with("pwned")),
                 "{what}: checked out"
             );
+            let sentence = out.failed().error_sentence();
+            eprintln!("checkout {what}: {sentence}");
             let _ = fs::remove_dir_all(&dest);
         }
     }
     // The good commit still checks out.
     let good = f.path("good");
-    run_ok(ferryctl(&f.ferry).args(["checkout", "origin:os/stable"]).arg(&good));
+    run_ok(
+        ferryctl(&f.ferry)
+            .args(["checkout", "origin:os/stable"])
+            .arg(&good),
+    );
     assert_same_tree(&f.tree, &good);
 }
 
@@ -950,7 +1155,10 @@ fn bad_input_garbage_summary_is_an_error() {
         ("bad offsets", flipped),
     ];
     for (what, bytes) in garbage {
-        assert!(Summary::parse(&bytes).is_err(), "{what} parsed as a summary");
+        assert!(
+            Summary::parse(&bytes).is_err(),
+            "{what} parsed as a summary"
+        );
         fs::write(repo.join("summary"), &bytes).unwrap();
         assert!(Summary::load(&repo).is_err(), "{what} loaded as a summary");
     }
@@ -963,7 +1171,8 @@ fn bad_input_garbage_summary_is_an_error() {
             VariantDict::new(None).end(),
         ]),
     ]);
-    let refs = Variant::array_from_iter_with_type(VariantTy::new("(s(taya{sv}))").unwrap(), [entry]);
+    let refs =
+        Variant::array_from_iter_with_type(VariantTy::new("(s(taya{sv}))").unwrap(), [entry]);
     let bad = Variant::tuple_from_iter([refs, VariantDict::new(None).end()]);
     assert!(Summary::parse(bad.data()).is_err());
 }
@@ -972,7 +1181,12 @@ fn bad_input_garbage_summary_is_an_error() {
 fn bad_input_junk_ref_is_reported_with_its_file() {
     let f = BadInput::new();
     let ref_file = f.ferry.join(format!("refs/remotes/origin/{REF}"));
-    for junk in ["not a checksum\n", "", &"A".repeat(64), &format!("{}\n\n", f.commit1)] {
+    for junk in [
+        "not a checksum\n",
+        "",
+        &"A".repeat(64),
+        &format!("{}\n\n", f.commit1),
+    ] {
         fs::write(&ref_file, junk).unwrap();
         for json in [false, true] {
             let mut cmd = ferryctl(&f.ferry);
@@ -1027,7 +1241,12 @@ fn cli_repo_option_before_and_after_the_subcommand() {
         }
         run_ok(&mut cmd).stdout
     };
-    for args in [&["remote", "list"][..], &["--json", "remote", "list"], &["refs"], &["--json", "refs"]] {
+    for args in [
+        &["remote", "list"][..],
+        &["--json", "remote", "list"],
+        &["refs"],
+        &["--json", "refs"],
+    ] {
         let a = list(args, true, &before);
         assert_eq!(a, list(args, false, &before), "{args:?}");
         assert_eq!(a, list(args, false, &after), "{args:?}");
@@ -1047,16 +1266,45 @@ fn cli_init_and_remote_add_write_what_ostree_writes() {
     let tmp = tempdir();
     let cases: [(&[&str], &[&str]); 3] = [
         (
-            &["origin", "http://127.0.0.1:9/", "--collection-id", COLLECTION, "--no-verify"],
-            &["origin", "http://127.0.0.1:9/", "--collection-id=org.example.Os", "--no-gpg-verify"],
+            &[
+                "origin",
+                "http://127.0.0.1:9/",
+                "--collection-id",
+                COLLECTION,
+                "--no-verify",
+            ],
+            &[
+                "origin",
+                "http://127.0.0.1:9/",
+                "--collection-id=org.example.Os",
+                "--no-gpg-verify",
+            ],
         ),
         (
-            &["signed", "https://example.com/repo/", "--collection-id", "com.example.Other"],
-            &["signed", "https://example.com/repo/", "--collection-id=com.example.Other"],
+            &[
+                "signed",
+                "https://example.com/repo/",
+                "--collection-id",
+                "com.example.Other",
+            ],
+            &[
+                "signed",
+                "https://example.com/repo/",
+                "--collection-id=com.example.Other",
+            ],
         ),
         (
-            &["usb_1", "file:///run/media/stick/.ostree/repo", "--collection-id", COLLECTION],
-            &["usb_1", "file:///run/media/stick/.ostree/repo", "--collection-id=org.example.Os"],
+            &[
+                "usb_1",
+                "file:///run/media/stick/.ostree/repo",
+                "--collection-id",
+                COLLECTION,
+            ],
+            &[
+                "usb_1",
+                "file:///run/media/stick/.ostree/repo",
+                "--collection-id=org.example.Os",
+            ],
         ),
     ];
     for collection in [None, Some(COLLECTION)] {
@@ -1076,17 +1324,32 @@ fn cli_init_and_remote_add_write_what_ostree_writes() {
         run_ok(&mut finit);
         copy_tree(&by_ostree, &ostree_made_ferry_edited);
         let config = |r: &Path| fs::read_to_string(r.join("config")).unwrap();
-        assert_eq!(config(&by_ferry), config(&by_ostree), "init --collection-id {tag}");
+        assert_eq!(
+            config(&by_ferry),
+            config(&by_ostree),
+            "init --collection-id {tag}"
+        );
         for (ferry_args, ostree_args) in cases {
             run_ok(ostree(&by_ostree).args(["remote", "add"]).args(ostree_args));
             run_ok(ferryctl(&by_ferry).args(["remote", "add"]).args(ferry_args));
-            run_ok(ferryctl(&ostree_made_ferry_edited).args(["remote", "add"]).args(ferry_args));
+            run_ok(
+                ferryctl(&ostree_made_ferry_edited)
+                    .args(["remote", "add"])
+                    .args(ferry_args),
+            );
             assert_eq!(config(&by_ferry), config(&by_ostree), "{ferry_args:?}");
-            assert_eq!(config(&ostree_made_ferry_edited), config(&by_ostree), "{ferry_args:?}");
+            assert_eq!(
+                config(&ostree_made_ferry_edited),
+                config(&by_ostree),
+                "{ferry_args:?}"
+            );
         }
         // ostree lists the remotes Ferry added.
         let listed = run_ok(ostree(&by_ferry).args(["remote", "list", "-u"])).stdout;
-        assert!(listed.contains("origin") && listed.contains("usb_1"), "{listed}");
+        assert!(
+            listed.contains("origin") && listed.contains("usb_1"),
+            "{listed}"
+        );
         // Adding a remote twice is an error, and changes nothing.
         let before = config(&by_ferry);
         let out = run(ferryctl(&by_ferry).args(["remote", "add"]).args(cases[0].0)).failed();
@@ -1125,7 +1388,10 @@ fn cli_gpg_import_and_signed_pulls() {
     // Unsigned: refused, naming the ref; nothing moves.
     let out = ferry_pull_fails(&ferry, &src, REF);
     let sentence = out.error_sentence();
-    assert!(sentence.contains(REF), "the error does not name the ref: {sentence}");
+    assert!(
+        sentence.contains(REF),
+        "the error does not name the ref: {sentence}"
+    );
     assert_eq!(origin_ref(&ferry), None);
     assert_ostree_fsck(&ferry);
 
@@ -1163,7 +1429,10 @@ fn cli_gpg_import_and_signed_pulls() {
             .env("GNUPGHOME", scratch_gpg.path())
             .args(["pull", "origin", REF]),
     );
-    assert_eq!(rev_parse(&other, &format!("origin:{REF}")).as_deref(), Some(commit.as_str()));
+    assert_eq!(
+        rev_parse(&other, &format!("origin:{REF}")).as_deref(),
+        Some(commit.as_str())
+    );
     let _ = Command::new("gpgconf")
         .env("GNUPGHOME", scratch_gpg.path())
         .args(["--kill", "all"])
@@ -1197,7 +1466,11 @@ fn ferry_checkout_matches_ostree_user_mode_checkout() {
     let by_ostree = tmp.path().join("by-ostree");
     let by_ferry = tmp.path().join("by-ferry");
     ostree_checkout(&ferry, "origin:os/stable", &by_ostree);
-    run_ok(ferryctl(&ferry).args(["checkout", "origin:os/stable"]).arg(&by_ferry));
+    run_ok(
+        ferryctl(&ferry)
+            .args(["checkout", "origin:os/stable"])
+            .arg(&by_ferry),
+    );
     assert_same_tree(&by_ostree, &by_ferry);
 }
 
@@ -1206,7 +1479,6 @@ fn ferry_checkout_matches_ostree_user_mode_checkout() {
 #[test]
 fn bad_input_special_files_and_bad_dirmeta_are_refused() {
     let f = BadInput::new();
-    let meta = f.root_meta();
     let header = |mode: u32, rdev: u32, target: &str, size: u64| ferry::repo::filez::FileHeader {
         size,
         uid: 0,
@@ -1223,10 +1495,22 @@ fn bad_input_special_files_and_bad_dirmeta_are_refused() {
         checksum
     };
     let cases = [
-        ("character device", put_raw(header(libc::S_IFCHR | 0o666, 0x0103, "", 0), b"")),
-        ("fifo", put_raw(header(libc::S_IFIFO | 0o644, 0, "", 0), b"")),
-        ("setuid device", put_raw(header(libc::S_IFBLK | 0o4666, 0x0801, "", 0), b"")),
-        ("symlink without target", put_raw(header(libc::S_IFLNK | 0o777, 0, "", 0), b"")),
+        (
+            "character device",
+            put_raw(header(libc::S_IFCHR | 0o666, 0x0103, "", 0), b""),
+        ),
+        (
+            "fifo",
+            put_raw(header(libc::S_IFIFO | 0o644, 0, "", 0), b""),
+        ),
+        (
+            "setuid device",
+            put_raw(header(libc::S_IFBLK | 0o4666, 0x0801, "", 0), b""),
+        ),
+        (
+            "symlink without target",
+            put_raw(header(libc::S_IFLNK | 0o777, 0, "", 0), b""),
+        ),
         (
             "regular file with a target",
             put_raw(header(libc::S_IFREG | 0o644, 0, "/etc/passwd", 3), b"abc"),
@@ -1236,7 +1520,10 @@ fn bad_input_special_files_and_bad_dirmeta_are_refused() {
         let root = put_dirtree(
             &f.src,
             &DirTree {
-                files: vec![DirTreeFile { name: "special".into(), checksum: file }],
+                files: vec![DirTreeFile {
+                    name: "special".into(),
+                    checksum: file,
+                }],
                 dirs: vec![],
             },
         );
@@ -1257,11 +1544,15 @@ fn bad_input_special_files_and_bad_dirmeta_are_refused() {
         &f.src,
         &DirTree {
             files: vec![],
-            dirs: vec![DirTreeDir { name: "d".into(), tree: empty, meta: not_a_dir }],
+            dirs: vec![DirTreeDir {
+                name: "d".into(),
+                tree: empty,
+                meta: not_a_dir,
+            }],
         },
     );
     f.crafted_commit(&f.src, root);
-    f.assert_pull_refused(&[not_a_dir.to_hex()]);
+    f.assert_pull_refused(&[not_a_dir.to_hex(), "dirmeta".into()]);
     // The root dirmeta itself.
     let first = load_commit(&f.src, &f.commit1);
     let commit = put_commit(
@@ -1274,8 +1565,7 @@ fn bad_input_special_files_and_bad_dirmeta_are_refused() {
         },
     );
     write_ref_file(&f.src, &format!("refs/heads/{REF}"), &commit.to_hex());
-    f.assert_pull_refused(&[not_a_dir.to_hex()]);
-    let _ = meta;
+    f.assert_pull_refused(&[not_a_dir.to_hex(), "dirmeta".into()]);
 }
 
 #[test]

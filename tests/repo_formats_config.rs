@@ -888,6 +888,32 @@ fn summary_round_trip_with_ostree() {
     assert_eq!(parsed.refs.len(), 1);
     assert_eq!(parsed.refs[0].version.as_deref(), Some("7"));
     assert_eq!(parsed.to_bytes().unwrap(), plain_bytes);
+
+    // Extra metadata (`ostree summary -m`), kept as it is and written back the same.
+    ostree(
+        &plain,
+        &[
+            "summary",
+            "-u",
+            "-m",
+            "xa.title='Example'",
+            "-m",
+            "org.example.num=uint64 5",
+            "-m",
+            "ostree.summary.expires=uint64 1234",
+        ],
+    );
+    let extra_bytes = fs::read(plain.join("summary")).unwrap();
+    let extra = Summary::parse(&extra_bytes).unwrap();
+    assert_eq!(extra.expires, Some(u64::from_be(1234)));
+    let mut keys: Vec<&str> = extra
+        .other_metadata
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["org.example.num", "xa.title"]);
+    assert_eq!(extra.to_bytes().unwrap(), extra_bytes);
 }
 
 #[test]

@@ -936,6 +936,12 @@ fn ed25519_signature_made_by_python_verifies() {
     let policy = client.policy(&s);
     assert_eq!(policy.ed25519_trusted.len(), 2);
     verify(&policy, &server, &commit, "os/stable").unwrap();
+
+    // And from an inline list of keys.
+    let s = ed25519_settings(&format!("{other};{public}"));
+    let policy = client.policy(&s);
+    assert_eq!(policy.ed25519_trusted.len(), 2);
+    verify(&policy, &server, &commit, "os/stable").unwrap();
 }
 
 #[test]
@@ -1027,6 +1033,12 @@ fn ed25519_untrusted_unsigned_and_misconfigured() {
     assert!(
         matches!(err, TrustError::NoValidSignature { tried: 1, .. }),
         "{err:?}"
+    );
+    assert!(
+        err.to_string().ends_with(
+            "for os/stable has no ed25519 signature that matches its content and the trusted key"
+        ),
+        "{err}"
     );
 
     // No keys anywhere.
@@ -1282,4 +1294,24 @@ fn malformed_commit_and_metadata_are_refused() {
     );
     assert!(parse_detached_metadata(&[1, 2, 3]).is_err());
     assert!(Path::new(&keyring_path(Path::new("/r"), "origin")).ends_with("origin.trustedkeys.gpg"));
+}
+
+#[test]
+fn settings_come_from_the_remote_config() {
+    let mut remote = ferry::repo::config::RemoteConfig::new("origin", "file:///srv/repo");
+    let s = RemoteTrustSettings::from(&remote);
+    assert_eq!(s, RemoteTrustSettings::new("origin"));
+    assert!(s.gpg_verify && !s.sign_verify && !s.gpg_verify_summary);
+
+    remote.collection_id = Some(COLLECTION.to_owned());
+    remote.gpg_verify = false;
+    remote.sign_verify = true;
+    remote.verification_ed25519_key = Some(python_keypair().1);
+    let s = RemoteTrustSettings::from(&remote);
+    assert_eq!(s.collection_id.as_deref(), Some(COLLECTION));
+    assert!(!s.gpg_verify && s.sign_verify);
+    let client = Client::new();
+    let policy = client.policy(&s);
+    assert_eq!(policy.ed25519_trusted.len(), 1);
+    assert!(!policy.allows_unsigned_commits());
 }

@@ -5,8 +5,9 @@
 
 mod output;
 mod repo_cmds;
+pub mod share;
 pub mod sources;
-mod update;
+pub(crate) mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,9 +80,16 @@ pub enum Command {
     },
     /// Check a commit out into a new directory
     Checkout { rev: String, destination: PathBuf },
+    /// Share the repository with nearby computers over HTTP
+    Serve(share::ServeArgs),
+    /// Copy updates onto a USB drive (as `ostree create-usb` does)
+    PrepareUsb(share::PrepareUsbArgs),
 }
 
 pub fn main() -> ExitCode {
+    // GLib logs to stdout by default, which would corrupt `--json` output.
+    // SAFETY: called once, before any other thread exists or logs.
+    unsafe { glib::log_writer_default_set_use_stderr(true) };
     let cli = Cli::parse();
     let repo = cli.repo.clone().unwrap_or_else(default_repo_path);
     let result = match cli.command {
@@ -104,6 +112,8 @@ pub fn main() -> ExitCode {
             object_events,
         } => update::update(&repo, &cli.discovery, &sources, cli.json, object_events),
         Command::Checkout { rev, destination } => repo_cmds::checkout(&repo, &rev, &destination),
+        Command::Serve(args) => share::run_serve(&repo, &args, cli.json),
+        Command::PrepareUsb(args) => share::run_prepare_usb(&repo, &args, cli.json),
     };
     match result {
         Ok(code) => code,

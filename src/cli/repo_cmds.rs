@@ -181,7 +181,7 @@ pub fn pull(path: &Path, source_uri: &str, ref_name: &str, remote: Option<&str>,
     refs::validate_ref_name(ref_name).map_err(|e| e.to_string())?;
     let source = LocalSource::new(source_uri).map_err(|e| e.to_string())?;
     let remote = choose_remote(&config, &source, ref_name, remote)?;
-    let policy = TrustPolicy::for_remote(path, &crate::fetch::trust_settings(&remote)).map_err(|e| e.to_string())?;
+    let policy = TrustPolicy::for_remote(path, &(&remote).into()).map_err(|e| e.to_string())?;
     if policy.allows_unsigned_commits() {
         eprintln!(
             "WARNING: remote {} does not verify signatures: the commit is not checked for who made it.",
@@ -211,6 +211,7 @@ pub fn pull(path: &Path, source_uri: &str, ref_name: &str, remote: Option<&str>,
         source: &source,
         collection_id: remote.collection_id.as_deref(),
         ref_name,
+        commit: None,
         destination,
         check: &check,
         cancel: &cancel,

@@ -120,7 +120,10 @@ async fn watch(repo: &Path, options: DiscoveryOptions, json: bool) -> Result<Exi
             event_line(&event)
         };
         let mut lock = out.lock();
-        if writeln!(lock, "{line}").and_then(|()| lock.flush()).is_err() {
+        if writeln!(lock, "{line}")
+            .and_then(|()| lock.flush())
+            .is_err()
+        {
             break; // stdout closed: nobody is watching any more
         }
     }
@@ -165,14 +168,22 @@ fn print_table(out: &mut impl Write, sources: &[Source]) -> std::io::Result<()> 
     if sources.is_empty() {
         return writeln!(out, "No sources found.");
     }
-    let name_width = sources.iter().map(|s| s.name.chars().count()).max().unwrap_or(4).max(4);
+    let name_width = sources
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     writeln!(
         out,
         "{:<8} {:<11} {:<name_width$} {:<23} URI",
         "KIND", "STATE", "NAME", "SUMMARY MODIFIED"
     )?;
     for source in sources {
-        let modified = source.last_modified.map(format_timestamp).unwrap_or_else(|| "-".into());
+        let modified = source
+            .last_modified
+            .map(format_timestamp)
+            .unwrap_or_else(|| "-".into());
         writeln!(
             out,
             "{:<8} {:<11} {:<name_width$} {:<23} {}",
@@ -190,9 +201,20 @@ fn print_table(out: &mut impl Write, sources: &[Source]) -> std::io::Result<()> 
                 Some(c) => format!("({c}, {})", r.ref_name),
                 None => r.ref_name.clone(),
             };
-            let when = r.timestamp.map(format_timestamp).unwrap_or_else(|| "-".into());
-            let version = r.version.as_deref().map(|v| format!("  version {v}")).unwrap_or_default();
-            writeln!(out, "    {cref}  {}  {when}{version}", &r.commit.to_hex()[..12])?;
+            let when = r
+                .timestamp
+                .map(format_timestamp)
+                .unwrap_or_else(|| "-".into());
+            let version = r
+                .version
+                .as_deref()
+                .map(|v| format!("  version {v}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "    {cref}  {}  {when}{version}",
+                &r.commit.to_hex()[..12]
+            )?;
         }
     }
     Ok(())

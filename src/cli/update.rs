@@ -29,7 +29,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-fn targets(config: &RepoConfig) -> Result<Vec<Target>, String> {
+pub(crate) fn targets(config: &RepoConfig) -> Result<Vec<Target>, String> {
     let tracked = config.tracked().map_err(|e| e.to_string())?;
     if tracked.is_empty() {
         return Err("nothing is tracked yet: add a ref with “ferryctl track REMOTE REF”".into());

@@ -4,14 +4,17 @@
 //! the newest commit that passes trust across all sources, then fetches the commit's
 //! closure from every useful source at once, following DESIGN.md's engine rules:
 //!
-//! 1. `file://` sources come first; 2. sources that have the chosen commit before
-//! stale ones, fresher summaries first; 3./4. a source that refuses connections or
-//! has no summary was dropped by discovery or is dropped here on first contact;
-//! 5. a 404 for one object only moves that object on to the next source; 6. equal
-//! sources share the load in random order; 7. stale sources serve what they hold;
-//! 8. the commit is verified before anything under it is requested; 9. every object
-//! is verified before it is stored, and a source that sends a bad one is dropped;
-//! 10. the ref moves only after the whole closure is stored.
+//! - (1) `file://` sources come first; (2) sources that have the chosen commit
+//!   before stale ones, fresher summaries first;
+//! - (3, 4) a source that refuses connections or has no summary was dropped by
+//!   discovery, or is dropped here on first contact;
+//! - (5) a 404 for one object only moves that object on to the next source;
+//! - (6) equal sources share the load in random order;
+//! - (7) stale sources serve what they hold;
+//! - (8) the commit is verified before anything under it is requested;
+//! - (9) every object is verified before it is stored, and a source that sends a
+//!   bad one is dropped;
+//! - (10) the ref moves only after the whole closure is stored.
 //!
 //! CPU work (inflate, sha256, parsing) runs on GLib's worker threads; progress goes
 //! out as typed events on a channel, at most every `PROGRESS_INTERVAL`.
@@ -224,6 +227,9 @@ pub struct Engine {
     cancellable: gio::Cancellable,
 }
 
+/// A commit that passed trust: checksum, parsed, raw bytes, detached metadata.
+type TrustedCommit = (Checksum, Commit, Vec<u8>, Option<Vec<u8>>);
+
 /// What a task fetching one object reports back.
 enum Fetched {
     /// Stored; for metadata, the objects it names.
@@ -330,7 +336,7 @@ impl Engine {
             Some(c) => Some((c, self.repo.load_commit(&c)?.0.timestamp)),
             None => None,
         };
-        let policy = TrustPolicy::for_remote(self.repo.root(), &crate::fetch::trust_settings(remote))?;
+        let policy = TrustPolicy::for_remote(self.repo.root(), &remote.into())?;
 
         // Offers, newest claimed first; a source's claim is only a hint.
         let mut offers: Vec<(Checksum, Option<u64>, usize)> = Vec::new();
@@ -348,9 +354,9 @@ impl Engine {
                 ref_name: target.ref_name.clone(),
             });
         }
-        offers.sort_by(|a, b| b.1.cmp(&a.1));
+        offers.sort_by_key(|o| std::cmp::Reverse(o.1));
 
-        let mut verified: Vec<(Checksum, Commit, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut verified: Vec<TrustedCommit> = Vec::new();
         let mut rejected = Vec::new();
         let mut tried: HashSet<Checksum> = HashSet::new();
         for (commit_checksum, _, _) in offers.clone() {
@@ -418,7 +424,7 @@ impl Engine {
         current: Option<(Checksum, u64)>,
         holders: &[usize],
         sources: &mut [EngineSource],
-    ) -> Result<(Checksum, Commit, Vec<u8>, Option<Vec<u8>>), Vec<RejectedCommit>> {
+    ) -> Result<TrustedCommit, Vec<RejectedCommit>> {
         let mut reasons = Vec::new();
         let commit_path = ObjectName::new(checksum, ObjectType::Commit).relative_path();
         let meta_path = ObjectName::new(checksum, ObjectType::CommitMeta).relative_path();
@@ -596,7 +602,7 @@ impl Engine {
                         overall.objects_done += 1;
                         // Additive increase while the source keeps up.
                         if !source.transport.is_file()
-                            && source.successes % source.limit as u64 == 0
+                            && source.successes.is_multiple_of(source.limit as u64)
                             && source.limit < MAX_HTTP_IN_FLIGHT
                         {
                             source.limit += 1;
@@ -706,11 +712,7 @@ impl Engine {
             }
         }
         // Estimate the total from the average object so far.
-        let average = if overall.objects_done > 0 {
-            overall.bytes_done / overall.objects_done
-        } else {
-            0
-        };
+        let average = overall.bytes_done.checked_div(overall.objects_done).unwrap_or(0);
         overall.bytes_total = overall.bytes_done + (overall.objects_total - overall.objects_done) * average;
         Ok(())
     }

@@ -47,6 +47,8 @@ pub struct PullRequest<'a> {
     /// The collection the ref belongs to, when the remote has one.
     pub collection_id: Option<&'a str>,
     pub ref_name: &'a str,
+    /// The commit to pull; `None` resolves `ref_name` on the source.
+    pub commit: Option<Checksum>,
     /// Where the ref is written once the closure is stored.
     pub destination: RefKind,
     pub check: &'a CommitCheck<'a>,
@@ -92,7 +94,10 @@ pub fn pull(
     on_event: &(dyn Fn(&PullEvent) + Sync),
 ) -> Result<PullOutcome, FetchError> {
     let source = request.source;
-    let commit_checksum = source.resolve_ref(request.collection_id, request.ref_name)?;
+    let commit_checksum = match request.commit {
+        Some(commit) => commit,
+        None => source.resolve_ref(request.collection_id, request.ref_name)?,
+    };
     let previous = refs::read_ref(repo.root(), &request.destination, request.ref_name)?;
 
     let commit_name = ObjectName::new(commit_checksum, ObjectType::Commit);

@@ -77,7 +77,10 @@ fn checkout_file(repo: &Repo, checksum: &Checksum, path: &Path) -> Result<()> {
                 reason: format!("content is {total} bytes, header says {}", header.size),
             });
         }
-        out.set_permissions(fs::Permissions::from_mode(header.mode & 0o7777))
+        // As `ostree checkout --user-mode`: never setuid or setgid files (a checkout
+        // run as root must not create setuid-root programs); directories keep theirs.
+        let mode = header.mode & 0o7777 & !(libc::S_ISUID | libc::S_ISGID);
+        out.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(|e| RepoError::io(path, e))?;
     }
     let actual = Checksum(hasher.finalize().into());

@@ -44,31 +44,27 @@ impl FileHeader {
         self.mode & libc::S_IFMT == libc::S_IFREG
     }
 
-    /// The header that, followed by the content, is hashed into the object's checksum.
-    pub fn checksum_header_bytes(&self) -> Vec<u8> {
-        let v = Variant::tuple_from_iter([
+    /// uid, gid, mode, rdev, symlink target, xattrs: the fields both headers share.
+    fn common_fields(&self) -> [Variant; 6] {
+        [
             self.uid.to_be().to_variant(),
             self.gid.to_be().to_variant(),
             self.mode.to_be().to_variant(),
             self.rdev.to_be().to_variant(),
             self.symlink_target.to_variant(),
             xattrs_to_variant(&self.xattrs),
-        ]);
-        frame(v.data())
+        ]
     }
 
-    /// The header at the start of a `.filez`.
+    /// The header that, followed by the content, is hashed into the object's checksum.
+    pub fn checksum_header_bytes(&self) -> Vec<u8> {
+        frame(Variant::tuple_from_iter(self.common_fields()).data())
+    }
+
+    /// The header at the start of a `.filez`: the size, then the common fields.
     pub fn archive_header_bytes(&self) -> Vec<u8> {
-        let v = Variant::tuple_from_iter([
-            self.size.to_be().to_variant(),
-            self.uid.to_be().to_variant(),
-            self.gid.to_be().to_variant(),
-            self.mode.to_be().to_variant(),
-            self.rdev.to_be().to_variant(),
-            self.symlink_target.to_variant(),
-            xattrs_to_variant(&self.xattrs),
-        ]);
-        frame(v.data())
+        let fields = std::iter::once(self.size.to_be().to_variant()).chain(self.common_fields());
+        frame(Variant::tuple_from_iter(fields).data())
     }
 
     fn from_archive_variant(v: &Variant) -> Self {

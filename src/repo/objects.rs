@@ -21,7 +21,7 @@ pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 /// Parses `data` as a GVariant of `type_string`, refusing anything not in normal form.
 pub fn variant_from_bytes(what: &'static str, type_string: &str, data: &[u8]) -> Result<Variant> {
     let ty = VariantTy::new(type_string).expect("static GVariant type");
-    let variant = Variant::from_data_with_type(data.to_vec(), ty);
+    let variant = Variant::from_bytes_with_type(&glib::Bytes::from(data), ty);
     if !variant.is_normal_form() {
         return Err(RepoError::format(
             what,

@@ -38,7 +38,8 @@ pub struct DiscoveryOptions {
     pub lan: LanInterfaces,
     /// Sources given by hand, in addition to `[ferry] static-sources`.
     pub static_sources: Vec<String>,
-    /// Directories of symlinks to repositories (or to drive roots).
+    /// Directories of symlinks to repositories (or to drive roots), in addition to
+    /// `[ferry] sideload-dirs`.
     pub sideload_dirs: Vec<PathBuf>,
     /// How long [`Discovery::settled`] waits for LAN peers to answer at start.
     pub lan_settle: Duration,
@@ -54,7 +55,7 @@ impl Default for DiscoveryOptions {
             lan: LanInterfaces::AllNonLoopback,
             static_sources: Vec::new(),
             sideload_dirs: Vec::new(),
-            lan_settle: Duration::from_millis(1500),
+            lan_settle: Duration::from_secs(2),
             http_timeout: Duration::from_secs(10),
         }
     }
@@ -65,8 +66,13 @@ impl Default for DiscoveryOptions {
 enum Origin {
     Mount(PathBuf),
     Sideload(PathBuf),
-    Lan { fullname: String, advert: Box<RepoAdvert> },
-    Upstream { collection_id: Option<String> },
+    Lan {
+        fullname: String,
+        advert: Box<RepoAdvert>,
+    },
+    Upstream {
+        collection_id: Option<String>,
+    },
     Static,
 }
 
@@ -166,9 +172,13 @@ pub fn normalize_source_uri(uri: &str) -> Result<String, SourcesError> {
     };
     let trimmed = uri.trim();
     if trimmed.starts_with('/') {
-        return Ok(gio::File::for_path(trimmed).uri().trim_end_matches('/').to_owned());
+        return Ok(gio::File::for_path(trimmed)
+            .uri()
+            .trim_end_matches('/')
+            .to_owned());
     }
-    let parsed = glib::Uri::parse(trimmed, glib::UriFlags::NONE).map_err(|e| invalid(e.message()))?;
+    let parsed =
+        glib::Uri::parse(trimmed, glib::UriFlags::NONE).map_err(|e| invalid(e.message()))?;
     match parsed.scheme().as_str() {
         "http" | "https" if parsed.host().is_some_and(|h| !h.is_empty()) => {}
         "http" | "https" => return Err(invalid("no host")),
@@ -190,23 +200,36 @@ impl Discovery {
         let context = glib::MainContext::ref_thread_default();
         // Futures are spawned on it from this thread: it must be ours to run.
         drop(context.acquire().map_err(|_| SourcesError::WrongContext)?);
-        let mut statics = Vec::new();
+        let mut statics: Vec<String> = Vec::new();
         for uri in &options.static_sources {
-            statics.push(normalize_source_uri(uri)?);
+            let uri = normalize_source_uri(uri)?;
+            if !statics.contains(&uri) {
+                statics.push(uri);
+            }
         }
         for uri in &local.static_sources {
             match normalize_source_uri(uri) {
-                Ok(uri) => statics.push(uri),
+                Ok(uri) if !statics.contains(&uri) => statics.push(uri),
+                Ok(_) => {}
                 Err(e) => glib::g_warning!(LOG_DOMAIN, "ignoring configured static source: {e}"),
             }
         }
-        statics.dedup();
 
         let session = soup::Session::new();
-        session.set_timeout(u32::try_from(options.http_timeout.as_secs()).unwrap_or(u32::MAX).max(1));
+        session.set_timeout(
+            u32::try_from(options.http_timeout.as_secs())
+                .unwrap_or(u32::MAX)
+                .max(1),
+        );
         session.set_user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
 
         let tracked = local.tracked_crefs();
+        let mut options = options;
+        for dir in &local.sideload_dirs {
+            if !options.sideload_dirs.contains(dir) {
+                options.sideload_dirs.push(dir.clone());
+            }
+        }
         let inner = Rc::new(Inner {
             options,
             local,
@@ -387,6 +410,7 @@ impl Inner {
                 entry.generation = generation;
                 entry.visible = visible;
                 entry.summary = None;
+                entry.failures = 0;
             }
             None => {
                 entries.insert(
@@ -424,7 +448,10 @@ impl Inner {
             let mut entries = self.entries.borrow_mut();
             // The newest known timestamp of each tracked ref, installed or offered.
             let mut newest: BTreeMap<CollectionRef, u64> = self.local.installed.clone();
-            for entry in entries.values().filter(|e| e.visible && e.source.state.is_usable()) {
+            for entry in entries
+                .values()
+                .filter(|e| e.visible && e.source.state.is_usable())
+            {
                 for offered in &entry.source.refs {
                     let cref = offered.collection_ref();
                     if let (true, Some(t)) = (self.tracked.contains(&cref), offered.timestamp) {
@@ -514,7 +541,14 @@ impl Inner {
             if !delay.is_zero() {
                 glib::timeout_future(delay).await;
             }
+            glib::g_debug!(LOG_DOMAIN, "fetching {}", http::summary_uri(&uri));
             let result = http::fetch_summary(&session, &uri, &cancellable).await;
+            glib::g_debug!(
+                LOG_DOMAIN,
+                "fetched {}: {:?}",
+                http::summary_uri(&uri),
+                result.as_ref().map(|b| b.len())
+            );
             if cancellable.is_cancelled() {
                 return;
             }
@@ -524,7 +558,12 @@ impl Inner {
         });
     }
 
-    fn apply_fetch(self: &Rc<Self>, id: &str, generation: u64, result: Result<glib::Bytes, FetchError>) {
+    fn apply_fetch(
+        self: &Rc<Self>,
+        id: &str,
+        generation: u64,
+        result: Result<glib::Bytes, FetchError>,
+    ) {
         let mut retry = None;
         {
             let mut entries = self.entries.borrow_mut();
@@ -560,7 +599,9 @@ impl Inner {
                         entry.source.last_modified =
                             summary.last_modified.or(Some(advert.summary_timestamp));
                         // A bloom filter false positive: nothing we track is there.
-                        let confirmed = refs.iter().any(|r| self.tracked.contains(&r.collection_ref()));
+                        let confirmed = refs
+                            .iter()
+                            .any(|r| self.tracked.contains(&r.collection_ref()));
                         if !confirmed {
                             glib::g_debug!(
                                 LOG_DOMAIN,
@@ -632,7 +673,13 @@ impl Discovery {
         if !self.inner.options.upstream {
             return;
         }
-        let remotes: Vec<_> = self.inner.local.upstream_remotes().into_iter().cloned().collect();
+        let remotes: Vec<_> = self
+            .inner
+            .local
+            .upstream_remotes()
+            .into_iter()
+            .cloned()
+            .collect();
         for remote in remotes {
             let url = remote.url.trim_end_matches('/').to_owned();
             let name = uri_host(&url).unwrap_or_else(|| remote.name.clone());
@@ -654,7 +701,12 @@ impl Discovery {
 
     fn add_static(&self, uri: &str) {
         let name = uri_host(uri).unwrap_or_else(|| uri.to_owned());
-        let source = Source::new(format!("static:{uri}"), SourceKind::Static, name, uri.to_owned());
+        let source = Source::new(
+            format!("static:{uri}"),
+            SourceKind::Static,
+            name,
+            uri.to_owned(),
+        );
         self.inner.add_fetched_source(source, Origin::Static);
     }
 
@@ -702,7 +754,9 @@ impl Discovery {
         }
         for dir in &dirs {
             let file = gio::File::for_path(dir);
-            match file.monitor_directory(gio::FileMonitorFlags::WATCH_MOUNTS, gio::Cancellable::NONE) {
+            match file
+                .monitor_directory(gio::FileMonitorFlags::WATCH_MOUNTS, gio::Cancellable::NONE)
+            {
                 Ok(monitor) => {
                     monitor.set_rate_limit(100);
                     let weak = Rc::downgrade(&self.inner);
@@ -775,7 +829,11 @@ impl Inner {
     }
 
     fn rescan_mount_root(self: &Rc<Self>, root: &Path) {
-        let monitor = self.volume_monitor.borrow().as_ref().map(|(m, _)| m.clone());
+        let monitor = self
+            .volume_monitor
+            .borrow()
+            .as_ref()
+            .map(|(m, _)| m.clone());
         let Some(monitor) = monitor else { return };
         if let Some(mount) = monitor
             .mounts()
@@ -810,7 +868,12 @@ impl Inner {
             match scanned {
                 Ok(Some((label, result))) => {
                     let name = volume_name.or(label).unwrap_or(mount_name);
-                    inner.apply_scan(&root, Origin::Mount(root.clone()), &|_| name.clone(), result);
+                    inner.apply_scan(
+                        &root,
+                        Origin::Mount(root.clone()),
+                        &|_| name.clone(),
+                        result,
+                    );
                 }
                 Ok(None) => {
                     glib::g_debug!(LOG_DOMAIN, "ignoring system mount {}", root.display());
@@ -878,19 +941,24 @@ impl Inner {
                 );
                 continue;
             }
-            let id = format!("usb:{}:{}", origin_path.display(), found.repo.path.display());
+            let id = format!(
+                "usb:{}:{}",
+                origin_path.display(),
+                found.repo.path.display()
+            );
             let uri = gio::File::for_path(&found.repo.path).uri().to_string();
-            let mut source = Source::new(id.clone(), SourceKind::Usb, name_of(&found.found_at), uri);
+            let mut source =
+                Source::new(id.clone(), SourceKind::Usb, name_of(&found.found_at), uri);
             source.refs = refs;
             source.last_modified = found.repo.last_modified;
             source.state = SourceState::Ready;
-            let unchanged = self
-                .entries
-                .borrow()
-                .get(&id)
-                .is_some_and(|e| e.emitted.as_ref().is_some_and(|old| {
-                    old.refs == source.refs && old.name == source.name && old.last_modified == source.last_modified
-                }));
+            let unchanged = self.entries.borrow().get(&id).is_some_and(|e| {
+                e.emitted.as_ref().is_some_and(|old| {
+                    old.refs == source.refs
+                        && old.name == source.name
+                        && old.last_modified == source.last_modified
+                })
+            });
             if !unchanged {
                 self.upsert(source, origin.clone(), true);
             }
@@ -937,7 +1005,8 @@ impl Inner {
             self.spawn(async move {
                 let _guard = guard;
                 let scan_dir = dir.clone();
-                let scanned = gio::spawn_blocking(move || mounts::scan_sideload_dir(&scan_dir, local)).await;
+                let scanned =
+                    gio::spawn_blocking(move || mounts::scan_sideload_dir(&scan_dir, local)).await;
                 let Some(inner) = weak.upgrade() else { return };
                 if inner.mounts.borrow().get(&dir) != Some(&generation) {
                     return;
@@ -961,6 +1030,7 @@ impl Inner {
     // ---- LAN ----------------------------------------------------------------------
 
     fn lan_event(self: &Rc<Self>, event: mdns_sd::ServiceEvent) {
+        glib::g_debug!(LOG_DOMAIN, "DNS-SD: {event:?}");
         match event {
             mdns_sd::ServiceEvent::ServiceResolved(service) => self.lan_resolved(&service),
             mdns_sd::ServiceEvent::ServiceRemoved(_, fullname) => {

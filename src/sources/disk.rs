@@ -145,13 +145,19 @@ fn config_collection_id(config: &str) -> Result<Option<String>, String> {
 /// Timestamp and version of `commit`, if its object is in `repo`.
 pub fn commit_info(repo: &Path, commit: &Checksum) -> (Option<u64>, Option<String>) {
     let hex = commit.to_hex();
-    let path = repo.join("objects").join(&hex[..2]).join(format!("{}.commit", &hex[2..]));
+    let path = repo
+        .join("objects")
+        .join(&hex[..2])
+        .join(format!("{}.commit", &hex[2..]));
     // Commit objects are small; refuse anything absurd from a drive.
     match fs::metadata(&path) {
         Ok(m) if m.len() <= 16 << 20 => {}
         _ => return (None, None),
     }
-    match fs::read(&path).ok().and_then(|data| Commit::parse(&data).ok()) {
+    match fs::read(&path)
+        .ok()
+        .and_then(|data| Commit::parse(&data).ok())
+    {
         Some(c) => {
             let version = c.version();
             (Some(c.timestamp), version)
@@ -184,7 +190,9 @@ mod tests {
     #[test]
     fn config_collection() {
         assert_eq!(
-            config_collection_id("[core]\nrepo_version=1\nmode=archive-z2\ncollection-id=org.example.Os\n"),
+            config_collection_id(
+                "[core]\nrepo_version=1\nmode=archive-z2\ncollection-id=org.example.Os\n"
+            ),
             Ok(Some("org.example.Os".into()))
         );
         assert_eq!(config_collection_id("[core]\nmode=archive\n"), Ok(None));

@@ -25,7 +25,9 @@ pub async fn fetch_summary(
     } else if uri.starts_with("http://") || uri.starts_with("https://") {
         fetch_http(session, &uri, cancellable).await?
     } else {
-        return Err(FetchError::InvalidUri(format!("{base}: only file, http and https are supported")));
+        return Err(FetchError::InvalidUri(format!(
+            "{base}: only file, http and https are supported"
+        )));
     };
     if bytes.len() > MAX_SUMMARY_SIZE {
         return Err(FetchError::TooLarge(bytes.len()));
@@ -36,11 +38,17 @@ pub async fn fetch_summary(
 async fn fetch_file(uri: &str, cancellable: &gio::Cancellable) -> Result<glib::Bytes, FetchError> {
     let file = gio::File::for_uri(uri);
     let info = file
-        .query_info_future("standard::size", gio::FileQueryInfoFlags::NONE, glib::Priority::DEFAULT)
+        .query_info_future(
+            "standard::size",
+            gio::FileQueryInfoFlags::NONE,
+            glib::Priority::DEFAULT,
+        )
         .await
         .map_err(file_error)?;
     if usize::try_from(info.size()).map_or(true, |s| s > MAX_SUMMARY_SIZE) {
-        return Err(FetchError::TooLarge(usize::try_from(info.size()).unwrap_or(usize::MAX)));
+        return Err(FetchError::TooLarge(
+            usize::try_from(info.size()).unwrap_or(usize::MAX),
+        ));
     }
     if cancellable.is_cancelled() {
         return Err(FetchError::Io("cancelled".into()));
@@ -62,7 +70,8 @@ async fn fetch_http(
     uri: &str,
     cancellable: &gio::Cancellable,
 ) -> Result<glib::Bytes, FetchError> {
-    let message = soup::Message::new("GET", uri).map_err(|e| FetchError::InvalidUri(format!("{uri}: {e}")))?;
+    let message = soup::Message::new("GET", uri)
+        .map_err(|e| FetchError::InvalidUri(format!("{uri}: {e}")))?;
     let result = session
         .send_and_read_future(&message, glib::Priority::DEFAULT)
         .await;
@@ -75,7 +84,10 @@ async fn fetch_http(
         404 | 410 => Err(FetchError::NotFound),
         status => Err(FetchError::Http {
             status,
-            reason: message.reason_phrase().map(|r| r.to_string()).unwrap_or_default(),
+            reason: message
+                .reason_phrase()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
         }),
     }
 }

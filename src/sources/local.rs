@@ -14,6 +14,8 @@ use super::model::{CollectionRef, OfferedRef};
 
 /// `[ferry] static-sources=URI;URI;` in the repository config.
 pub const STATIC_SOURCES_KEY: &str = "static-sources";
+/// `[ferry] sideload-dirs=DIR;DIR;` in the repository config.
+pub const SIDELOAD_DIRS_KEY: &str = "sideload-dirs";
 
 /// A configured remote, as discovery sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct LocalRepo {
     pub installed: BTreeMap<CollectionRef, u64>,
     /// `[ferry] static-sources`.
     pub static_sources: Vec<String>,
+    /// `[ferry] sideload-dirs`.
+    pub sideload_dirs: Vec<PathBuf>,
 }
 
 impl LocalRepo {
@@ -69,7 +73,8 @@ impl LocalRepo {
                 collection_id,
                 ref_name: t.ref_name.clone(),
             };
-            if let Ok(Some(commit)) = refs::read_ref(path, &RefKind::Remote(t.remote.clone()), &t.ref_name)
+            if let Ok(Some(commit)) =
+                refs::read_ref(path, &RefKind::Remote(t.remote.clone()), &t.ref_name)
             {
                 if let (Some(timestamp), _) = disk::commit_info(path, &commit) {
                     installed.insert(cref.clone(), timestamp);
@@ -80,14 +85,21 @@ impl LocalRepo {
                 cref,
             });
         }
-        let static_sources = match config.keyfile().string_list("ferry", STATIC_SOURCES_KEY) {
-            Ok(list) => list
-                .iter()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            Err(_) => Vec::new(),
+        let list = |key: &str| -> Vec<String> {
+            match config.keyfile().string_list("ferry", key) {
+                Ok(list) => list
+                    .iter()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                Err(_) => Vec::new(),
+            }
         };
+        let static_sources = list(STATIC_SOURCES_KEY);
+        let sideload_dirs = list(SIDELOAD_DIRS_KEY)
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
         Ok(Self {
             path: path.to_owned(),
             id: FileId::of(path).ok(),
@@ -95,6 +107,7 @@ impl LocalRepo {
             tracked,
             installed,
             static_sources,
+            sideload_dirs,
         })
     }
 
@@ -118,7 +131,10 @@ impl LocalRepo {
     /// collection it has a remote for, or (for collection-less remotes) tracked.
     pub fn accepts(&self, offered: &OfferedRef) -> bool {
         match &offered.collection_id {
-            Some(cid) => self.remotes.iter().any(|r| r.collection_id.as_deref() == Some(cid)),
+            Some(cid) => self
+                .remotes
+                .iter()
+                .any(|r| r.collection_id.as_deref() == Some(cid)),
             None => self.tracked.iter().any(|t| offered.is(&t.cref)),
         }
     }

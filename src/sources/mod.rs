@@ -25,6 +25,7 @@ pub use http::{fetch_summary, summary_uri};
 pub use lan::LanInterfaces;
 pub use local::LocalRepo;
 pub use model::{
-    CollectionRef, OfferedRef, RejectReason, Rejection, Source, SourceEvent, SourceKind, SourceState,
+    CollectionRef, OfferedRef, RejectReason, Rejection, Source, SourceEvent, SourceKind,
+    SourceState,
 };
 pub use summary::SummaryInfo;

@@ -193,10 +193,16 @@ impl Source {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum SourceEvent {
-    Added { source: Source },
-    Changed { source: Source },
+    Added {
+        source: Source,
+    },
+    Changed {
+        source: Source,
+    },
     /// The source as it was last known.
-    Removed { source: Source },
+    Removed {
+        source: Source,
+    },
 }
 
 impl SourceEvent {

@@ -152,9 +152,10 @@ fn scan_candidates(
         }
         match disk::read_repo(&path) {
             // Re-check: the path could have been swapped between the two looks.
-            Ok(repo) if repo.id != id => {
-                reject(&path, RejectReason::Unreadable("it changed while being read".into()))
-            }
+            Ok(repo) if repo.id != id => reject(
+                &path,
+                RejectReason::Unreadable("it changed while being read".into()),
+            ),
             Ok(mut repo) => {
                 repo.refs.retain(|r| offered.insert(r.collection_ref()));
                 found.push(FoundRepo {
@@ -171,11 +172,49 @@ fn scan_candidates(
 
 /// GLib's `g_unix_is_system_fs_type` list.
 const SYSTEM_FS_TYPES: &[&str] = &[
-    "adfs", "afs", "auto", "autofs", "autofs4", "cgroup", "cgroup2", "configfs", "cxfs",
-    "debugfs", "devfs", "devpts", "devtmpfs", "ecryptfs", "fdescfs", "fusectl", "gfs", "gfs2",
-    "gpfs", "hugetlbfs", "kernfs", "linprocfs", "linsysfs", "lustre", "lustre_lite", "mfs",
-    "mqueue", "ncpfs", "nfsd", "nullfs", "ocfs2", "overlay", "proc", "procfs", "pstore", "ptyfs",
-    "rootfs", "rpc_pipefs", "securityfs", "selinuxfs", "sysfs", "tmpfs", "usbfs",
+    "adfs",
+    "afs",
+    "auto",
+    "autofs",
+    "autofs4",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "cxfs",
+    "debugfs",
+    "devfs",
+    "devpts",
+    "devtmpfs",
+    "ecryptfs",
+    "fdescfs",
+    "fusectl",
+    "gfs",
+    "gfs2",
+    "gpfs",
+    "hugetlbfs",
+    "kernfs",
+    "linprocfs",
+    "linsysfs",
+    "lustre",
+    "lustre_lite",
+    "mfs",
+    "mqueue",
+    "ncpfs",
+    "nfsd",
+    "nullfs",
+    "ocfs2",
+    "overlay",
+    "proc",
+    "procfs",
+    "pstore",
+    "ptyfs",
+    "rootfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "sysfs",
+    "tmpfs",
+    "usbfs",
 ];
 
 /// GLib's `g_unix_is_system_device_path` list.
@@ -190,7 +229,9 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
         if bytes[i] == b'\\' {
             if let Some(digits) = bytes.get(i + 1..i + 4) {
                 if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                    let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                    let value = digits
+                        .iter()
+                        .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                     if let Ok(v) = u8::try_from(value) {
                         out.push(v);
                         i += 4;
@@ -219,7 +260,9 @@ pub fn mount_info(root: &Path) -> Option<(String, String)> {
         }
         let mut right = right.split(' ');
         let fs_type = right.next()?.to_owned();
-        let source = right.next().map(|s| String::from_utf8_lossy(&unescape_mountinfo(s)).into_owned());
+        let source = right
+            .next()
+            .map(|s| String::from_utf8_lossy(&unescape_mountinfo(s)).into_owned());
         Some((fs_type, source.unwrap_or_default()))
     })
 }

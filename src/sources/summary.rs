@@ -45,14 +45,22 @@ impl SummaryInfo {
         Self::parse_inner(bytes, remote_collection, true)
     }
 
-    fn parse_inner(bytes: &[u8], fallback_collection: Option<&str>, force: bool) -> Result<Self, String> {
+    fn parse_inner(
+        bytes: &[u8],
+        fallback_collection: Option<&str>,
+        force: bool,
+    ) -> Result<Self, String> {
         let summary = Summary::parse(bytes).map_err(|e| e.to_string())?;
         let main_collection = if force {
             fallback_collection
         } else {
             summary.collection_id.as_deref().or(fallback_collection)
         };
-        let mut refs: Vec<OfferedRef> = summary.refs.iter().map(|r| offered(main_collection, r)).collect();
+        let mut refs: Vec<OfferedRef> = summary
+            .refs
+            .iter()
+            .map(|r| offered(main_collection, r))
+            .collect();
         for (cid, list) in &summary.collection_map {
             refs.extend(list.iter().map(|r| offered(Some(cid), r)));
         }

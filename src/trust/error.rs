@@ -113,7 +113,7 @@ pub enum TrustError {
         kind: SignatureKind,
         key: KeyName,
     },
-    #[error("{subject} has no {kind} signature that matches its content and a trusted key (tried {tried} keys)")]
+    #[error("{subject} has no {kind} signature that matches its content and {}", trusted_keys(*.tried))]
     NoValidSignature {
         subject: Subject,
         kind: SignatureKind,
@@ -214,7 +214,8 @@ pub enum TrustError {
         place: String,
         reason: String,
     },
-    #[error("the keyring {path} cannot be used ({reason})")]
+    /// A keyring or key file holds nothing usable.
+    #[error("the OpenPGP key file {path} cannot be used ({reason})")]
     Keyring { path: PathBuf, reason: String },
     #[error("the remote name “{0}” cannot name a keyring file")]
     InvalidRemoteName(String),
@@ -257,6 +258,13 @@ impl TrustError {
 pub(crate) fn short(checksum: &Checksum) -> String {
     let hex = checksum.to_hex();
     format!("{}…", &hex[..12])
+}
+
+fn trusted_keys(n: usize) -> String {
+    match n {
+        1 => "the trusted key".to_owned(),
+        n => format!("one of the {n} trusted keys"),
+    }
 }
 
 fn list(items: &[String]) -> String {

@@ -74,6 +74,21 @@ impl RemoteTrustSettings {
     }
 }
 
+impl From<&crate::repo::config::RemoteConfig> for RemoteTrustSettings {
+    fn from(remote: &crate::repo::config::RemoteConfig) -> Self {
+        Self {
+            name: remote.name.clone(),
+            collection_id: remote.collection_id.clone(),
+            gpg_verify: remote.gpg_verify,
+            gpg_verify_summary: remote.gpg_verify_summary,
+            sign_verify: remote.sign_verify,
+            sign_verify_summary: false,
+            verification_ed25519_key: remote.verification_ed25519_key.clone(),
+            verification_ed25519_file: remote.verification_ed25519_file.clone(),
+        }
+    }
+}
+
 /// What Ferry requires of commits and summaries from one remote, with its keys
 /// loaded.
 #[derive(Clone, Debug)]
@@ -151,9 +166,18 @@ impl TrustPolicy {
             if let Some(file) = &remote.verification_ed25519_file {
                 add(ed25519::load_key_file(file)?);
             }
-            if let Some(key) = &remote.verification_ed25519_key {
+            if let Some(keys) = &remote.verification_ed25519_key {
+                // One base64 key; a list (separated by `;`, `,` or spaces) is
+                // accepted too: base64 never contains those.
                 let place = format!("in verification-ed25519-key of remote {}", remote.name);
-                add(vec![ed25519::parse_public_key(key, &place)?]);
+                let mut any = false;
+                for key in keys.split([';', ',', ' ', '\t']).filter(|k| !k.is_empty()) {
+                    add(vec![ed25519::parse_public_key(key, &place)?]);
+                    any = true;
+                }
+                if !any {
+                    add(vec![ed25519::parse_public_key(keys, &place)?]);
+                }
             }
             if remote.verification_ed25519_file.is_none()
                 && remote.verification_ed25519_key.is_none()

@@ -1,16 +1,22 @@
-//! `FerryWindow`: the main window. For now a header bar with the primary menu and a
-//! status page; the status area and the source list will grow here.
+//! `FerryWindow`: the main window. A status area (what is installed, what is
+//! available, download progress, errors) with Update and Cancel, the choice between
+//! "Automatic" and one source, and the live list of sources. Its model is a
+//! [`FerryUpdater`], which the template's bindings look up.
 
 use std::cell::RefCell;
 
+use gettextrs::gettext;
 use gtk4 as gtk;
 use libadwaita as adw;
 
+use adw::prelude::*;
 use adw::subclass::prelude::*;
-use gtk::{gio, glib, prelude::*};
+use gtk::{gio, glib};
 
 use crate::config::PROFILE;
-use crate::widgets::FerryApplication;
+use crate::widgets::{
+    FerryApplication, FerrySource, FerrySourceRow, FerryUpdater, FerryUsbDialog, Launch,
+};
 
 mod imp {
     use super::*;
@@ -19,12 +25,17 @@ mod imp {
     #[template(resource = "/io/github/ferry_updates/Ferry/ui/window.ui")]
     #[properties(wrapper_type = super::FerryWindow)]
     pub struct FerryWindow {
-        /// The line under the title of the status page ("Updates from nearby", later
-        /// "Up to date", "Update available" …). Set from the template.
-        #[property(get, set)]
-        status_description: RefCell<String>,
+        /// The model the status area and the sources list show.
+        #[property(get)]
+        pub updater: RefCell<Option<FerryUpdater>>,
         #[template_child]
-        pub status_page: TemplateChild<adw::StatusPage>,
+        pub window_title: TemplateChild<adw::WindowTitle>,
+        #[template_child]
+        pub toast_overlay: TemplateChild<adw::ToastOverlay>,
+        #[template_child]
+        pub automatic_check: TemplateChild<gtk::CheckButton>,
+        #[template_child]
+        pub sources_list: TemplateChild<gtk::ListBox>,
     }
 
     #[glib::object_subclass]
@@ -34,7 +45,13 @@ mod imp {
         type ParentType = adw::ApplicationWindow;
 
         fn class_init(klass: &mut Self::Class) {
+            // The template looks up properties of this type.
+            FerryUpdater::ensure_type();
             klass.bind_template();
+            klass.install_action("win.update", None, |win, _, _| win.model().update());
+            klass.install_action("win.cancel", None, |win, _, _| win.model().cancel());
+            klass.install_action("win.refresh", None, |win, _, _| win.model().refresh());
+            klass.install_action("win.copy-to-usb", None, |win, _, _| win.copy_to_usb());
         }
 
         fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
@@ -46,15 +63,23 @@ mod imp {
     impl ObjectImpl for FerryWindow {
         fn constructed(&self) {
             self.parent_constructed();
+            let obj = self.obj();
             // libadwaita stripes the header bar of development builds.
             if PROFILE == "development" {
-                self.obj().add_css_class("devel");
+                obj.add_css_class("devel");
             }
+            obj.setup_model();
         }
     }
 
     impl WidgetImpl for FerryWindow {}
-    impl WindowImpl for FerryWindow {}
+    impl WindowImpl for FerryWindow {
+        fn close_request(&self) -> glib::Propagation {
+            // Downloads, servers and the demo world end with the window.
+            self.obj().model().shutdown();
+            self.parent_close_request()
+        }
+    }
     impl ApplicationWindowImpl for FerryWindow {}
     impl AdwApplicationWindowImpl for FerryWindow {}
 }
@@ -68,7 +93,103 @@ glib::wrapper! {
 }
 
 impl FerryWindow {
-    pub fn new(app: &FerryApplication) -> Self {
-        glib::Object::builder().property("application", app).build()
+    pub fn new(app: &FerryApplication, launch: Launch) -> Self {
+        let window: Self = glib::Object::builder().property("application", app).build();
+        let updater = window.model();
+        let settings = app.settings();
+        for key in [
+            "source-choice",
+            "use-metered",
+            "share-updates",
+            "bandwidth-limit",
+        ] {
+            settings.bind(key, &updater, key).build();
+        }
+        updater.start(launch);
+        window
+    }
+
+    /// The window's model.
+    pub fn model(&self) -> FerryUpdater {
+        self.imp().updater.borrow().clone().expect("set in constructed()")
+    }
+
+    fn setup_model(&self) {
+        let imp = self.imp();
+        let updater = FerryUpdater::new();
+        imp.updater.replace(Some(updater.clone()));
+        self.notify("updater");
+
+        for (action, property) in [("win.update", "can-update"), ("win.cancel", "can-cancel")] {
+            let window = self.downgrade();
+            let update = move |updater: &FerryUpdater| {
+                if let Some(window) = window.upgrade() {
+                    window.action_set_enabled(action, updater.property::<bool>(property));
+                }
+            };
+            update(&updater);
+            updater.connect_notify_local(Some(property), move |updater, _| update(updater));
+        }
+        let window = self.downgrade();
+        let usb_enabled = move |updater: &FerryUpdater| {
+            if let Some(window) = window.upgrade() {
+                window.action_set_enabled(
+                    "win.copy-to-usb",
+                    !updater.repo_path().is_empty() && !updater.downloading(),
+                );
+            }
+        };
+        usb_enabled(&updater);
+        updater.connect_repo_path_notify(usb_enabled.clone());
+        updater.connect_downloading_notify(usb_enabled);
+
+        let title = imp.window_title.clone();
+        updater.connect_demo_notify(move |updater| {
+            if updater.demo() {
+                title.set_subtitle(&gettext("Demonstration"));
+            }
+        });
+
+        let overlay = imp.toast_overlay.clone();
+        updater.connect_local("toast", false, move |values| {
+            let message: String = values[1].get().expect("a string");
+            overlay.add_toast(adw::Toast::new(&message));
+            None
+        });
+
+        // "Automatic" and the rows' radio buttons form one group.
+        let automatic = imp.automatic_check.clone();
+        automatic.set_active(updater.source_choice() == crate::widgets::AUTOMATIC);
+        automatic.connect_toggled(glib::clone!(
+            #[weak]
+            updater,
+            move |check| {
+                if check.is_active() {
+                    updater.set_source_choice(crate::widgets::AUTOMATIC);
+                }
+            }
+        ));
+        updater.connect_source_choice_notify(glib::clone!(
+            #[weak]
+            automatic,
+            move |updater| {
+                let is_automatic = updater.source_choice() == crate::widgets::AUTOMATIC;
+                if automatic.is_active() != is_automatic {
+                    automatic.set_active(is_automatic);
+                }
+            }
+        ));
+        imp.sources_list
+            .bind_model(Some(&updater.store()), move |item| {
+                let source = item
+                    .downcast_ref::<FerrySource>()
+                    .expect("the store holds FerrySources");
+                FerrySourceRow::new(source, &automatic).upcast()
+            });
+    }
+
+    fn copy_to_usb(&self) {
+        let dialog = FerryUsbDialog::new(self, &self.model().repo_path());
+        dialog.present();
     }
 }

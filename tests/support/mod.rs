@@ -2,9 +2,8 @@
 //! real `ostree` tool and the `ferryctl` binary, building file trees, writing
 //! objects with Ferry's library, comparing trees, and asserting on errors.
 //!
-//! Every external command is run with a clean environment for Ferry (`FERRY_REPO`
-//! unset, `XDG_DATA_HOME` pointing into a temporary directory), so a test never
-//! touches the user's own repository.
+//! `ferryctl` runs with `FERRY_REPO` unset and `XDG_DATA_HOME` pointing where nothing
+//! can be created, so a test never touches a real repository.
 
 #![allow(dead_code)]
 
@@ -193,7 +192,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
 
 /// `ostree init --mode=archive --collection-id=org.example.Os` at `path`.
 pub fn ostree_init(path: &Path) {
-    run_ok(ostree(path).args(["init", "--mode=archive"]).arg(format!("--collection-id={COLLECTION}")));
+    run_ok(
+        ostree(path)
+            .args(["init", "--mode=archive"])
+            .arg(format!("--collection-id={COLLECTION}")),
+    );
 }
 
 /// `ostree commit -b BRANCH EXTRA… --tree=dir=TREE`; returns the commit checksum.
@@ -262,7 +265,11 @@ pub fn ferry_pull(repo: &Path, source: &Path, ref_name: &str) -> serde_json::Val
 
 /// `ferryctl pull` that is expected to fail.
 pub fn ferry_pull_fails(repo: &Path, source: &Path, ref_name: &str) -> Run {
-    run(ferryctl(repo).arg("pull").arg(file_uri(source)).arg(ref_name)).failed()
+    run(ferryctl(repo)
+        .arg("pull")
+        .arg(file_uri(source))
+        .arg(ref_name))
+    .failed()
 }
 
 /// The contents of a ref file (`refs/…` relative path), trimmed; `None` if absent.
@@ -485,14 +492,31 @@ pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
 // Comparing trees
 // ---------------------------------------------------------------------------
 
+/// Permission bits (including setuid, setgid and sticky), shown in octal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Mode(pub u32);
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0o{:04o}", self.0)
+    }
+}
+
 /// One entry of a directory tree as a checkout must reproduce it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {
-    /// Permission bits (including setuid/setgid/sticky).
-    Dir { mode: u32 },
-    /// Permission bits, size and sha256 of the content.
-    File { mode: u32, size: u64, sha256: String },
-    Symlink { target: PathBuf },
+    Dir {
+        mode: Mode,
+    },
+    /// Size and sha256 of the content.
+    File {
+        mode: Mode,
+        size: u64,
+        sha256: String,
+    },
+    Symlink {
+        target: PathBuf,
+    },
 }
 
 /// Every entry below `root` (the root itself is `""`), by relative path. Does not
@@ -506,7 +530,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
 fn snapshot_into(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
     let path = root.join(rel);
     let meta = fs::symlink_metadata(&path).unwrap();
-    let mode = meta.permissions().mode() & 0o7777;
+    let mode = Mode(meta.permissions().mode() & 0o7777);
     let ty = meta.file_type();
     if ty.is_symlink() {
         out.insert(
@@ -696,4 +720,30 @@ impl Drop for Gpg {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The objects a commit needs (itself, its dirtrees, dirmetas and files; not its
+/// detached metadata), read with Ferry's parsers.
+pub fn closure_of(repo: &Path, commit: &str) -> BTreeSet<ObjectName> {
+    let checksum: Checksum = commit.parse().unwrap();
+    let commit = load_commit(repo, commit);
+    let mut out = BTreeSet::from([
+        ObjectName::new(checksum, ObjectType::Commit),
+        ObjectName::new(commit.root_meta, ObjectType::DirMeta),
+    ]);
+    let mut pending = vec![commit.root_tree];
+    while let Some(tree) = pending.pop() {
+        if !out.insert(ObjectName::new(tree, ObjectType::DirTree)) {
+            continue;
+        }
+        let tree = load_dirtree(repo, &tree);
+        for file in tree.files {
+            out.insert(ObjectName::new(file.checksum, ObjectType::File));
+        }
+        for dir in tree.dirs {
+            out.insert(ObjectName::new(dir.meta, ObjectType::DirMeta));
+            pending.push(dir.tree);
+        }
+    }
+    out
 }

@@ -70,9 +70,9 @@ impl LanInterfaces {
         match std::env::var(INTERFACES_ENV) {
             Ok(value) => Self::parse(&value),
             Err(std::env::VarError::NotPresent) => Ok(Self::AllNonLoopback),
-            Err(std::env::VarError::NotUnicode(v)) => {
-                Err(SourcesError::InvalidInterface(v.to_string_lossy().into_owned()))
-            }
+            Err(std::env::VarError::NotUnicode(v)) => Err(SourcesError::InvalidInterface(
+                v.to_string_lossy().into_owned(),
+            )),
         }
     }
 
@@ -99,17 +99,24 @@ impl LanBrowser {
         let browser = Self { daemon };
         // The daemon handles commands in order: the interface selection is in
         // effect before the browse command sends the first query.
-        let restrict = match interfaces {
-            LanInterfaces::Off => Ok(()),
-            LanInterfaces::AllNonLoopback => browser
-                .daemon
-                .disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6]),
-            LanInterfaces::Only(names) => browser.daemon.disable_interface(IfKind::All).and_then(|()| {
-                browser
+        let restrict =
+            match interfaces {
+                LanInterfaces::Off => Ok(()),
+                LanInterfaces::AllNonLoopback => browser
                     .daemon
-                    .enable_interface(names.iter().map(|n| IfKind::Name(n.clone())).collect::<Vec<_>>())
-            }),
-        };
+                    .disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6]),
+                LanInterfaces::Only(names) => browser
+                    .daemon
+                    .disable_interface(IfKind::All)
+                    .and_then(|()| {
+                        browser.daemon.enable_interface(
+                            names
+                                .iter()
+                                .map(|n| IfKind::Name(n.clone()))
+                                .collect::<Vec<_>>(),
+                        )
+                    }),
+            };
         restrict.map_err(|e| SourcesError::Mdns(e.to_string()))?;
         let receiver = browser
             .daemon
@@ -179,7 +186,10 @@ mod tests {
     fn interfaces_env_values() {
         assert_eq!(LanInterfaces::parse("none").unwrap(), LanInterfaces::Off);
         assert_eq!(LanInterfaces::parse("").unwrap(), LanInterfaces::Off);
-        assert_eq!(LanInterfaces::parse("all").unwrap(), LanInterfaces::AllNonLoopback);
+        assert_eq!(
+            LanInterfaces::parse("all").unwrap(),
+            LanInterfaces::AllNonLoopback
+        );
         assert_eq!(
             LanInterfaces::parse("veth0, eth1,veth0").unwrap(),
             LanInterfaces::Only(vec!["veth0".into(), "eth1".into()])
@@ -197,7 +207,10 @@ mod tests {
             peer_uri("10.77.0.1".parse().unwrap(), 43381, 0),
             "http://10.77.0.1:43381/0"
         );
-        assert_eq!(peer_uri("2001:db8::1".parse().unwrap(), 80, 2), "http://[2001:db8::1]:80/2");
+        assert_eq!(
+            peer_uri("2001:db8::1".parse().unwrap(), 80, 2),
+            "http://[2001:db8::1]:80/2"
+        );
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl TxtAttributes {
         let value = self.get(key).ok_or(TxtError::Missing(key))?;
         let not_normal = TxtError::NotNormalForm { key, type_string };
         let ty = VariantTy::new(type_string).map_err(|_| not_normal.clone())?;
-        let variant = Variant::from_data_with_type(value.to_vec(), ty);
+        let variant = Variant::from_bytes_with_type(&glib::Bytes::from(value), ty);
         if !variant.is_normal_form() {
             return Err(not_normal);
         }
@@ -145,7 +145,11 @@ impl RepoAdvert {
     /// Decodes and validates `v`, `rb`, `st` and `ri`.
     pub fn decode(attrs: &TxtAttributes) -> Result<Self, TxtError> {
         let version = attrs.variant("v", "y")?;
-        let version = version.data().first().copied().ok_or(TxtError::Missing("v"))?;
+        let version = version
+            .data()
+            .first()
+            .copied()
+            .ok_or(TxtError::Missing("v"))?;
         if version != TXT_VERSION {
             return Err(TxtError::UnsupportedVersion(version));
         }
@@ -195,7 +199,10 @@ impl RepoAdvert {
         vec![
             ("v".to_owned(), vec![TXT_VERSION]),
             ("rb".to_owned(), rb),
-            ("st".to_owned(), self.summary_timestamp.to_be_bytes().to_vec()),
+            (
+                "st".to_owned(),
+                self.summary_timestamp.to_be_bytes().to_vec(),
+            ),
             ("ri".to_owned(), self.repo_index.to_be_bytes().to_vec()),
         ]
     }
@@ -257,7 +264,10 @@ mod tests {
         assert_eq!(strings[0], txt("v", &b64("AQ==")));
         assert_eq!(strings[2], txt("st", &b64("AAAAAFhoRoA=")));
         assert_eq!(strings[3], txt("ri", &[2, 1]));
-        assert_eq!(RepoAdvert::decode(&TxtAttributes::parse(strings)).unwrap(), advert);
+        assert_eq!(
+            RepoAdvert::decode(&TxtAttributes::parse(strings)).unwrap(),
+            advert
+        );
     }
 
     #[test]
@@ -311,7 +321,10 @@ mod tests {
             (vec![1], None),
             (vec![1, 1], Some(TxtError::Bloom(BloomError::Empty))),
             (vec![0, 1, 0xff], Some(TxtError::Bloom(BloomError::ZeroK))),
-            (vec![1, 2, 0xff], Some(TxtError::Bloom(BloomError::UnknownHash(2)))),
+            (
+                vec![1, 2, 0xff],
+                Some(TxtError::Bloom(BloomError::UnknownHash(2))),
+            ),
         ] {
             let mut strings = reference_strings();
             strings[1] = txt("rb", &value);
@@ -348,8 +361,14 @@ mod tests {
         assert_eq!(parse_txt_string(b""), Err(TxtError::InvalidKey));
         assert_eq!(parse_txt_string(b"k\x01=1"), Err(TxtError::InvalidKey));
         assert_eq!(parse_txt_string(b"Key"), Ok(("key".to_owned(), None)));
-        assert_eq!(parse_txt_string(b"k="), Ok(("k".to_owned(), Some(&b""[..]))));
-        assert_eq!(parse_txt_string(b"k=a=b"), Ok(("k".to_owned(), Some(&b"a=b"[..]))));
+        assert_eq!(
+            parse_txt_string(b"k="),
+            Ok(("k".to_owned(), Some(&b""[..])))
+        );
+        assert_eq!(
+            parse_txt_string(b"k=a=b"),
+            Ok(("k".to_owned(), Some(&b"a=b"[..])))
+        );
     }
 
     #[test]

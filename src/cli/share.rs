@@ -1,0 +1,371 @@
+//! `ferryctl serve` and `ferryctl prepare-usb`: passing updates on.
+//!
+//! - `ferryctl serve [--port N] [--address ADDR] [--advertise] [--bandwidth-limit
+//!   RATE]` serves the repository read-only over HTTP until SIGINT/SIGTERM, and with
+//!   `--advertise` publishes it on the LAN (DNS-SD, on the interfaces
+//!   `FERRY_LAN_INTERFACES` allows), withdrawing the advertisement on exit. With
+//!   `--json` it prints one JSON object per line: `{"event":"serving",…}`,
+//!   `{"event":"advertised",…}`, `{"event":"summary-changed",…}`,
+//!   `{"event":"withdrawn"}`, `{"event":"stopped"}`.
+//! - `ferryctl prepare-usb MOUNT [REF]... [--destination-repo DIR]` copies refs
+//!   (`REMOTE:REF` or tracked ref names; default every tracked ref) onto a drive as
+//!   `ostree create-usb` does. With `--json` it prints JSON lines (`planned`,
+//!   `ref-started`, `progress`, `ref-copied`) and finally `{"event":"done",…}`.
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+
+use crate::cli::output::{format_size, format_timestamp, print_json_line, Throttle};
+use crate::share::advertise::{advert_for, AdvertSettings, Advertiser};
+use crate::share::server::{RepoServer, ServedSummary, ServerConfig};
+use crate::share::usb::{self, UsbEvent, UsbOptions};
+use crate::share::{parse_rate, DEFAULT_PORT};
+use crate::sources::LanInterfaces;
+
+/// `ferryctl serve` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TCP port to serve on (0 picks a free one)
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Listen on this address only (default: every address)
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<IpAddr>,
+
+    /// Announce the repository to nearby computers (DNS-SD on the interfaces
+    /// FERRY_LAN_INTERFACES allows; default every non-loopback interface)
+    #[arg(long)]
+    pub advertise: bool,
+
+    /// Upload at most RATE bytes per second across all downloads (e.g. 5M, 500k,
+    /// 2MiB)
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub bandwidth_limit: Option<u64>,
+}
+
+/// `ferryctl prepare-usb` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct PrepareUsbArgs {
+    /// Where the drive is mounted
+    pub mount: PathBuf,
+
+    /// Refs to copy: REMOTE:REF or the name of a tracked ref (default: every
+    /// tracked ref)
+    #[arg(value_name = "REF")]
+    pub refs: Vec<String>,
+
+    /// Put the repository at DIR inside the drive (linked from
+    /// .ostree/repos.d) instead of .ostree/repo
+    #[arg(long, value_name = "DIR")]
+    pub destination_repo: Option<PathBuf>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_stop_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+}
+
+fn refs_json(summary: &ServedSummary) -> Vec<serde_json::Value> {
+    summary
+        .summary
+        .all_refs()
+        .map(|(collection, r)| {
+            json!({
+                "collection_id": collection,
+                "ref": r.name,
+                "commit": r.checksum,
+                "timestamp": r.timestamp,
+                "version": r.version,
+            })
+        })
+        .collect()
+}
+
+fn advert_of(summary: &ServedSummary, repo_index: u16) -> crate::sources::lan::txt::RepoAdvert {
+    advert_for(summary.collection_refs(), summary.last_modified, repo_index)
+}
+
+/// Runs `ferryctl serve` until SIGINT or SIGTERM.
+pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, String> {
+    // Read before anything starts, so a bad value stops us before we listen.
+    let interfaces = if args.advertise {
+        LanInterfaces::from_env().map_err(|e| e.to_string())?
+    } else {
+        LanInterfaces::Off
+    };
+    install_stop_handlers();
+    let mut config = ServerConfig::new(repo);
+    config.port = args.port;
+    config.address = args.address;
+    config.bandwidth_limit = args.bandwidth_limit;
+    let server = RepoServer::start(config).map_err(|e| e.to_string())?;
+    let port = server.port();
+    let repo_index = server.repo_index();
+    let urls = server.urls();
+    let summary = server.summary();
+    if json {
+        print_json_line(&json!({
+            "event": "serving",
+            "repo": repo,
+            "port": port,
+            "repo_index": repo_index,
+            "urls": urls,
+            "bandwidth_limit": args.bandwidth_limit,
+            "summary_last_modified": summary.last_modified,
+            "refs": refs_json(&summary),
+        }));
+    } else {
+        println!(
+            "Serving {} ({} ref(s)) on port {port}:",
+            repo.display(),
+            summary.summary.all_refs().count()
+        );
+        for url in &urls {
+            println!("  {url}");
+        }
+        if let Some(rate) = args.bandwidth_limit {
+            println!("Uploads limited to {}/s", format_size(rate));
+        }
+    }
+
+    let advertiser: Rc<RefCell<Option<Advertiser>>> = Rc::new(RefCell::new(None));
+    if args.advertise {
+        if interfaces.is_off() {
+            eprintln!("WARNING: not advertising: FERRY_LAN_INTERFACES turns LAN sharing off.");
+        } else {
+            let settings = AdvertSettings::new(port, repo_index, args.address);
+            let started = Advertiser::start(&interfaces, settings, &advert_of(&summary, repo_index))
+                .map_err(|e| e.to_string())?;
+            if let Some(started) = started {
+                if json {
+                    print_json_line(&json!({
+                        "event": "advertised",
+                        "name": started.fullname(),
+                        "host": started.settings().host,
+                        "port": port,
+                        "summary_last_modified": summary.last_modified,
+                    }));
+                } else {
+                    println!("Advertising “{}” to nearby computers", started.settings().instance);
+                }
+                advertiser.replace(Some(started));
+            }
+        }
+    }
+    {
+        let advertiser = advertiser.clone();
+        server.connect_summary_changed(move |summary| {
+            if let Some(advertiser) = advertiser.borrow().as_ref() {
+                if let Err(e) = advertiser.update(&advert_of(summary, repo_index)) {
+                    eprintln!("ferryctl: {e}");
+                }
+            }
+            if json {
+                print_json_line(&json!({
+                    "event": "summary-changed",
+                    "summary_last_modified": summary.last_modified,
+                    "refs": refs_json(summary),
+                }));
+            } else {
+                println!(
+                    "Now serving {} ref(s) (summary of {})",
+                    summary.summary.all_refs().count(),
+                    format_timestamp(summary.last_modified)
+                );
+            }
+        });
+    }
+    if !json {
+        println!("Press Ctrl+C to stop.");
+    }
+
+    let main_loop = glib::MainLoop::new(None, false);
+    {
+        let main_loop = main_loop.clone();
+        glib::timeout_add_local(Duration::from_millis(100), move || {
+            if STOP.load(Ordering::SeqCst) {
+                main_loop.quit();
+                glib::ControlFlow::Break
+            } else {
+                glib::ControlFlow::Continue
+            }
+        });
+    }
+    if !STOP.load(Ordering::SeqCst) {
+        main_loop.run();
+    }
+
+    let withdrawn = advertiser.take().map(Advertiser::withdraw);
+    server.stop();
+    match withdrawn {
+        Some(Err(e)) => eprintln!("ferryctl: {e}"),
+        Some(Ok(())) if json => print_json_line(&json!({ "event": "withdrawn" })),
+        Some(Ok(())) => println!("Withdrew the advertisement"),
+        None => {}
+    }
+    if json {
+        print_json_line(&json!({ "event": "stopped" }));
+    } else {
+        println!("Stopped serving");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `ferryctl prepare-usb`.
+pub fn run_prepare_usb(repo: &Path, args: &PrepareUsbArgs, json: bool) -> Result<ExitCode, String> {
+    let options = UsbOptions {
+        repo: repo.to_owned(),
+        mount: args.mount.clone(),
+        refs: args.refs.clone(),
+        destination_repo: args.destination_repo.clone(),
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let throttle = Mutex::new(Throttle::new(Duration::from_millis(if terminal { 200 } else { 2000 })));
+    let on_event = |event: &UsbEvent| {
+        if json {
+            if matches!(event, UsbEvent::Progress { .. }) && !throttle.lock().expect("lock").ready() {
+                return;
+            }
+            print_json_line(event);
+            return;
+        }
+        match event {
+            UsbEvent::Planned { plan } => eprintln!(
+                "Copying {} ref(s) to {}: {} object(s), {} to write ({} free)",
+                plan.refs.len(),
+                plan.destination.display(),
+                plan.objects_missing,
+                format_size(plan.bytes_missing),
+                format_size(plan.bytes_available)
+            ),
+            UsbEvent::RefStarted { index, total, target } => eprintln!(
+                "[{}/{total}] {}:{} ({}) {}",
+                index + 1,
+                target.remote,
+                target.ref_name,
+                target.collection_id,
+                target.commit
+            ),
+            UsbEvent::Progress {
+                objects_done,
+                objects_total,
+                bytes_done,
+                bytes_total,
+                ..
+            } => {
+                if throttle.lock().expect("lock").ready() {
+                    let line = format!(
+                        "  {objects_done}/{objects_total} files, {} of {}",
+                        format_size(*bytes_done),
+                        format_size(*bytes_total)
+                    );
+                    if terminal {
+                        eprint!("\r{line}   ");
+                    } else {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            UsbEvent::RefCopied {
+                objects_copied,
+                bytes_copied,
+                ..
+            } => {
+                if terminal {
+                    eprintln!();
+                }
+                eprintln!(
+                    "  copied {objects_copied} object(s), {}",
+                    format_size(*bytes_copied)
+                );
+            }
+        }
+    };
+    let report = usb::prepare_usb(&options, &on_event).map_err(|e| e.to_string())?;
+    if json {
+        let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+        value["event"] = json!("done");
+        print_json_line(&value);
+    } else {
+        println!(
+            "The drive is ready: {} ref(s) in {} ({} object(s), {} copied)",
+            report.refs.len(),
+            report.destination.display(),
+            report.objects_copied,
+            format_size(report.bytes_copied)
+        );
+        if let Some(link) = &report.symlink {
+            println!("Linked from {}", link.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(subcommand)]
+        command: TestCommand,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum TestCommand {
+        Serve(ServeArgs),
+        PrepareUsb(PrepareUsbArgs),
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let cli = TestCli::parse_from(["ferryctl", "serve", "--port", "0", "--advertise", "--bandwidth-limit", "5M"]);
+        let TestCommand::Serve(args) = cli.command else { panic!() };
+        assert_eq!(args.port, 0);
+        assert!(args.advertise);
+        assert_eq!(args.bandwidth_limit, Some(5_000_000));
+        let cli = TestCli::parse_from(["ferryctl", "serve"]);
+        let TestCommand::Serve(args) = cli.command else { panic!() };
+        assert_eq!(args.port, DEFAULT_PORT);
+        assert!(TestCli::try_parse_from(["ferryctl", "serve", "--bandwidth-limit", "fast"]).is_err());
+
+        let cli = TestCli::parse_from([
+            "ferryctl",
+            "prepare-usb",
+            "/media/stick",
+            "origin:os/stable",
+            "os/beta",
+            "--destination-repo",
+            "updates",
+        ]);
+        let TestCommand::PrepareUsb(args) = cli.command else { panic!() };
+        assert_eq!(args.mount, PathBuf::from("/media/stick"));
+        assert_eq!(args.refs, vec!["origin:os/stable", "os/beta"]);
+        assert_eq!(args.destination_repo, Some(PathBuf::from("updates")));
+    }
+}

@@ -1,0 +1,993 @@
+//! A read-only HTTP server for the local repository (soup3, on the GLib main
+//! context), laid out as libostree's LAN finder and `ostree pull` expect it:
+//! `http://HOST:PORT/RI/` where RI is the repository index.
+//!
+//! - Only whitelisted paths are answered ([`super::paths`]). `config` is served as
+//!   its `[core]` group only (no remote URLs or keys). Files are opened
+//!   beneath the repository with `openat2(RESOLVE_BENEATH)`: objects, config and
+//!   deltas never through a symlink (`O_NOFOLLOW`, `RESOLVE_NO_SYMLINKS`), refs
+//!   (which may be aliases) only through symlinks that stay in the repository.
+//!   Anything but a regular file is refused.
+//! - Bodies are mapped files handed to soup as `glib::Bytes`: nothing is copied
+//!   onto the heap. `Content-Length`, `Last-Modified` and `ETag` are set, and
+//!   `If-None-Match` / `If-Modified-Since` are answered with 304.
+//! - The summary is generated in memory ([`super::served`]) and regenerated when
+//!   the refs change (checked every few seconds and on every summary request).
+//! - Abuse is bounded: connections still sending their request headers are limited
+//!   in number (the oldest is closed first) and in time, sockets time out when
+//!   idle, responses in progress are limited (beyond: 503), and an optional
+//!   bandwidth cap is shared by all responses ([`super::throttle`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gio::prelude::*;
+use glib::translate::from_glib_full;
+use soup::prelude::*;
+
+use crate::repo::config::RepoConfig;
+use crate::repo::store::Repo;
+use crate::repo::summary::Summary;
+
+use super::paths::{parse_request_path, FileKind, RepoPath};
+use super::served::{servable_refs, CompletenessCache, OfferedKey, RepoFingerprint, ServableRefs};
+use super::throttle::{send_body, Throttle};
+use super::ShareError;
+
+/// Limits that keep misbehaving clients from exhausting the server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Responses in progress at once; more requests get 503.
+    pub max_active_requests: usize,
+    /// Connections still sending their request headers (new or idle keep-alive);
+    /// beyond this the oldest is closed.
+    pub max_pending_connections: usize,
+    /// Time a connection has to send a complete request (headers) once it is
+    /// accepted or its previous request is answered.
+    pub header_timeout: Duration,
+    /// A socket with no progress for this long, reading or writing, is closed.
+    pub idle_timeout: Duration,
+    /// How often the refs are checked for changes (for the summary and advert).
+    pub refresh_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_active_requests: 64,
+            max_pending_connections: 256,
+            header_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            refresh_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What to serve and how.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The repository (an archive repository).
+    pub repo: PathBuf,
+    /// Served at `/RI/`.
+    pub repo_index: u16,
+    /// Listen on this address only; `None`: every IPv4 and IPv6 address.
+    pub address: Option<IpAddr>,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Bytes per second across all responses.
+    pub bandwidth_limit: Option<u64>,
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    pub fn new(repo: impl Into<PathBuf>) -> Self {
+        Self {
+            repo: repo.into(),
+            repo_index: 0,
+            address: None,
+            port: super::DEFAULT_PORT,
+            bandwidth_limit: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The summary being served.
+#[derive(Debug)]
+pub struct ServedSummary {
+    pub summary: Summary,
+    pub bytes: glib::Bytes,
+    /// `summary.sig`, only when the repository's own signed summary is served.
+    pub signature: Option<glib::Bytes>,
+    pub etag: String,
+    /// `ostree.summary.last-modified` (0 when the summary has none).
+    pub last_modified: u64,
+    keys: Vec<OfferedKey>,
+}
+
+impl ServedSummary {
+    fn new(refs: ServableRefs, last_modified: u64) -> Result<Self, ShareError> {
+        let keys = refs.keys();
+        let (summary, bytes, signature) = refs.into_summary(last_modified)?;
+        let etag = format!("\"s-{}\"", &crate::repo::Checksum::digest(&bytes).to_hex()[..24]);
+        Ok(Self {
+            last_modified: summary.last_modified.unwrap_or(0),
+            summary,
+            bytes: glib::Bytes::from_owned(bytes),
+            signature: signature.map(glib::Bytes::from_owned),
+            etag,
+            keys,
+        })
+    }
+
+    /// Whether serving `refs` would serve the same thing as this.
+    fn same_as(&self, refs: &ServableRefs) -> bool {
+        match refs {
+            ServableRefs::Generated { .. } => self.signature.is_none() && self.keys == refs.keys(),
+            ServableRefs::OnDisk { bytes, signature, .. } => {
+                self.bytes.as_ref() == bytes.as_slice()
+                    && self.signature.as_ref().map(|s| s.as_ref()) == Some(signature.as_slice())
+            }
+        }
+    }
+
+    /// Every collection-ref offered (for the advertisement's bloom filter).
+    pub fn collection_refs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.keys
+            .iter()
+            .filter_map(|(c, r, _)| c.as_deref().map(|c| (c, r.as_str())))
+    }
+}
+
+/// Counters, for diagnostics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub requests: u64,
+    pub not_found: u64,
+    pub busy: u64,
+    pub not_modified: u64,
+    pub evicted_connections: u64,
+    pub timed_out_connections: u64,
+}
+
+struct Pending {
+    msg: glib::WeakRef<soup::ServerMessage>,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    /// Connections waiting for request headers, oldest first.
+    pending: BTreeMap<u64, Pending>,
+    active: usize,
+}
+
+/// One request being answered.
+struct RequestState {
+    done: Cell<bool>,
+}
+
+struct Waiting {
+    msg: soup::ServerMessage,
+    request: Rc<RequestState>,
+    signature: bool,
+    head: bool,
+}
+
+struct SummaryState {
+    current: Rc<ServedSummary>,
+    fingerprint: RepoFingerprint,
+    regenerating: bool,
+    waiting: Vec<Waiting>,
+}
+
+type SummaryListener = Box<dyn Fn(&ServedSummary)>;
+
+struct Inner {
+    server: soup::Server,
+    root: PathBuf,
+    root_fd: OwnedFd,
+    repo: Repo,
+    repo_index: u16,
+    limits: Limits,
+    cache: Arc<CompletenessCache>,
+    summary: RefCell<SummaryState>,
+    connections: RefCell<Connections>,
+    throttle: Option<Rc<Throttle>>,
+    listeners: RefCell<Vec<SummaryListener>>,
+    timer: RefCell<Option<glib::SourceId>>,
+    last_refresh: Cell<Instant>,
+    stats: Cell<ServerStats>,
+    stopped: Cell<bool>,
+}
+
+/// A running server. Lives on the thread-default main context; stops when dropped.
+pub struct RepoServer {
+    inner: Rc<Inner>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl RepoServer {
+    /// Opens the repository, computes the summary and starts listening. Requests
+    /// are answered while the thread-default main context runs.
+    pub fn start(config: ServerConfig) -> Result<Self, ShareError> {
+        let root = config.repo.clone();
+        let repo = Repo::open(&root)?;
+        RepoConfig::load(&root)?;
+        let root_fd = open_directory(&root).map_err(|source| ShareError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        raise_fd_limit();
+
+        let cache = Arc::new(CompletenessCache::default());
+        let fingerprint = RepoFingerprint::of(&root);
+        let current = ServedSummary::new(servable_refs(&repo, &cache)?, now_secs())?;
+
+        let server = soup::Server::builder()
+            .raw_paths(true)
+            .server_header("Ferry")
+            .build();
+        let listen_result = match config.address {
+            Some(ip) => {
+                let address = gio::InetSocketAddress::new(&gio::InetAddress::from(ip), config.port);
+                server.listen(&address, soup::ServerListenOptions::empty())
+            }
+            None => server.listen_all(u32::from(config.port), soup::ServerListenOptions::empty()),
+        };
+        listen_result.map_err(|e| ShareError::Listen {
+            address: match config.address {
+                Some(ip) => SocketAddr::new(ip, config.port).to_string(),
+                None => format!("port {}", config.port),
+            },
+            message: e.message().to_owned(),
+        })?;
+
+        let inner = Rc::new(Inner {
+            server,
+            root,
+            root_fd,
+            repo,
+            repo_index: config.repo_index,
+            limits: config.limits.clone(),
+            cache,
+            summary: RefCell::new(SummaryState {
+                current: Rc::new(current),
+                fingerprint,
+                regenerating: false,
+                waiting: Vec::new(),
+            }),
+            connections: RefCell::new(Connections::default()),
+            throttle: config.bandwidth_limit.map(Throttle::new),
+            listeners: RefCell::new(Vec::new()),
+            timer: RefCell::new(None),
+            last_refresh: Cell::new(Instant::now()),
+            stats: Cell::new(ServerStats::default()),
+            stopped: Cell::new(false),
+        });
+
+        let weak = Rc::downgrade(&inner);
+        inner.server.connect_request_started(move |_, msg| {
+            if let Some(inner) = weak.upgrade() {
+                inner.request_started(msg);
+            }
+        });
+        let weak = Rc::downgrade(&inner);
+        inner.server.add_handler(None, move |_, msg, path, _| {
+            if let Some(inner) = weak.upgrade() {
+                inner.handle(msg, path);
+            }
+        });
+        let weak = Rc::downgrade(&inner);
+        let timer = glib::timeout_add_local(Duration::from_millis(500), move || match weak.upgrade() {
+            Some(inner) => {
+                inner.tick();
+                glib::ControlFlow::Continue
+            }
+            None => glib::ControlFlow::Break,
+        });
+        inner.timer.replace(Some(timer));
+        Ok(Self { inner })
+    }
+
+    /// The addresses the server listens on (with the port chosen).
+    pub fn listen_addresses(&self) -> Vec<SocketAddr> {
+        self.inner
+            .server
+            .listeners()
+            .iter()
+            .filter_map(|socket| socket.local_address().ok())
+            .filter_map(|address| address.downcast::<gio::InetSocketAddress>().ok())
+            .map(|address| SocketAddr::new(address.address().into(), address.port()))
+            .collect()
+    }
+
+    /// The TCP port served.
+    pub fn port(&self) -> u16 {
+        self.listen_addresses().first().map_or(0, SocketAddr::port)
+    }
+
+    pub fn repo_index(&self) -> u16 {
+        self.inner.repo_index
+    }
+
+    /// URLs of the repository (`http://ADDRESS:PORT/RI/`): the address listened on,
+    /// or every address of this computer when listening on all of them.
+    pub fn urls(&self) -> Vec<String> {
+        let mut urls = Vec::new();
+        for address in self.listen_addresses() {
+            let ips = if address.ip().is_unspecified() {
+                local_addresses(address.is_ipv4())
+            } else {
+                vec![address.ip()]
+            };
+            for ip in ips {
+                let url = format!("http://{}/{}/", SocketAddr::new(ip, address.port()), self.inner.repo_index);
+                if !urls.contains(&url) {
+                    urls.push(url);
+                }
+            }
+        }
+        urls
+    }
+
+    /// The summary served now.
+    pub fn summary(&self) -> Rc<ServedSummary> {
+        self.inner.summary.borrow().current.clone()
+    }
+
+    /// Calls `f` (on the main context) whenever the served summary changes.
+    pub fn connect_summary_changed(&self, f: impl Fn(&ServedSummary) + 'static) {
+        self.inner.listeners.borrow_mut().push(Box::new(f));
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.inner.stats.get()
+    }
+
+    /// Stops listening and closes every connection.
+    pub fn stop(&self) {
+        self.inner.stop();
+    }
+}
+
+impl Drop for RepoServer {
+    fn drop(&mut self) {
+        self.inner.stop();
+    }
+}
+
+fn set_status(msg: &soup::ServerMessage, status: u32) {
+    msg.set_status(status, None);
+}
+
+impl Inner {
+    fn bump(&self, f: impl FnOnce(&mut ServerStats)) {
+        let mut stats = self.stats.get();
+        f(&mut stats);
+        self.stats.set(stats);
+    }
+
+    fn stop(&self) {
+        if self.stopped.replace(true) {
+            return;
+        }
+        if let Some(timer) = self.timer.take() {
+            timer.remove();
+        }
+        if let Some(throttle) = &self.throttle {
+            throttle.stop();
+        }
+        soup::prelude::ServerExt::disconnect(&self.server);
+    }
+
+    /// A connection is about to read a request: its headers must arrive in time.
+    fn request_started(self: &Rc<Self>, msg: &soup::ServerMessage) {
+        if let Some(socket) = msg.socket() {
+            socket.set_timeout(self.limits.idle_timeout.as_secs().max(1) as u32);
+        }
+        let id = {
+            let mut conns = self.connections.borrow_mut();
+            let id = conns.next_id;
+            conns.next_id += 1;
+            conns.pending.insert(
+                id,
+                Pending {
+                    msg: msg.downgrade(),
+                    started: Instant::now(),
+                },
+            );
+            id
+        };
+        let forget = {
+            let weak = Rc::downgrade(self);
+            move |_: &soup::ServerMessage| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.connections.borrow_mut().pending.remove(&id);
+                }
+            }
+        };
+        msg.connect_got_headers(forget.clone());
+        msg.connect_finished(forget.clone());
+        msg.connect_disconnected(forget);
+
+        // Too many connections waiting for headers: close the oldest.
+        loop {
+            let victim = {
+                let mut conns = self.connections.borrow_mut();
+                if conns.pending.len() <= self.limits.max_pending_connections {
+                    break;
+                }
+                conns.pending.pop_first().map(|(_, p)| p)
+            };
+            if let Some(victim) = victim {
+                close_connection(&victim.msg);
+                self.bump(|s| s.evicted_connections += 1);
+            }
+        }
+    }
+
+    fn tick(self: &Rc<Self>) {
+        // Connections too slow to send a request are closed.
+        let expired: Vec<Pending> = {
+            let mut conns = self.connections.borrow_mut();
+            let timeout = self.limits.header_timeout;
+            let ids: Vec<u64> = conns
+                .pending
+                .iter()
+                .filter(|(_, p)| p.started.elapsed() >= timeout || p.msg.upgrade().is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| conns.pending.remove(id)).collect()
+        };
+        for pending in expired {
+            if close_connection(&pending.msg) {
+                self.bump(|s| s.timed_out_connections += 1);
+            }
+        }
+        if self.last_refresh.get().elapsed() >= self.limits.refresh_interval {
+            self.last_refresh.set(Instant::now());
+            self.refresh(RepoFingerprint::of(&self.root));
+        }
+    }
+
+    fn track_request(self: &Rc<Self>, msg: &soup::ServerMessage) -> Rc<RequestState> {
+        self.connections.borrow_mut().active += 1;
+        let request = Rc::new(RequestState { done: Cell::new(false) });
+        let end = {
+            let weak = Rc::downgrade(self);
+            let request = request.clone();
+            move |_: &soup::ServerMessage| {
+                if request.done.replace(true) {
+                    return;
+                }
+                if let Some(inner) = weak.upgrade() {
+                    let mut conns = inner.connections.borrow_mut();
+                    conns.active = conns.active.saturating_sub(1);
+                }
+            }
+        };
+        msg.connect_finished(end.clone());
+        msg.connect_disconnected(end);
+        request
+    }
+
+    fn handle(self: &Rc<Self>, msg: &soup::ServerMessage, path: &str) {
+        self.bump(|s| s.requests += 1);
+        let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+        let head = method == "HEAD";
+        if method != "GET" && !head {
+            set_status(msg, 405);
+            if let Some(headers) = msg.response_headers() {
+                headers.replace("Allow", "GET, HEAD");
+            }
+            return;
+        }
+        // Whole bodies only: soup would copy a mapped body to answer a range.
+        if let Some(headers) = msg.request_headers() {
+            headers.remove("Range");
+        }
+        if self.connections.borrow().active >= self.limits.max_active_requests {
+            self.bump(|s| s.busy += 1);
+            set_status(msg, 503);
+            if let Some(headers) = msg.response_headers() {
+                headers.replace("Retry-After", "1");
+            }
+            return;
+        }
+        let Some(target) = parse_request_path(path, self.repo_index) else {
+            self.not_found(msg);
+            return;
+        };
+        let request = self.track_request(msg);
+        match target {
+            RepoPath::Summary => self.serve_summary(msg, request, false, head),
+            RepoPath::SummarySig => self.serve_summary(msg, request, true, head),
+            RepoPath::File {
+                kind: FileKind::Config,
+                ..
+            } => self.serve_config(msg, head),
+            RepoPath::File { relative, kind } => self.serve_file(msg, &relative, kind, head),
+        }
+    }
+
+    /// The `[core]` part of the config only: remotes (URLs, key paths) and Ferry's
+    /// own settings are nobody else's business, and pulls read nothing more.
+    fn serve_config(&self, msg: &soup::ServerMessage, head: bool) {
+        let Ok(config) = RepoConfig::load(&self.root) else {
+            return self.not_found(msg);
+        };
+        let mode = config.mode().map_or("archive-z2", |m| m.as_str());
+        let mut text = format!("[core]\nrepo_version=1\nmode={mode}\n");
+        if let Ok(Some(id)) = config.collection_id() {
+            text.push_str(&format!("collection-id={id}\n"));
+        }
+        let etag = format!("\"c-{}\"", &crate::repo::Checksum::digest(text.as_bytes()).to_hex()[..24]);
+        let last_modified = std::fs::metadata(self.root.join("config"))
+            .ok()
+            .and_then(|m| u64::try_from(m.mtime()).ok())
+            .unwrap_or_else(now_secs);
+        self.respond(msg, glib::Bytes::from_owned(text.into_bytes()), &etag, last_modified, head);
+    }
+
+    fn not_found(&self, msg: &soup::ServerMessage) {
+        self.bump(|s| s.not_found += 1);
+        set_status(msg, 404);
+    }
+
+    fn serve_summary(self: &Rc<Self>, msg: &soup::ServerMessage, request: Rc<RequestState>, signature: bool, head: bool) {
+        let fingerprint = RepoFingerprint::of(&self.root);
+        let current = {
+            let mut state = self.summary.borrow_mut();
+            if state.regenerating || state.fingerprint != fingerprint {
+                msg.pause();
+                state.waiting.push(Waiting {
+                    msg: msg.clone(),
+                    request,
+                    signature,
+                    head,
+                });
+                None
+            } else {
+                Some(state.current.clone())
+            }
+        };
+        match current {
+            Some(current) => self.respond_summary(msg, &current, signature, head),
+            None => self.refresh(fingerprint),
+        }
+    }
+
+    fn respond_summary(&self, msg: &soup::ServerMessage, current: &ServedSummary, signature: bool, head: bool) {
+        let data = if signature {
+            match &current.signature {
+                Some(sig) => sig.clone(),
+                None => return self.not_found(msg),
+            }
+        } else {
+            current.bytes.clone()
+        };
+        let last_modified = if current.last_modified > 0 {
+            current.last_modified
+        } else {
+            now_secs()
+        };
+        let etag = if signature {
+            format!("{}-sig\"", current.etag.trim_end_matches('"'))
+        } else {
+            current.etag.clone()
+        };
+        self.respond(msg, data, &etag, last_modified, head);
+    }
+
+    /// Regenerates the summary on a worker thread if the refs changed.
+    fn refresh(self: &Rc<Self>, fingerprint: RepoFingerprint) {
+        {
+            let mut state = self.summary.borrow_mut();
+            if state.regenerating || (state.fingerprint == fingerprint && state.waiting.is_empty()) {
+                return;
+            }
+            state.regenerating = true;
+        }
+        let repo = self.repo.clone();
+        let cache = self.cache.clone();
+        let weak = Rc::downgrade(self);
+        glib::spawn_future_local(async move {
+            let result = gio::spawn_blocking(move || servable_refs(&repo, &cache)).await;
+            if let Some(inner) = weak.upgrade() {
+                let result = match result {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err("the summary generation panicked".to_owned()),
+                };
+                inner.finish_refresh(fingerprint, result);
+            }
+        });
+    }
+
+    fn finish_refresh(self: &Rc<Self>, fingerprint: RepoFingerprint, result: Result<ServableRefs, String>) {
+        let mut changed = None;
+        let (waiting, current) = {
+            let mut state = self.summary.borrow_mut();
+            state.regenerating = false;
+            state.fingerprint = fingerprint;
+            match result {
+                Ok(refs) if !state.current.same_as(&refs) => {
+                    // Strictly later than what peers saw, so they notice the change.
+                    let last_modified = now_secs().max(state.current.last_modified + 1);
+                    match ServedSummary::new(refs, last_modified) {
+                        Ok(served) => {
+                            state.current = Rc::new(served);
+                            changed = Some(state.current.clone());
+                        }
+                        Err(e) => eprintln!("ferry: cannot build the summary: {e}"),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("ferry: cannot list the refs to serve: {e}"),
+            }
+            (std::mem::take(&mut state.waiting), state.current.clone())
+        };
+        for waiting in waiting {
+            if !waiting.request.done.get() && !self.stopped.get() {
+                self.respond_summary(&waiting.msg, &current, waiting.signature, waiting.head);
+                waiting.msg.unpause();
+            }
+        }
+        if let Some(summary) = changed {
+            for listener in self.listeners.borrow().iter() {
+                listener(&summary);
+            }
+        }
+    }
+
+    fn serve_file(&self, msg: &soup::ServerMessage, relative: &str, kind: FileKind, head: bool) {
+        let file = match open_beneath(&self.root_fd, relative, kind.follows_symlinks()) {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) => {
+                self.bump(|s| s.busy += 1);
+                set_status(msg, 503);
+                return;
+            }
+            Err(_) => return self.not_found(msg),
+        };
+        let Ok(meta) = file.metadata() else {
+            return self.not_found(msg);
+        };
+        if !meta.file_type().is_file() {
+            return self.not_found(msg);
+        }
+        let etag = format!("\"{:x}-{:x}-{:x}.{:x}\"", meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
+        let last_modified = u64::try_from(meta.mtime()).unwrap_or(0);
+        if head || self.is_not_modified(msg, &etag, last_modified) {
+            // No body: the length is what a GET would send.
+            return self.respond_headers(msg, meta.size(), &etag, last_modified, head);
+        }
+        match map_file(&file, meta.size()) {
+            Ok(data) => self.respond(msg, data, &etag, last_modified, false),
+            Err(_) => {
+                set_status(msg, 500);
+            }
+        }
+    }
+
+    fn is_not_modified(&self, msg: &soup::ServerMessage, etag: &str, last_modified: u64) -> bool {
+        let Some(headers) = msg.request_headers() else {
+            return false;
+        };
+        let if_none_match = headers.one("If-None-Match");
+        let if_modified_since = headers
+            .one("If-Modified-Since")
+            .and_then(|date| soup::date_time_new_from_http_string(&date))
+            .and_then(|date| u64::try_from(date.to_unix()).ok());
+        not_modified(if_none_match.as_deref(), if_modified_since, etag, last_modified)
+    }
+
+    fn set_validators(msg: &soup::ServerMessage, etag: &str, last_modified: u64) {
+        if let Some(headers) = msg.response_headers() {
+            headers.replace("ETag", etag);
+            if let Some(date) = glib::DateTime::from_unix_utc(last_modified as i64)
+                .ok()
+                .and_then(|d| soup::date_time_to_string(&d, soup::DateFormat::Http))
+            {
+                headers.replace("Last-Modified", &date);
+            }
+        }
+    }
+
+    /// Headers only: a HEAD, or a 304 when the client's copy is current.
+    fn respond_headers(&self, msg: &soup::ServerMessage, len: u64, etag: &str, last_modified: u64, head: bool) {
+        Self::set_validators(msg, etag, last_modified);
+        if head && !self.is_not_modified(msg, etag, last_modified) {
+            set_status(msg, 200);
+            if let Some(headers) = msg.response_headers() {
+                headers.replace("Content-Type", "application/octet-stream");
+                headers.set_content_length(len as i64);
+            }
+        } else {
+            self.bump(|s| s.not_modified += 1);
+            set_status(msg, 304);
+        }
+    }
+
+    fn respond(&self, msg: &soup::ServerMessage, data: glib::Bytes, etag: &str, last_modified: u64, head: bool) {
+        if head || self.is_not_modified(msg, etag, last_modified) {
+            return self.respond_headers(msg, data.len() as u64, etag, last_modified, head);
+        }
+        Self::set_validators(msg, etag, last_modified);
+        set_status(msg, 200);
+        if let Some(headers) = msg.response_headers() {
+            headers.replace("Content-Type", "application/octet-stream");
+            headers.set_encoding(soup::Encoding::ContentLength);
+            headers.set_content_length(data.len() as i64);
+        }
+        send_body(msg, data, self.throttle.as_deref());
+    }
+}
+
+/// Shuts a connection's socket down; soup then closes it. Whether there was one.
+fn close_connection(msg: &glib::WeakRef<soup::ServerMessage>) -> bool {
+    match msg.upgrade().and_then(|msg| msg.socket()) {
+        Some(socket) => {
+            let _ = socket.shutdown(true, true);
+            true
+        }
+        None => false,
+    }
+}
+
+/// RFC 9110 §13.2.2: If-None-Match decides when present; otherwise
+/// If-Modified-Since (whole seconds).
+pub fn not_modified(
+    if_none_match: Option<&str>,
+    if_modified_since: Option<u64>,
+    etag: &str,
+    last_modified: u64,
+) -> bool {
+    if let Some(list) = if_none_match {
+        let ours = etag.trim_start_matches("W/");
+        return list
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours);
+    }
+    if_modified_since.is_some_and(|since| last_modified <= since)
+}
+
+fn open_directory(path: &Path) -> io::Result<OwnedFd> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: a NUL-terminated path; the fd is owned by the returned OwnedFd.
+    let fd = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `struct open_how` of openat2(2).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens `relative` (a whitelisted path) for reading, never leaving `dir`.
+/// `follow`: symlinks may be followed while they stay beneath `dir` (ref aliases);
+/// otherwise any symlink on the way is refused.
+pub fn open_beneath(dir: &OwnedFd, relative: &str, follow: bool) -> io::Result<File> {
+    let c_path = CString::new(relative).map_err(io::Error::other)?;
+    // O_NONBLOCK: a FIFO planted under an object's name cannot hang the server.
+    let mut flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+    let mut resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+        resolve |= libc::RESOLVE_NO_SYMLINKS;
+    }
+    let how = OpenHow {
+        flags: flags as u64,
+        mode: 0,
+        resolve,
+    };
+    // SAFETY: valid dirfd, NUL-terminated path, and a correctly sized open_how.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c_path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a new fd owned by the File.
+        return Ok(unsafe { File::from_raw_fd(fd as RawFd) });
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        // No openat2 (old kernel, or a seccomp filter): walk without any symlink.
+        Some(libc::ENOSYS) | Some(libc::EPERM) => open_without_symlinks(dir, relative, flags),
+        _ => Err(error),
+    }
+}
+
+fn open_without_symlinks(dir: &OwnedFd, relative: &str, flags: libc::c_int) -> io::Result<File> {
+    let components: Vec<&str> = relative.split('/').collect();
+    let mut current: Option<OwnedFd> = None;
+    for (i, component) in components.iter().enumerate() {
+        if component.is_empty() || *component == "." || *component == ".." {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        let name = CString::new(*component).map_err(io::Error::other)?;
+        let last = i + 1 == components.len();
+        let at = current.as_ref().map_or(dir.as_raw_fd(), |fd| fd.as_raw_fd());
+        let open_flags = if last {
+            flags | libc::O_NOFOLLOW
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC
+        };
+        // SAFETY: valid dirfd and NUL-terminated name.
+        let fd = unsafe { libc::openat(at, name.as_ptr(), open_flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new fd, owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if last {
+            return Ok(File::from(fd));
+        }
+        current = Some(fd);
+    }
+    Err(io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// Maps `file` read-only into a `glib::Bytes` (no copy onto the heap).
+fn map_file(file: &File, len: u64) -> io::Result<glib::Bytes> {
+    if len == 0 {
+        return Ok(glib::Bytes::from_static(b""));
+    }
+    // SAFETY: plain GLib calls on a valid fd; ownership of the returned GBytes is
+    // taken, and the mapping stays alive as long as the bytes do.
+    unsafe {
+        let mut error = std::ptr::null_mut();
+        let mapped = glib::ffi::g_mapped_file_new_from_fd(file.as_raw_fd(), glib::ffi::GFALSE, &mut error);
+        if mapped.is_null() {
+            let error: glib::Error = from_glib_full(error);
+            return Err(io::Error::other(error.message().to_owned()));
+        }
+        let bytes: glib::Bytes = from_glib_full(glib::ffi::g_mapped_file_get_bytes(mapped));
+        glib::ffi::g_mapped_file_unref(mapped);
+        Ok(bytes)
+    }
+}
+
+/// Lets the process hold as many descriptors as it may (connections, mapped files):
+/// running out would stop soup from accepting connections at all.
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max.min(65536).max(limit.rlim_cur);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// This computer's addresses of one family: IPv4, or global IPv6 (link-local
+/// addresses need a zone, which cannot go into a URL). Loopback last.
+pub fn local_addresses(ipv4: bool) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    // SAFETY: getifaddrs' list is walked read-only and freed once.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut entry = list;
+        while !entry.is_null() {
+            let addr = (*entry).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET if ipv4 => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 if !ipv4 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                        if (ip.segments()[0] & 0xffc0) != 0xfe80 {
+                            out.push(IpAddr::V6(ip));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out.sort_by_key(|ip| (ip.is_loopback(), *ip));
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditional_requests() {
+        let etag = "\"1-2-3.4\"";
+        assert!(not_modified(Some(etag), None, etag, 100));
+        assert!(not_modified(Some("\"x\", W/\"1-2-3.4\""), None, etag, 100));
+        assert!(not_modified(Some("*"), None, etag, 100));
+        assert!(!not_modified(Some("\"x\""), Some(200), etag, 100));
+        assert!(not_modified(None, Some(100), etag, 100));
+        assert!(not_modified(None, Some(101), etag, 100));
+        assert!(!not_modified(None, Some(99), etag, 100));
+        assert!(!not_modified(None, None, etag, 100));
+    }
+
+    #[test]
+    fn opens_only_beneath_without_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+        std::fs::create_dir_all(dir.path().join("objects/ab")).unwrap();
+        std::fs::create_dir_all(dir.path().join("refs/heads")).unwrap();
+        std::fs::write(dir.path().join("objects/ab/real"), b"data").unwrap();
+        std::fs::write(dir.path().join("refs/heads/main"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("objects/ab/abs")).unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("objects/ab/rel")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("objects/cd")).unwrap();
+        std::os::unix::fs::symlink("main", dir.path().join("refs/heads/alias")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("refs/heads/evil")).unwrap();
+        let fd = open_directory(dir.path()).unwrap();
+        assert!(open_beneath(&fd, "objects/ab/real", false).is_ok());
+        assert!(open_beneath(&fd, "objects/ab/abs", false).is_err());
+        assert!(open_beneath(&fd, "objects/ab/rel", false).is_err());
+        assert!(open_beneath(&fd, "objects/cd/secret", false).is_err());
+        assert!(open_beneath(&fd, "refs/heads/alias", true).is_ok());
+        assert!(open_beneath(&fd, "refs/heads/evil", true).is_err());
+        assert!(open_beneath(&fd, "../secret", true).is_err());
+        let flags = libc::O_RDONLY | libc::O_CLOEXEC;
+        assert!(open_without_symlinks(&fd, "objects/ab/real", flags).is_ok());
+        assert!(open_without_symlinks(&fd, "objects/ab/abs", flags).is_err());
+        assert!(open_without_symlinks(&fd, "objects/cd/secret", flags).is_err());
+    }
+
+    #[test]
+    fn maps_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 100_000]).unwrap();
+        let file = File::open(&path).unwrap();
+        let bytes = map_file(&file, 100_000).unwrap();
+        assert_eq!(bytes.len(), 100_000);
+        assert!(bytes.iter().all(|&b| b == 7));
+        assert!(map_file(&file, 0).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,649 @@
+//! `prepare-usb`: copying updates onto a drive exactly as `ostree create-usb` lays
+//! them out, so libostree's mount finder (and Ferry) find them:
+//!
+//! - an archive repository at `MOUNT/.ostree/repo`, or at `MOUNT/DIR` with a
+//!   relative symlink `MOUNT/.ostree/repos.d/NN-generated` → `../../DIR`;
+//! - refs at `refs/mirrors/COLLECTION/REF` (the collection of the ref's remote);
+//! - the summary regenerated (unsigned);
+//! - objects and directories readable by everyone (0644 / 0755), whatever the
+//!   umask, so the drive works on any computer.
+//!
+//! Before anything is written the drive is checked: it must be writable, and it
+//! must have room for the objects it lacks (summed from the local closures) and
+//! enough inodes for them. Only missing objects are copied (the local pull skips
+//! what the drive has); every copied object is verified on the way, and the copy
+//! is durable when this returns (the pull's transaction syncs the drive's file
+//! system, refs and summary are fsynced, and the whole drive is synced last).
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::fetch::pull::{self, PullEvent, PullRequest};
+use crate::fetch::{FetchError, LocalSource};
+use crate::repo::config::RepoConfig;
+use crate::repo::refs::{self, RefKind};
+use crate::repo::store::Repo;
+use crate::repo::{summary_gen, Checksum, ObjectName, RepoError};
+
+use super::closure;
+
+/// Where `ostree create-usb` puts the repository by default.
+pub const DEFAULT_DESTINATION: &str = ".ostree/repo";
+const REPOS_D: &str = ".ostree/repos.d";
+/// Room kept free beyond the objects: directories, refs, summary, config.
+const OVERHEAD_BYTES: u64 = 1024 * 1024;
+/// Inodes needed beyond one per object (directories, refs, summary…).
+const OVERHEAD_INODES: u64 = 300;
+
+/// Why a drive cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum UsbError {
+    #[error("{0} is not a directory (give the drive's mount point)")]
+    NotADirectory(PathBuf),
+    #[error("the drive at {0} is read-only: nothing was copied")]
+    ReadOnly(PathBuf),
+    #[error("cannot write to the drive at {path}: {reason}; nothing was copied")]
+    NotWritable { path: PathBuf, reason: String },
+    #[error(
+        "not enough space on the drive at {path}: the update needs {} but only {} is free; nothing was copied",
+        human(*.needed), human(*.available)
+    )]
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    #[error(
+        "not enough free inodes on the drive at {path}: {needed} files to write, room for {available}; nothing was copied"
+    )]
+    NoInodes {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    #[error("--destination-repo must be a relative path inside the drive without “..”: {0}")]
+    BadDestination(PathBuf),
+    #[error("{0} is outside the drive (another file system)")]
+    OutsideDrive(PathBuf),
+    #[error("the destination {0} is the local repository itself")]
+    SameRepository(PathBuf),
+    #[error("nothing is tracked yet: name the refs to copy (REMOTE:REF) or track them with “ferryctl track”")]
+    NothingTracked,
+    #[error("“{0}” is not tracked and no remote has it; name it as REMOTE:REF")]
+    UnknownRef(String),
+    #[error("“{0}” is ambiguous: several remotes have it; name it as REMOTE:REF")]
+    AmbiguousRef(String),
+    #[error(
+        "remote “{0}” has no collection ID, so computers could not find its refs on a drive (add the remote with --collection-id)"
+    )]
+    NoCollectionId(String),
+    #[error("{remote}:{ref_name} has not been downloaded completely yet (run “ferryctl update”)")]
+    NotDownloaded { remote: String, ref_name: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> UsbError + '_ {
+    move |source| UsbError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Decimal sizes, as file managers show them.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// What to copy where.
+#[derive(Clone, Debug)]
+pub struct UsbOptions {
+    /// The local repository.
+    pub repo: PathBuf,
+    /// The drive's mount point.
+    pub mount: PathBuf,
+    /// `REMOTE:REF` or a tracked ref's name; empty: every tracked ref.
+    pub refs: Vec<String>,
+    /// A repository path inside the drive instead of `.ostree/repo`.
+    pub destination_repo: Option<PathBuf>,
+}
+
+/// One ref to copy.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UsbRef {
+    pub remote: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub collection_id: String,
+    pub commit: Checksum,
+}
+
+/// What the drive needs, measured before anything is written.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UsbPlan {
+    pub refs: Vec<UsbRef>,
+    /// The repository on the drive.
+    pub destination: PathBuf,
+    /// Objects the drive lacks, and their size on disk.
+    pub objects_missing: u64,
+    pub bytes_missing: u64,
+    /// The space the copy needs (sizes rounded up to blocks, plus overhead).
+    pub bytes_needed: u64,
+    pub bytes_available: u64,
+}
+
+/// Progress of the copy.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum UsbEvent {
+    Planned { plan: UsbPlan },
+    RefStarted { index: usize, total: usize, target: UsbRef },
+    Progress {
+        #[serde(rename = "ref")]
+        ref_name: String,
+        objects_done: u64,
+        objects_total: u64,
+        bytes_done: u64,
+        bytes_total: u64,
+    },
+    RefCopied { target: UsbRef, objects_copied: u64, bytes_copied: u64 },
+}
+
+/// The result of a copy.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UsbReport {
+    pub destination: PathBuf,
+    /// `.ostree/repos.d/NN-generated`, when a custom destination was linked.
+    pub symlink: Option<PathBuf>,
+    pub refs: Vec<UsbRef>,
+    pub objects_copied: u64,
+    pub bytes_copied: u64,
+}
+
+/// Resolves the refs to copy against the local repository.
+pub fn resolve_refs(repo: &Repo, config: &RepoConfig, specs: &[String]) -> Result<Vec<UsbRef>, UsbError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if specs.is_empty() {
+        let tracked = config.tracked()?;
+        if tracked.is_empty() {
+            return Err(UsbError::NothingTracked);
+        }
+        pairs.extend(tracked.into_iter().map(|t| (t.remote, t.ref_name)));
+    }
+    for spec in specs {
+        let (remote, ref_name) = refs::parse_refspec(spec)?;
+        let remote = match remote {
+            Some(remote) => remote,
+            None => {
+                let tracked: Vec<String> = config
+                    .tracked()?
+                    .into_iter()
+                    .filter(|t| t.ref_name == ref_name)
+                    .map(|t| t.remote)
+                    .collect();
+                let candidates = if tracked.is_empty() {
+                    let mut with_ref = Vec::new();
+                    for remote in config.remote_names() {
+                        if refs::read_ref(repo.root(), &RefKind::Remote(remote.clone()), &ref_name)
+                            .ok()
+                            .flatten()
+                            .is_some()
+                        {
+                            with_ref.push(remote);
+                        }
+                    }
+                    with_ref
+                } else {
+                    tracked
+                };
+                match candidates.len() {
+                    0 => return Err(UsbError::UnknownRef(spec.clone())),
+                    1 => candidates.into_iter().next().expect("one"),
+                    _ => return Err(UsbError::AmbiguousRef(spec.clone())),
+                }
+            }
+        };
+        pairs.push((remote, ref_name));
+    }
+    let mut out: Vec<UsbRef> = Vec::new();
+    for (remote_name, ref_name) in pairs {
+        let remote = config.remote(&remote_name)?;
+        let collection_id = remote
+            .collection_id
+            .ok_or_else(|| UsbError::NoCollectionId(remote_name.clone()))?;
+        let not_downloaded = || UsbError::NotDownloaded {
+            remote: remote_name.clone(),
+            ref_name: ref_name.clone(),
+        };
+        let commit = refs::read_ref(repo.root(), &RefKind::Remote(remote_name.clone()), &ref_name)?
+            .ok_or_else(not_downloaded)?;
+        if !closure::is_complete(repo, &commit) {
+            return Err(not_downloaded());
+        }
+        if !out
+            .iter()
+            .any(|r| r.collection_id == collection_id && r.ref_name == ref_name)
+        {
+            out.push(UsbRef {
+                remote: remote_name,
+                ref_name,
+                collection_id,
+                commit,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The destination path relative to the drive: `.ostree/repo` or a clean relative
+/// path (no `..`, not absolute).
+fn destination_relative(destination: Option<&Path>) -> Result<PathBuf, UsbError> {
+    let Some(dir) = destination else {
+        return Ok(PathBuf::from(DEFAULT_DESTINATION));
+    };
+    let mut clean = PathBuf::new();
+    for component in dir.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            _ => return Err(UsbError::BadDestination(dir.to_owned())),
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err(UsbError::BadDestination(dir.to_owned()));
+    }
+    Ok(clean)
+}
+
+fn statvfs(path: &Path) -> Result<libc::statvfs, UsbError> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|e| UsbError::Io {
+        path: path.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    // SAFETY: a NUL-terminated path and a zeroed struct for the kernel to fill.
+    unsafe {
+        let mut buf = std::mem::zeroed::<libc::statvfs>();
+        if libc::statvfs(c_path.as_ptr(), &mut buf) != 0 {
+            return Err(io_error(path)(io::Error::last_os_error()));
+        }
+        Ok(buf)
+    }
+}
+
+/// Refuses a read-only or unwritable drive, without leaving anything behind.
+pub fn check_writable(mount: &Path) -> Result<(), UsbError> {
+    let info = statvfs(mount)?;
+    if info.f_flag & libc::ST_RDONLY != 0 {
+        return Err(UsbError::ReadOnly(mount.to_owned()));
+    }
+    let probe = mount.join(format!(".ferry-write-test-{}", std::process::id()));
+    match fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Err(UsbError::ReadOnly(mount.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(UsbError::NotWritable {
+            path: mount.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Measures what copying `targets` onto the drive needs, and checks it fits.
+pub fn plan(options: &UsbOptions) -> Result<UsbPlan, UsbError> {
+    let repo = Repo::open(&options.repo)?;
+    let config = RepoConfig::load(&options.repo)?;
+    let targets = resolve_refs(&repo, &config, &options.refs)?;
+    plan_for(&repo, options, targets)
+}
+
+fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<UsbPlan, UsbError> {
+    let mount = &options.mount;
+    if !fs::metadata(mount).map_err(io_error(mount))?.is_dir() {
+        return Err(UsbError::NotADirectory(mount.clone()));
+    }
+    check_writable(mount)?;
+    let relative = destination_relative(options.destination_repo.as_deref())?;
+    let destination = mount.join(&relative);
+    if same_file(&destination, repo.root()) {
+        return Err(UsbError::SameRepository(destination));
+    }
+    // An existing repository on the drive: only what it lacks is copied.
+    let existing = if destination.join("config").is_file() {
+        RepoConfig::load(&destination)?;
+        Some(Repo::open(&destination)?)
+    } else {
+        None
+    };
+
+    let info = statvfs(mount)?;
+    let block = (info.f_frsize as u64).max(512);
+    let mut seen: HashSet<ObjectName> = HashSet::new();
+    let (mut objects, mut bytes, mut needed) = (0u64, 0u64, 0u64);
+    for target in &targets {
+        for name in closure::closure(repo, &target.commit)? {
+            if !seen.insert(name) || existing.as_ref().is_some_and(|dest| dest.has_object(&name)) {
+                continue;
+            }
+            let path = repo.object_path(&name);
+            let size = fs::metadata(&path).map_err(io_error(&path))?.len();
+            objects += 1;
+            bytes += size;
+            needed += size.div_ceil(block) * block;
+        }
+    }
+    if existing.is_none() || objects > 0 {
+        needed += OVERHEAD_BYTES;
+    }
+    // Directories for objects/XX (256 at most) take a block each.
+    needed += 256 * block;
+    let available = info.f_bavail as u64 * info.f_frsize as u64;
+    if objects > 0 && needed > available {
+        return Err(UsbError::NoSpace {
+            path: mount.clone(),
+            needed,
+            available,
+        });
+    }
+    // File systems without inode limits (FAT) report no inodes at all.
+    if info.f_files > 0 && objects > 0 {
+        let inodes_needed = objects + OVERHEAD_INODES;
+        if inodes_needed > info.f_favail as u64 {
+            return Err(UsbError::NoInodes {
+                path: mount.clone(),
+                needed: inodes_needed,
+                available: info.f_favail as u64,
+            });
+        }
+    }
+    Ok(UsbPlan {
+        refs: targets,
+        destination,
+        objects_missing: objects,
+        bytes_missing: bytes,
+        bytes_needed: needed,
+        bytes_available: available,
+    })
+}
+
+/// Sets the process umask for the copy and restores it when dropped, so every
+/// directory and file made on the drive is readable by others.
+struct UmaskGuard(libc::mode_t);
+
+impl UmaskGuard {
+    fn new() -> Self {
+        // SAFETY: umask cannot fail.
+        Self(unsafe { libc::umask(0o022) })
+    }
+}
+
+impl Drop for UmaskGuard {
+    fn drop(&mut self) {
+        // SAFETY: restores the previous mask.
+        unsafe {
+            libc::umask(self.0);
+        }
+    }
+}
+
+/// Makes `path` and every directory below it 0755 and every file 0644 (at least),
+/// so another computer's user can read the drive. Best effort: file systems without
+/// Unix permissions refuse and do not need it.
+fn make_readable(path: &Path) {
+    let Ok(meta) = fs::symlink_metadata(path) else { return };
+    if meta.file_type().is_symlink() {
+        return;
+    }
+    let wanted = if meta.is_dir() { 0o755 } else { 0o644 };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & wanted != wanted {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode | wanted));
+    }
+    if meta.is_dir() {
+        if let Ok(entries) = fs::read_dir(path) {
+            for entry in entries.flatten() {
+                make_readable(&entry.path());
+            }
+        }
+    }
+}
+
+/// The repository's top-level directories and files (not every object: objects are
+/// written 0644 by the store), made readable.
+fn make_repo_readable(destination: &Path) {
+    for dir in [destination.to_path_buf(), destination.join("objects")] {
+        if let Ok(meta) = fs::metadata(&dir) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o755 != 0o755 {
+                let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o755));
+            }
+        }
+    }
+    if let Ok(entries) = fs::read_dir(destination.join("objects")) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if let Ok(meta) = fs::symlink_metadata(&path) {
+                let mode = meta.permissions().mode() & 0o7777;
+                if meta.is_dir() && mode & 0o755 != 0o755 {
+                    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o755));
+                }
+            }
+        }
+    }
+    for name in ["config", "summary", "refs", "state", "extensions", "tmp"] {
+        make_readable(&destination.join(name));
+    }
+}
+
+/// Creates the destination repository when the drive has none.
+fn ensure_repository(destination: &Path) -> Result<Repo, UsbError> {
+    if destination.join("config").is_file() {
+        return Ok(Repo::open(destination)?);
+    }
+    fs::create_dir_all(destination).map_err(io_error(destination))?;
+    let config = RepoConfig::new(destination, None)?;
+    let repo = Repo::create_layout(destination)?;
+    config.save()?;
+    Ok(repo)
+}
+
+/// `.ostree/repos.d/NN-generated` → `../../DIR`, unless an entry there already
+/// leads to the repository (as `ostree create-usb` does).
+fn link_repository(mount: &Path, relative: &Path, destination: &Path) -> Result<Option<PathBuf>, UsbError> {
+    let repos_d = mount.join(REPOS_D);
+    fs::create_dir_all(&repos_d).map_err(io_error(&repos_d))?;
+    if let Ok(entries) = fs::read_dir(&repos_d) {
+        for entry in entries.flatten() {
+            if same_file(&entry.path(), destination) {
+                return Ok(None);
+            }
+        }
+    }
+    let target = Path::new("../..").join(relative);
+    for i in 0..100 {
+        let link = repos_d.join(format!("{i:02}-generated"));
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => {
+                crate::repo::store::sync_dir(&repos_d)?;
+                return Ok(Some(link));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(&link)(e)),
+        }
+    }
+    Err(UsbError::Io {
+        path: repos_d,
+        source: io::Error::other("no free NN-generated name (00 to 99 are taken)"),
+    })
+}
+
+fn syncfs(path: &Path) -> Result<(), UsbError> {
+    let dir = fs::File::open(path).map_err(io_error(path))?;
+    // SAFETY: a valid fd.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+        return Err(io_error(path)(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Copies the refs onto the drive. Checks (writable, space) come first: when they
+/// fail nothing has been written.
+pub fn prepare_usb(options: &UsbOptions, on_event: &(dyn Fn(&UsbEvent) + Sync)) -> Result<UsbReport, UsbError> {
+    let repo = Repo::open(&options.repo)?;
+    let config = RepoConfig::load(&options.repo)?;
+    let targets = resolve_refs(&repo, &config, &options.refs)?;
+    let plan = plan_for(&repo, options, targets)?;
+    on_event(&UsbEvent::Planned { plan: plan.clone() });
+
+    let _umask = UmaskGuard::new();
+    let relative = destination_relative(options.destination_repo.as_deref())?;
+    let destination = plan.destination.clone();
+    let dest_repo = ensure_repository(&destination)?;
+    let mount_dev = fs::metadata(&options.mount).map_err(io_error(&options.mount))?.dev();
+    if fs::metadata(&destination).map_err(io_error(&destination))?.dev() != mount_dev {
+        return Err(UsbError::OutsideDrive(destination));
+    }
+
+    let source = LocalSource::new(&options.repo.to_string_lossy())?;
+    let cancel = AtomicBool::new(false);
+    let accept = |_: &pull::CommitToCheck<'_>| -> Result<(), String> {
+        // The commit was verified when it was pulled into the local repository.
+        Ok(())
+    };
+    let (mut objects_copied, mut bytes_copied) = (0u64, 0u64);
+    let total = plan.refs.len();
+    for (index, target) in plan.refs.iter().enumerate() {
+        on_event(&UsbEvent::RefStarted {
+            index,
+            total,
+            target: target.clone(),
+        });
+        let request = PullRequest {
+            source: &source,
+            collection_id: Some(&target.collection_id),
+            ref_name: &target.ref_name,
+            commit: Some(target.commit),
+            destination: RefKind::Mirror(target.collection_id.clone()),
+            check: &accept,
+            cancel: &cancel,
+            workers: pull::default_workers(),
+        };
+        let on_pull = |event: &PullEvent| {
+            let progress = match event {
+                PullEvent::Planned { progress, .. } | PullEvent::Progress(progress) => progress,
+            };
+            on_event(&UsbEvent::Progress {
+                ref_name: target.ref_name.clone(),
+                objects_done: progress.objects_done,
+                objects_total: progress.objects_total,
+                bytes_done: progress.bytes_done,
+                bytes_total: progress.bytes_total,
+            });
+        };
+        let outcome = pull::pull(&dest_repo, &request, &on_pull)?;
+        objects_copied += outcome.objects_fetched;
+        bytes_copied += outcome.bytes_fetched;
+        on_event(&UsbEvent::RefCopied {
+            target: target.clone(),
+            objects_copied: outcome.objects_fetched,
+            bytes_copied: outcome.bytes_fetched,
+        });
+    }
+
+    summary_gen::update_summary(&dest_repo)?;
+    let symlink = if relative == Path::new(DEFAULT_DESTINATION) || relative == Path::new("ostree/repo") {
+        None
+    } else {
+        link_repository(&options.mount, &relative, &destination)?
+    };
+    make_repo_readable(&destination);
+    if let Some(parent) = destination.parent() {
+        // The directories leading to the repository (.ostree, or DIR's parents).
+        let mut dir = parent.to_path_buf();
+        while dir.starts_with(&options.mount) && dir != options.mount {
+            make_readable_dir(&dir);
+            dir = match dir.parent() {
+                Some(parent) => parent.to_path_buf(),
+                None => break,
+            };
+        }
+    }
+    make_readable_dir(&options.mount.join(REPOS_D));
+    syncfs(&destination)?;
+    Ok(UsbReport {
+        destination,
+        symlink,
+        refs: plan.refs,
+        objects_copied,
+        bytes_copied,
+    })
+}
+
+fn make_readable_dir(dir: &Path) {
+    if let Ok(meta) = fs::symlink_metadata(dir) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_dir() && mode & 0o755 != 0o755 {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o755));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations() {
+        assert_eq!(destination_relative(None).unwrap(), PathBuf::from(".ostree/repo"));
+        assert_eq!(
+            destination_relative(Some(Path::new("./updates/repo"))).unwrap(),
+            PathBuf::from("updates/repo")
+        );
+        for bad in ["/abs", "../up", "a/../../b", "", "."] {
+            assert!(destination_relative(Some(Path::new(bad))).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(48_200_000), "48.2 MB");
+    }
+}

@@ -1,0 +1,677 @@
+//! Test environment for tests/sources_*.rs: real `ostree` repositories, loop-mounted
+//! ext4 drives under /media, network namespaces joined by veth pairs with a real
+//! avahi-daemon and a Python HTTP server, and `ferryctl sources` processes whose
+//! output is read line by line with arrival times.
+//!
+//! Everything created is removed by a Drop guard, also when a test fails. Every
+//! external command must succeed: a test that cannot build its environment fails.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The collection of the upstream repository.
+pub const COLLECTION: &str = "org.example.Os";
+/// The tracked ref.
+pub const REF: &str = "os/stable";
+
+/// Runs a command, asserts it succeeded, returns its stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Runs a command and returns (success, stdout, stderr) without asserting.
+pub fn run_status(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn ferryctl_path() -> &'static str {
+    env!("CARGO_BIN_EXE_ferryctl")
+}
+
+/// Six random hex digits, for names that must not collide between test runs.
+pub fn random_suffix() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// An `ostree` archive repository made by the real tool, with one commit on `REF`.
+pub struct OstreeRepo {
+    pub path: PathBuf,
+    pub collection_id: String,
+}
+
+impl OstreeRepo {
+    /// `ostree init --mode=archive --collection-id=ID`, a commit of a small tree on
+    /// `ref_name` (with a version), then `ostree summary -u`.
+    pub fn create(path: &Path, collection_id: &str, ref_name: &str) -> Self {
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", path.display()))
+            .args(["init", "--mode=archive"])
+            .arg(format!("--collection-id={collection_id}")));
+        let repo = Self {
+            path: path.to_owned(),
+            collection_id: collection_id.to_owned(),
+        };
+        repo.commit(ref_name, "1.0");
+        repo
+    }
+
+    pub fn commit(&self, ref_name: &str, version: &str) -> String {
+        self.commit_at(ref_name, version, None)
+    }
+
+    /// A commit with the given timestamp (Unix seconds), or now.
+    pub fn commit_at(&self, ref_name: &str, version: &str, timestamp: Option<u64>) -> String {
+        let tree = tempfile::tempdir().expect("tempdir");
+        fs::write(
+            tree.path().join("os-release"),
+            format!("VERSION={version}\n"),
+        )
+        .unwrap();
+        fs::create_dir(tree.path().join("usr")).unwrap();
+        fs::write(tree.path().join("usr/data"), vec![7u8; 4096]).unwrap();
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.path.display()))
+            .args(["commit", "-b", ref_name])
+            .arg(format!("--tree=dir={}", tree.path().display()))
+            .arg(format!("--add-metadata-string=version={version}"))
+            .args(["-s", &format!("Version {version}")])
+            .args(timestamp.map(|t| format!("--timestamp=@{t}"))));
+        self.update_summary();
+        self.rev_parse(ref_name)
+    }
+
+    pub fn update_summary(&self) {
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.path.display()))
+            .args(["summary", "-u"]));
+    }
+
+    pub fn rev_parse(&self, ref_name: &str) -> String {
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.path.display()))
+            .args(["rev-parse", ref_name]))
+        .trim()
+        .to_owned()
+    }
+
+    /// `ostree.summary.last-modified` as `ostree summary --view` shows it.
+    pub fn summary_last_modified(&self) -> u64 {
+        let bytes = fs::read(self.path.join("summary")).expect("summary");
+        ferry::repo::summary::Summary::parse(&bytes)
+            .expect("summary parses")
+            .last_modified
+            .expect("summary has last-modified")
+    }
+
+    /// The commit's timestamp, from `ostree show`'s machine-readable variant.
+    pub fn commit_timestamp(&self, ref_name: &str) -> u64 {
+        let rev = self.rev_parse(ref_name);
+        let hex = rev.as_str();
+        let path = self
+            .path
+            .join("objects")
+            .join(&hex[..2])
+            .join(format!("{}.commit", &hex[2..]));
+        ferry::repo::objects::Commit::parse(&fs::read(path).expect("commit object"))
+            .expect("commit parses")
+            .timestamp
+    }
+
+    /// `ostree create-usb MOUNT COLLECTION REF`.
+    pub fn create_usb(&self, mount: &Path, ref_name: &str) {
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.path.display()))
+            .arg("create-usb")
+            .arg(mount)
+            .args([self.collection_id.as_str(), ref_name]));
+    }
+}
+
+/// The client: a repository made with `ferryctl init`, a remote `origin` for the
+/// upstream's collection, and `origin:REF` tracked.
+pub struct ClientRepo {
+    pub path: PathBuf,
+}
+
+impl ClientRepo {
+    pub fn create(path: &Path, upstream_url: &str, collection_id: &str) -> Self {
+        let repo = path.display().to_string();
+        run(Command::new(ferryctl_path()).args(["--repo", &repo, "init"]));
+        run(Command::new(ferryctl_path()).args([
+            "--repo",
+            &repo,
+            "remote",
+            "add",
+            "origin",
+            upstream_url,
+            "--collection-id",
+            collection_id,
+        ]));
+        run(Command::new(ferryctl_path()).args(["--repo", &repo, "track", "origin", REF]));
+        Self {
+            path: path.to_owned(),
+        }
+    }
+
+    /// A `ferryctl` command on this repository with LAN discovery off.
+    pub fn ferryctl(&self) -> Command {
+        let mut cmd = Command::new(ferryctl_path());
+        cmd.env("FERRY_LAN_INTERFACES", "none")
+            .arg("--repo")
+            .arg(&self.path);
+        cmd
+    }
+}
+
+/// A loop-mounted ext4 file system at `/media/ferry-test-<random>`.
+pub struct LoopDrive {
+    pub image: PathBuf,
+    pub mount_point: PathBuf,
+    pub label: String,
+    mounted: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDrive {
+    /// Makes (but does not mount) a 64 MiB ext4 image labelled `label`.
+    pub fn new(label: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let image = dir.path().join("drive.img");
+        let file = fs::File::create(&image).expect("image");
+        file.set_len(64 << 20).expect("truncate");
+        drop(file);
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-L", label])
+            .arg(&image));
+        let mount_point = PathBuf::from(format!("/media/ferry-test-{}", random_suffix()));
+        fs::create_dir_all(&mount_point).expect("mount point");
+        Self {
+            image,
+            mount_point,
+            label: label.to_owned(),
+            mounted: false,
+            _dir: dir,
+        }
+    }
+
+    pub fn mount(&mut self) {
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&self.image)
+            .arg(&self.mount_point));
+        self.mounted = true;
+    }
+
+    pub fn umount(&mut self) {
+        run(Command::new("umount").arg(&self.mount_point));
+        self.mounted = false;
+    }
+
+    /// Mounts, lets `fill` write to the drive, unmounts: a stick prepared elsewhere.
+    pub fn prepare(&mut self, fill: impl FnOnce(&Path)) {
+        self.mount();
+        fill(&self.mount_point);
+        run(&mut Command::new("sync"));
+        self.umount();
+    }
+}
+
+impl Drop for LoopDrive {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.mount_point).status();
+            // Lazily, if something still holds it.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.mount_point)
+                .status();
+        }
+        let _ = fs::remove_dir(&self.mount_point);
+    }
+}
+
+/// One line of `ferryctl sources --watch --json`, with when it arrived.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub at: Instant,
+    pub value: Value,
+}
+
+/// A running `ferryctl` whose stdout is read line by line (JSON) and stderr kept.
+pub struct Watcher {
+    child: Child,
+    lines: mpsc::Receiver<Line>,
+    pub seen: Vec<Line>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watcher {
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        // Own process group, so the whole tree can be killed.
+        cmd.process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let at = Instant::now();
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                if tx.send(Line { at, value }).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = stderr.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = keep.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        Self {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits up to `timeout` for a line matching `pred` (lines already seen count).
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Line> {
+        if let Some(line) = self.seen.iter().find(|l| pred(&l.value)) {
+            return Some(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line.value) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads every line that arrives within `duration`.
+    pub fn drain_for(&mut self, duration: Duration) {
+        let deadline = Instant::now() + duration;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Everything seen so far, for failure messages.
+    pub fn transcript(&self) -> String {
+        let mut out: String = self.seen.iter().map(|l| format!("{}\n", l.value)).collect();
+        out.push_str("--- stderr ---\n");
+        out.push_str(&self.stderr());
+        out
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+/// SIGTERM to the child's process group, then SIGKILL if it lingers; reaps it.
+pub fn kill_group(child: &mut Child) {
+    let pgid = child.id() as libc::pid_t;
+    // SAFETY: signalling a process group we created; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            // The leader is gone; make sure nothing else of the group survives.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+/// An event line `{"event": EVENT, "source": {"id": …}}` for a source whose id
+/// starts with `prefix`.
+pub fn is_event(value: &Value, event: &str, id_prefix: &str) -> bool {
+    value["event"] == event
+        && value["source"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(id_prefix))
+}
+
+/// The offered ref (collection, ref) of a source, if any.
+pub fn offered<'a>(source: &'a Value, collection: &str, ref_name: &str) -> Option<&'a Value> {
+    source["refs"]
+        .as_array()?
+        .iter()
+        .find(|r| r["collection_id"] == collection && r["ref"] == ref_name)
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Self {
+        run(Command::new("ip").args(["netns", "add", name]));
+        let ns = Self {
+            name: name.to_owned(),
+        };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    pub fn exec_ok(&self, argv: &[&str]) -> String {
+        let mut cmd = self.command(argv[0]);
+        cmd.args(&argv[1..]);
+        run(&mut cmd)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Two namespaces joined by a veth pair: `a` (10.77.0.1) and `b` (10.77.0.2).
+pub struct Lan {
+    pub a: Netns,
+    pub b: Netns,
+    pub veth_a: String,
+    pub veth_b: String,
+}
+
+pub const ADDR_A: &str = "10.77.0.1";
+pub const ADDR_B: &str = "10.77.0.2";
+
+impl Lan {
+    pub fn new() -> Self {
+        let suffix = random_suffix();
+        let a = Netns::new(&format!("ferry-{suffix}-a"));
+        let b = Netns::new(&format!("ferry-{suffix}-b"));
+        let (veth_a, veth_b) = (format!("fva{suffix}"), format!("fvb{suffix}"));
+        run(Command::new("ip").args([
+            "link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b,
+        ]));
+        // Moved into the namespaces, the pair is deleted with them.
+        let moved = Command::new("ip")
+            .args(["link", "set", &veth_a, "netns", &a.name])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("ip")
+                .args(["link", "set", &veth_b, "netns", &b.name])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !moved {
+            let _ = Command::new("ip").args(["link", "del", &veth_a]).status();
+            panic!("cannot move the veth pair into the namespaces");
+        }
+        a.exec_ok(&["ip", "addr", "add", &format!("{ADDR_A}/24"), "dev", &veth_a]);
+        b.exec_ok(&["ip", "addr", "add", &format!("{ADDR_B}/24"), "dev", &veth_b]);
+        a.exec_ok(&["ip", "link", "set", &veth_a, "up"]);
+        b.exec_ok(&["ip", "link", "set", &veth_b, "up"]);
+        Self {
+            a,
+            b,
+            veth_a,
+            veth_b,
+        }
+    }
+}
+
+/// A real avahi-daemon inside a namespace, in a private mount namespace whose
+/// `/run/avahi-daemon` and `/etc/avahi/services` are directories of our own.
+/// Services are static `.service` files in [`Avahi::services_dir`].
+pub struct Avahi {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Avahi {
+    pub fn start(ns: &Netns, interface: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["run", "services"] {
+            fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        fs::write(
+            dir.path().join("avahi-daemon.conf"),
+            format!(
+                "[server]\nuse-ipv4=yes\nuse-ipv6=yes\nallow-interfaces={interface}\n\
+                 enable-dbus=no\nratelimit-interval-usec=1000000\nratelimit-burst=1000\n\
+                 [wide-area]\nenable-wide-area=no\n[publish]\npublish-hinfo=no\n\
+                 publish-workstation=no\n"
+            ),
+        )
+        .unwrap();
+        // The host must have the directories to bind over.
+        fs::create_dir_all("/run/avahi-daemon").unwrap();
+        let d = dir.path().display();
+        let script = format!(
+            "set -e; mount --make-rprivate /; \
+             mount --bind {d}/run /run/avahi-daemon; \
+             mount --bind {d}/services /etc/avahi/services; \
+             exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f {d}/avahi-daemon.conf"
+        );
+        let mut cmd = ns.command("unshare");
+        cmd.args(["-m", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("avahi.log")).unwrap());
+        cmd.process_group(0);
+        let child = cmd.spawn().expect("avahi-daemon");
+        let avahi = Self { child, dir };
+        // Wait until it runs (it answers queries once its host name is established).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = avahi.log();
+            if log.contains("Server startup complete") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "avahi-daemon did not start:\n{log}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        avahi
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("avahi.log")).unwrap_or_default()
+    }
+
+    pub fn services_dir(&self) -> PathBuf {
+        self.dir.path().join("services")
+    }
+
+    /// Publishes a static service with binary TXT records (value bytes base64).
+    pub fn publish(&self, file: &str, instance: &str, port: u16, txt: &[(String, Vec<u8>)]) {
+        use base64::Engine;
+        let records: String = txt
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "    <txt-record value-format=\"binary-base64\">{k}={}</txt-record>\n",
+                    base64::engine::general_purpose::STANDARD.encode(v)
+                )
+            })
+            .collect();
+        let xml = format!(
+            "<?xml version=\"1.0\" standalone='no'?>\n\
+             <!DOCTYPE service-group SYSTEM \"avahi-service.dtd\">\n\
+             <service-group>\n  <name>{instance}</name>\n  <service>\n\
+             <type>_ostree_repo._tcp</type>\n    <port>{port}</port>\n{records}  </service>\n\
+             </service-group>\n"
+        );
+        // Write then rename, so avahi never reads half a file.
+        let tmp = self.dir.path().join(format!(".{file}.tmp"));
+        fs::write(&tmp, xml).unwrap();
+        fs::rename(&tmp, self.services_dir().join(file)).unwrap();
+        self.reload();
+    }
+
+    /// Removes a static service: avahi withdraws it (mDNS goodbye).
+    pub fn withdraw(&self, file: &str) {
+        fs::remove_file(self.services_dir().join(file)).unwrap();
+        self.reload();
+    }
+
+    fn reload(&self) {
+        // avahi-daemon is the process the script exec'd into.
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP);
+        }
+    }
+
+    /// Waits until the log says `instance` was established.
+    pub fn wait_established(&self, instance: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let needle = format!("Service \"{instance}\"");
+        loop {
+            let log = self.log();
+            if log
+                .lines()
+                .any(|l| l.contains(&needle) && l.contains("successfully established"))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "avahi did not establish {instance}:\n{log}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Avahi {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+/// `python3 -m http.server` inside a namespace, serving `dir` on `addr:port`.
+pub struct HttpServer {
+    child: Child,
+}
+
+impl HttpServer {
+    pub fn start(ns: &Netns, dir: &Path, addr: &str, port: u16) -> Self {
+        let mut cmd = ns.command("python3");
+        cmd.args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            addr,
+            "--directory",
+        ])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        cmd.process_group(0);
+        let child = cmd.spawn().expect("python3 -m http.server");
+        let server = Self { child };
+        // Wait until it answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = format!("http://{addr}:{port}/");
+        loop {
+            let ok = ns
+                .command("python3")
+                .args([
+                    "-c",
+                    "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)",
+                    &url,
+                ])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "HTTP server did not start");
+            thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}

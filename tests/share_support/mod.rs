@@ -1,0 +1,765 @@
+//! Environment for tests/share.rs: a GPG key, an upstream repository signed by the
+//! real `ostree`, Ferry repositories, loop-mounted ext4 drives under /media, network
+//! namespaces joined by veth pairs with real avahi-daemons (and a private D-Bus
+//! system bus where libostree needs one), and `ferryctl serve` processes.
+//!
+//! Everything is removed by Drop guards, also when a test fails: processes are
+//! killed by process group, drives unmounted, namespaces deleted, the GPG agent
+//! stopped. mDNS only ever runs inside namespaces made here.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const COLLECTION: &str = "org.example.Os";
+pub const REF: &str = "os/stable";
+
+/// A path no test should ever write to (keeps ferryctl off a real repository).
+const NO_DATA_HOME: &str = "/dev/null/ferry-share-test";
+
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+/// Runs a command to completion; its output, whatever the exit status.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
+}
+
+/// Runs a command, asserts success, returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\n{}\n{}",
+        describe(cmd),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn ferryctl_path() -> &'static str {
+    env!("CARGO_BIN_EXE_ferryctl")
+}
+
+/// `ferryctl --repo REPO` with LAN discovery off and no default repository.
+pub fn ferryctl(repo: &Path) -> Command {
+    let mut cmd = Command::new(ferryctl_path());
+    cmd.env_remove("FERRY_REPO")
+        .env("XDG_DATA_HOME", NO_DATA_HOME)
+        .env("FERRY_LAN_INTERFACES", "none")
+        .arg("--repo")
+        .arg(repo);
+    cmd
+}
+
+pub fn ostree(repo: &Path) -> Command {
+    let mut cmd = Command::new("ostree");
+    cmd.arg(format!("--repo={}", repo.display()));
+    cmd
+}
+
+pub fn random_suffix() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ferry-share-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+pub fn random_file(path: &Path, len: usize) {
+    let mut data = vec![0u8; len];
+    rand::Rng::fill(&mut rand::rng(), &mut data[..]);
+    fs::write(path, data).expect("write random file");
+}
+
+/// SIGTERM to the child's process group, then SIGKILL; reaps it.
+pub fn kill_group(child: &mut Child) {
+    let pgid = child.id() as libc::pid_t;
+    // SAFETY: signalling a process group this test created.
+    unsafe {
+        libc::kill(-pgid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above; whatever is left of the group goes.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+// ---------------------------------------------------------------------------
+// GPG and repositories
+// ---------------------------------------------------------------------------
+
+/// A throwaway signing key in its own GNUPGHOME.
+pub struct Gpg {
+    pub home: tempfile::TempDir,
+    pub key_id: String,
+    /// The public key, binary, for `--gpg-import`.
+    pub public_key: PathBuf,
+}
+
+impl Gpg {
+    pub fn new() -> Self {
+        let home = tempdir();
+        fs::set_permissions(home.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let gpg = |args: &[&str]| {
+            run(Command::new("gpg")
+                .env("GNUPGHOME", home.path())
+                .args(["--batch", "--no-tty", "--passphrase", ""])
+                .args(args))
+        };
+        gpg(&["--quick-gen-key", "ferry-test@example.org", "ed25519", "sign", "never"]);
+        let listing = gpg(&["--list-keys", "--with-colons"]);
+        let key_id = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:").map(|rest| rest.trim_matches(':').to_owned()))
+            .expect("a fingerprint");
+        let public_key = home.path().join("public.gpg");
+        let exported = output(
+            Command::new("gpg")
+                .env("GNUPGHOME", home.path())
+                .args(["--batch", "--export", &key_id]),
+        );
+        fs::write(&public_key, exported.stdout).unwrap();
+        Self {
+            home,
+            key_id,
+            public_key,
+        }
+    }
+
+    pub fn sign(&self, repo: &Path, rev: &str) {
+        run(ostree(repo)
+            .args(["gpg-sign", rev, &self.key_id])
+            .arg(format!("--gpg-homedir={}", self.home.path().display())));
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args(["--kill", "all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The upstream: `ostree init --mode=archive --collection-id`, signed commits on REF.
+pub struct Upstream {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Upstream {
+    /// One signed commit (version 1.0) holding `big` random bytes and small files.
+    pub fn new(gpg: &Gpg, big: usize) -> Self {
+        let dir = tempdir();
+        let path = dir.path().join("upstream");
+        run(ostree(&path)
+            .args(["init", "--mode=archive"])
+            .arg(format!("--collection-id={COLLECTION}")));
+        let upstream = Self { dir, path };
+        upstream.commit(gpg, "1.0", big);
+        upstream
+    }
+
+    /// A new signed commit on REF; its checksum.
+    pub fn commit(&self, gpg: &Gpg, version: &str, big: usize) -> String {
+        let tree = tempdir();
+        fs::create_dir_all(tree.path().join("usr/share")).unwrap();
+        fs::write(tree.path().join("os-release"), format!("VERSION={version}\n")).unwrap();
+        random_file(&tree.path().join("usr/share/big"), big);
+        for i in 0..20 {
+            fs::write(tree.path().join(format!("usr/share/small-{i}")), format!("{version} {i}\n")).unwrap();
+        }
+        run(ostree(&self.path)
+            .args(["commit", "--fsync=false", "-b", REF])
+            .arg(format!("--add-metadata-string=version={version}"))
+            .arg(format!("--tree=dir={}", tree.path().display()))
+            .args(["-s", &format!("Version {version}")]));
+        gpg.sign(&self.path, REF);
+        run(ostree(&self.path).args(["summary", "-u"]));
+        self.rev(REF)
+    }
+
+    pub fn rev(&self, rev: &str) -> String {
+        run(ostree(&self.path).args(["rev-parse", rev])).trim().to_owned()
+    }
+
+    pub fn uri(&self) -> String {
+        format!("file://{}", self.path.display())
+    }
+}
+
+/// A Ferry repository: `ferryctl init`, remote `origin` (the collection, the key),
+/// `origin:REF` tracked.
+pub struct FerryRepo {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl FerryRepo {
+    pub fn new(origin_url: &str, gpg: &Gpg) -> Self {
+        let dir = tempdir();
+        let path = dir.path().join("ferry");
+        run(ferryctl(&path).arg("init"));
+        run(ferryctl(&path)
+            .args(["remote", "add", "origin", origin_url, "--collection-id", COLLECTION])
+            .arg("--gpg-import")
+            .arg(&gpg.public_key));
+        run(ferryctl(&path).args(["track", "origin", REF]));
+        Self { dir, path }
+    }
+
+    /// A Ferry repository holding the upstream's REF (pulled with `ferryctl pull`).
+    pub fn with_upstream(upstream: &Upstream, gpg: &Gpg) -> Self {
+        let repo = Self::new(&upstream.uri(), gpg);
+        repo.pull_from(&upstream.path);
+        repo
+    }
+
+    pub fn pull_from(&self, source: &Path) {
+        run(ferryctl(&self.path)
+            .args(["pull", &format!("file://{}", source.display()), REF]));
+    }
+
+    pub fn ferryctl(&self) -> Command {
+        ferryctl(&self.path)
+    }
+
+    pub fn origin_ref(&self) -> Option<String> {
+        fs::read_to_string(self.path.join("refs/remotes/origin").join(REF))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
+    /// The largest `.filez` object (the big random file).
+    pub fn largest_object(&self) -> (String, u64) {
+        let mut best = (String::new(), 0);
+        for dir in fs::read_dir(self.path.join("objects")).unwrap().flatten() {
+            for file in fs::read_dir(dir.path()).unwrap().flatten() {
+                let len = file.metadata().unwrap().len();
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".filez") && len > best.1 {
+                    best = (
+                        format!("objects/{}/{name}", dir.file_name().to_string_lossy()),
+                        len,
+                    );
+                }
+            }
+        }
+        best
+    }
+}
+
+/// A client made by the real tool: `ostree init --mode=archive`, remote `origin`
+/// (collection ID, GPG keyring, an unusable URL).
+pub struct OstreeClient {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl OstreeClient {
+    pub fn new(gpg: &Gpg) -> Self {
+        let dir = tempdir();
+        let path = dir.path().join("client");
+        run(ostree(&path).args(["init", "--mode=archive"]));
+        run(ostree(&path)
+            .args(["remote", "add"])
+            .arg(format!("--collection-id={COLLECTION}"))
+            .arg(format!("--gpg-import={}", gpg.public_key.display()))
+            .args(["origin", "http://invalid.invalid/"]));
+        Self { dir, path }
+    }
+
+    /// The commit `(COLLECTION, REF)` points at after a P2P pull (libostree keeps
+    /// collection-refs of other collections under `refs/mirrors/`).
+    pub fn collection_ref(&self) -> Option<String> {
+        fs::read_to_string(self.path.join("refs/mirrors").join(COLLECTION).join(REF))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
+    pub fn fsck(&self) {
+        run(ostree(&self.path).arg("fsck"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Drives
+// ---------------------------------------------------------------------------
+
+/// A loop-mounted ext4 image at `/media/ferry-test-<random>`.
+pub struct LoopDrive {
+    pub mount_point: PathBuf,
+    image: PathBuf,
+    mounted: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDrive {
+    pub fn new(size: u64) -> Self {
+        let dir = tempdir();
+        let image = dir.path().join("drive.img");
+        fs::File::create(&image).unwrap().set_len(size).unwrap();
+        run(Command::new("mkfs.ext4").args(["-q", "-L", "FERRYTEST"]).arg(&image));
+        let mount_point = PathBuf::from(format!("/media/ferry-test-{}", random_suffix()));
+        fs::create_dir_all(&mount_point).unwrap();
+        Self {
+            mount_point,
+            image,
+            mounted: false,
+            _dir: dir,
+        }
+    }
+
+    pub fn mount(&mut self, read_only: bool) {
+        let options = if read_only { "loop,ro" } else { "loop" };
+        run(Command::new("mount")
+            .args(["-o", options])
+            .arg(&self.image)
+            .arg(&self.mount_point));
+        self.mounted = true;
+    }
+
+    pub fn umount(&mut self) {
+        run(Command::new("umount").arg(&self.mount_point));
+        self.mounted = false;
+    }
+
+    /// Every path on the drive (relative), except ext4's lost+found.
+    pub fn contents(&self) -> Vec<PathBuf> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                let rel = path.strip_prefix(root).unwrap().to_owned();
+                if rel == Path::new("lost+found") {
+                    continue;
+                }
+                out.push(rel);
+                if entry.file_type().unwrap().is_dir() {
+                    walk(root, &path, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.mount_point, &self.mount_point, &mut out);
+        out
+    }
+}
+
+impl Drop for LoopDrive {
+    fn drop(&mut self) {
+        if self.mounted {
+            let ok = Command::new("umount")
+                .arg(&self.mount_point)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.mount_point).status();
+            }
+        }
+        let _ = fs::remove_dir(&self.mount_point);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Network namespaces and avahi
+// ---------------------------------------------------------------------------
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: &str) -> Self {
+        run(Command::new("ip").args(["netns", "add", name]));
+        let ns = Self { name: name.to_owned() };
+        run(ns.command("ip").args(["link", "set", "lo", "up"]));
+        ns
+    }
+
+    /// `program` run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+pub const ADDR_A: &str = "10.77.0.1";
+pub const ADDR_B: &str = "10.77.0.2";
+
+/// Two namespaces (two computers) joined by a veth pair with random names.
+pub struct Lan {
+    pub suffix: String,
+    pub veth_a: String,
+    pub veth_b: String,
+    // Dropped last: deleting a namespace deletes its end of the pair.
+    pub a: Netns,
+    pub b: Netns,
+}
+
+impl Lan {
+    pub fn new() -> Self {
+        let suffix = random_suffix();
+        let a = Netns::new(&format!("ferry-share-{suffix}-a"));
+        let b = Netns::new(&format!("ferry-share-{suffix}-b"));
+        let (veth_a, veth_b) = (format!("fsa{suffix}"), format!("fsb{suffix}"));
+        run(Command::new("ip").args(["link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b]));
+        let moved = [(&veth_a, &a), (&veth_b, &b)].iter().all(|(veth, ns)| {
+            Command::new("ip")
+                .args(["link", "set", veth, "netns", &ns.name])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !moved {
+            let _ = Command::new("ip").args(["link", "del", &veth_a]).status();
+            panic!("cannot move the veth pair into the namespaces");
+        }
+        run(a.command("ip").args(["addr", "add", &format!("{ADDR_A}/24"), "dev", &veth_a]));
+        run(b.command("ip").args(["addr", "add", &format!("{ADDR_B}/24"), "dev", &veth_b]));
+        run(a.command("ip").args(["link", "set", &veth_a, "up"]));
+        run(b.command("ip").args(["link", "set", &veth_b, "up"]));
+        Self {
+            suffix,
+            veth_a,
+            veth_b,
+            a,
+            b,
+        }
+    }
+}
+
+/// A real avahi-daemon in a namespace, in a private mount namespace with its own
+/// `/run/avahi-daemon` and `/etc/avahi/services` and, with D-Bus, its own system
+/// bus at `/run/dbus` (what libostree's LAN finder talks to). Commands run "on that
+/// computer" with [`Avahi::command`] (nsenter into its network and mount
+/// namespaces; relative paths do not work there).
+pub struct Avahi {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Avahi {
+    pub fn start(ns: &Netns, interface: &str, host_name: &str, dbus: bool) -> Self {
+        let dir = tempdir();
+        for sub in ["run", "services", "dbus"] {
+            fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        fs::write(
+            dir.path().join("avahi-daemon.conf"),
+            format!(
+                "[server]\nhost-name={host_name}\nuse-ipv4=yes\nuse-ipv6=yes\n\
+                 allow-interfaces={interface}\nenable-dbus={}\n\
+                 ratelimit-interval-usec=1000000\nratelimit-burst=1000\n\
+                 [wide-area]\nenable-wide-area=no\n\
+                 [publish]\npublish-hinfo=no\npublish-workstation=no\n",
+                if dbus { "yes" } else { "no" }
+            ),
+        )
+        .unwrap();
+        // The host must have the directories bound over.
+        for d in ["/run/avahi-daemon", "/run/dbus"] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let d = dir.path().display();
+        let bus = if dbus {
+            "dbus-daemon --system --nofork --nopidfile & \
+             for i in $(seq 100); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.05; done; "
+        } else {
+            ""
+        };
+        let script = format!(
+            "set -e; mount --make-rprivate /; \
+             mount --bind {d}/run /run/avahi-daemon; \
+             mount --bind {d}/dbus /run/dbus; \
+             mount --bind {d}/services /etc/avahi/services; \
+             {bus}exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f {d}/avahi-daemon.conf"
+        );
+        let mut cmd = ns.command("unshare");
+        cmd.args(["-m", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("avahi.log")).unwrap());
+        cmd.process_group(0);
+        let child = cmd.spawn().expect("avahi-daemon");
+        let avahi = Self { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !avahi.log().contains("Server startup complete") {
+            assert!(Instant::now() < deadline, "avahi-daemon did not start:\n{}", avahi.log());
+            thread::sleep(Duration::from_millis(50));
+        }
+        avahi
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("avahi.log")).unwrap_or_default()
+    }
+
+    /// `program` run in avahi's network and mount namespaces.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.child.id().to_string(), "-m", "-n", program]);
+        cmd
+    }
+
+    /// `avahi-browse -rpt _ostree_repo._tcp`: the resolved lines (`=;…`).
+    pub fn browse(&self) -> Vec<String> {
+        let out = output(self.command("avahi-browse").args(["-rpt", "_ostree_repo._tcp"]));
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('='))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the resolved services.
+    pub fn wait_browse(&self, timeout: Duration, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.browse();
+            if pred(&lines) {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "avahi-browse never saw what was expected; last:\n{}\navahi log:\n{}",
+                lines.join("\n"),
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Avahi {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ferryctl serve
+// ---------------------------------------------------------------------------
+
+/// A running `ferryctl --json serve`, its JSON lines read as they come.
+pub struct Server {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+    stderr: Arc<Mutex<String>>,
+    pub port: u16,
+}
+
+impl Server {
+    /// Spawns `cmd` (which must end in `--json serve …`) and waits for "serving".
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.process_group(0);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(&cmd)));
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let keep = stderr.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                keep.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut server = Self {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+            port: 0,
+        };
+        let serving = server.wait_for(Duration::from_secs(30), |v| v["event"] == "serving");
+        server.port = serving["port"].as_u64().expect("port") as u16;
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn transcript(&self) -> String {
+        let mut out: String = self.seen.iter().map(|v| format!("{v}\n")).collect();
+        out.push_str("--- stderr ---\n");
+        out.push_str(&self.stderr());
+        out
+    }
+
+    /// Waits for a JSON line matching `pred` (lines already seen count).
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("ferryctl serve did not print what was expected:\n{}", self.transcript()),
+            }
+        }
+    }
+
+    /// SIGTERM (or SIGINT), then waits for a clean exit.
+    pub fn terminate(&mut self, signal: libc::c_int) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "ferryctl serve exited with {status}:\n{}", self.transcript());
+                break;
+            }
+            assert!(Instant::now() < deadline, "ferryctl serve did not stop:\n{}", self.transcript());
+            thread::sleep(Duration::from_millis(50));
+        }
+        while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(v);
+        }
+    }
+
+    /// Descriptors the server process has open now.
+    pub fn open_fds(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP
+// ---------------------------------------------------------------------------
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `request` bytes exactly as given (no normalisation) and reads the response
+/// until the server closes the connection.
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut data = Vec::new();
+    let _ = stream.read_to_end(&mut data);
+    parse_response(&data).unwrap_or_else(|| panic!("no HTTP response to {:?}: {:?}", text(request), text(&data)))
+}
+
+pub fn parse_response(data: &[u8]) -> Option<Response> {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = text(&data[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Some(Response {
+        status,
+        headers,
+        body: data[end + 4..].to_vec(),
+    })
+}
+
+/// `METHOD PATH` with `Connection: close` and extra header lines.
+pub fn request(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -> Response {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    raw_http(addr, req.as_bytes())
+}
