@@ -21,6 +21,7 @@ ferryctl="$top/target/release/ferryctl"
 export FERRY_LAN_INTERFACES=none
 
 work=$(mktemp -d /var/tmp/ferry-bench-engine.XXXXXX)
+chmod 755 "$work"  # nginx workers read the repos as www-data
 suffix=$$
 namespaces=()
 pids=()
@@ -172,7 +173,7 @@ client=ferry-bc-$suffix
 ip netns add "$client"
 namespaces+=("$client")
 ip -n "$client" link set lo up
-make_large "$work/lan-tree" 6 10
+make_large "$work/lan-tree" 60 1
 new_repo "$work/lan-repo" "$work/lan-tree"
 rm -rf "$work/lan-tree"
 lan_bytes=$(du -sb "$work/lan-repo/objects" | cut -f1)

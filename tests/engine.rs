@@ -74,17 +74,37 @@ fn rule1_file_static_source_serves_every_object() {
     let client = Client::new(&upstream.url(), Trust::None);
 
     let run = client
-        .update(&["--static-source", &file_uri(&drive), "--static-source", &lan.url()], &[])
+        .update(
+            &[
+                "--static-source",
+                &file_uri(&drive),
+                "--static-source",
+                &lan.url(),
+            ],
+            &[],
+        )
         .ok();
     let plan_sources = run.plan_sources();
     for id in [&file_id, &lan.static_id(), &"upstream:origin".to_owned()] {
-        assert!(plan_sources.contains(id), "{id} not in plan {plan_sources:?}");
+        assert!(
+            plan_sources.contains(id),
+            "{id} not in plan {plan_sources:?}"
+        );
     }
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
     let counts = run.counts();
-    assert_eq!(counts.keys().collect::<Vec<_>>(), vec![&file_id], "not all from the file source: {counts:?}");
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        vec![&file_id],
+        "not all from the file source: {counts:?}"
+    );
     for server in [&upstream, &lan] {
-        assert!(tree_requests(server).is_empty(), "{} was asked for {:?}", server.url(), tree_requests(server));
+        assert!(
+            tree_requests(server).is_empty(),
+            "{} was asked for {:?}",
+            server.url(),
+            tree_requests(server)
+        );
     }
     assert_installed(&client, &commit);
 }
@@ -94,11 +114,17 @@ fn rule1_sideload_symlink_serves_every_object() {
     let up = Upstream::new(60, 700);
     let commit = up.latest().to_owned();
     let upstream = Server::start(&up.repo, ServeOptions::default());
+    let lan = Server::start(&up.repo, ServeOptions::default());
     let sideload = up.dir.path().join("sideload");
     fs::create_dir(&sideload).unwrap();
     symlink(&up.repo, &sideload.join("stick"));
     let client = Client::new(&upstream.url(), Trust::None);
-    let discovery = ["--sideload-dir", sideload.to_str().unwrap()];
+    let discovery = [
+        "--sideload-dir",
+        sideload.to_str().unwrap(),
+        "--static-source",
+        &lan.url(),
+    ];
 
     let sources = client.sources(&discovery);
     let usb: Vec<&Value> = sources.iter().filter(|s| s["kind"] == "usb").collect();
@@ -107,11 +133,26 @@ fn rule1_sideload_symlink_serves_every_object() {
     assert_eq!(usb[0]["state"], "ready");
 
     let run = client.update(&discovery, &[]).ok();
-    assert!(run.plan_sources().contains(&usb_id), "{:?}", run.plan_sources());
+    assert!(
+        run.plan_sources().contains(&usb_id),
+        "{:?}",
+        run.plan_sources()
+    );
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
     let counts = run.counts();
-    assert_eq!(counts.keys().collect::<Vec<_>>(), vec![&usb_id], "not all from the drive: {counts:?}");
-    assert!(tree_requests(&upstream).is_empty(), "{:?}", tree_requests(&upstream));
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        vec![&usb_id],
+        "not all from the drive: {counts:?}"
+    );
+    for server in [&upstream, &lan] {
+        assert!(
+            tree_requests(server).is_empty(),
+            "{} was asked for {:?}",
+            server.url(),
+            tree_requests(server)
+        );
+    }
     assert_installed(&client, &commit);
 }
 
@@ -128,23 +169,55 @@ fn rule2_fresh_source_serves_and_decides_the_commit() {
     let fresh = Server::start(&up.repo, ServeOptions::default());
     let stale = Server::start(&stale_repo, ServeOptions::default());
     let client = Client::new(&fresh.url(), Trust::None);
-    let discovery = ["--static-source", &stale.url(), "--static-source", &fresh.url()];
+    let discovery = [
+        "--static-source",
+        &stale.url(),
+        "--static-source",
+        &fresh.url(),
+    ];
 
     // The stale source holds part of what is needed: it could serve, but must not.
     let new_closure = closure(&up.repo, &new);
-    let shared: BTreeSet<_> = closure(&stale_repo, &old).intersection(&new_closure).cloned().collect();
-    assert!(shared.len() > 30, "the stale source should hold most objects: {}", shared.len());
+    let shared: BTreeSet<_> = closure(&stale_repo, &old)
+        .intersection(&new_closure)
+        .cloned()
+        .collect();
+    assert!(
+        shared.len() > 30,
+        "the stale source should hold most objects: {}",
+        shared.len()
+    );
 
     let run = client
-        .update(&discovery, &["--source", &stale.static_id(), "--source", &fresh.static_id()])
+        .update(
+            &discovery,
+            &[
+                "--source",
+                &stale.static_id(),
+                "--source",
+                &fresh.static_id(),
+            ],
+        )
         .ok();
     let plan = run.plan();
-    assert_eq!(plan["commit"], new.as_str(), "the plan must pick the newest commit");
+    assert_eq!(
+        plan["commit"],
+        new.as_str(),
+        "the plan must pick the newest commit"
+    );
     assert_eq!(run.plan_sources(), vec![fresh.static_id()]);
     run.assert_fetched_exactly(&new_closure);
     let counts = run.counts();
-    assert_eq!(counts.keys().collect::<Vec<_>>(), vec![&fresh.static_id()], "{counts:?}");
-    assert!(tree_requests(&stale).is_empty(), "stale source asked for {:?}", tree_requests(&stale));
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        vec![&fresh.static_id()],
+        "{counts:?}"
+    );
+    assert!(
+        tree_requests(&stale).is_empty(),
+        "stale source asked for {:?}",
+        tree_requests(&stale)
+    );
     assert_installed(&client, &new);
 }
 
@@ -178,22 +251,51 @@ fn rule2_fresher_summary_first_among_stale_sources() {
     let client = Client::new(&fresh.url(), Trust::None);
 
     let sources = client.sources(&["--static-source", &old.url(), "--static-source", &mid.url()]);
-    let modified = |id: &str| sources.iter().find(|s| s["id"] == id).unwrap()["last_modified"].as_u64().unwrap();
-    assert!(modified(&mid.static_id()) > modified(&old.static_id()), "{sources:?}");
+    let modified = |id: &str| {
+        sources.iter().find(|s| s["id"] == id).unwrap()["last_modified"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        modified(&mid.static_id()) > modified(&old.static_id()),
+        "{sources:?}"
+    );
 
     let run = client
         .update(
-            &["--static-source", &old.url(), "--static-source", &mid.url(), "--static-source", &fresh.url()],
-            &["--source", &old.static_id(), "--source", &mid.static_id(), "--source", &fresh.static_id()],
+            &[
+                "--static-source",
+                &old.url(),
+                "--static-source",
+                &mid.url(),
+                "--static-source",
+                &fresh.url(),
+            ],
+            &[
+                "--source",
+                &old.static_id(),
+                "--source",
+                &mid.static_id(),
+                "--source",
+                &fresh.static_id(),
+            ],
         )
         .ok();
     assert_eq!(run.plan()["commit"], newest.as_str());
     run.assert_fetched_exactly(&new_closure);
     let served = run.served_by();
     for hole in &holes {
-        assert_eq!(served[hole], mid.static_id(), "{hole} should come from the fresher stale source");
+        assert_eq!(
+            served[hole],
+            mid.static_id(),
+            "{hole} should come from the fresher stale source"
+        );
     }
-    assert!(tree_requests(&old).is_empty(), "the oldest source was asked for {:?}", tree_requests(&old));
+    assert!(
+        tree_requests(&old).is_empty(),
+        "the oldest source was asked for {:?}",
+        tree_requests(&old)
+    );
     assert_installed(&client, &newest);
 }
 
@@ -210,17 +312,28 @@ fn rule3_refusing_sources_are_dropped() {
     let refused_remote = format!("http://127.0.0.1:{}", refused_port());
     let refused_static = format!("http://127.0.0.1:{}", refused_port());
     let client = Client::new(&refused_remote, Trust::None);
-    let discovery = ["--static-source", &refused_static, "--static-source", &good.url()];
+    let discovery = [
+        "--static-source",
+        &refused_static,
+        "--static-source",
+        &good.url(),
+    ];
 
     let sources = client.sources(&discovery);
     assert_eq!(source_state(&sources, "upstream:origin"), "unreachable");
-    assert_eq!(source_state(&sources, &format!("static:{refused_static}")), "unreachable");
+    assert_eq!(
+        source_state(&sources, &format!("static:{refused_static}")),
+        "unreachable"
+    );
     assert_eq!(source_state(&sources, &good.static_id()), "ready");
 
     let run = client.update(&discovery, &[]).ok();
     assert_eq!(run.plan_sources(), vec![good.static_id()]);
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
-    assert_eq!(run.counts().keys().collect::<Vec<_>>(), vec![&good.static_id()]);
+    assert_eq!(
+        run.counts().keys().collect::<Vec<_>>(),
+        vec![&good.static_id()]
+    );
     assert_installed(&client, &commit);
 }
 
@@ -245,13 +358,19 @@ fn rule4_source_without_summary_is_dropped() {
     let discovery = ["--static-source", &no_summary.url()];
 
     let sources = client.sources(&discovery);
-    assert_eq!(source_state(&sources, &no_summary.static_id()), "not-serving");
+    assert_eq!(
+        source_state(&sources, &no_summary.static_id()),
+        "not-serving"
+    );
     assert_eq!(source_state(&sources, "upstream:origin"), "ready");
 
     let run = client.update(&discovery, &[]).ok();
     assert_eq!(run.plan_sources(), vec!["upstream:origin".to_owned()]);
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
-    assert_eq!(run.counts().keys().collect::<Vec<_>>(), vec!["upstream:origin"]);
+    assert_eq!(
+        run.counts().keys().collect::<Vec<_>>(),
+        vec!["upstream:origin"]
+    );
     assert!(
         no_summary.object_requests().is_empty(),
         "a source without a summary was asked for objects: {:?}",
@@ -269,7 +388,12 @@ fn pick_holes(repo: &Path, commit: &str, files: std::ops::Range<usize>) -> Vec<S
     let all = closure(repo, commit);
     let (root_tree, _) = commit_roots(repo, commit);
     let mut holes: Vec<String> = files_of(&all)[files].to_vec();
-    holes.push(all.iter().find(|o| o.ends_with(".dirtree") && **o != root_tree).unwrap().clone());
+    holes.push(
+        all.iter()
+            .find(|o| o.ends_with(".dirtree") && **o != root_tree)
+            .unwrap()
+            .clone(),
+    );
     holes
 }
 
@@ -289,18 +413,69 @@ fn rule5_object_missing_on_one_source_comes_from_another() {
     let client = Client::new(&full.url(), Trust::None);
 
     let run = client.update(&["--static-source", &patchy.url()], &[]).ok();
-    assert!(run.dropped().is_empty(), "a 404 must not drop a source: {:?}", run.dropped());
+    assert!(
+        run.dropped().is_empty(),
+        "a 404 must not drop a source: {:?}",
+        run.dropped()
+    );
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
     let served = run.served_by();
     for (object, source) in &served {
-        let expected = if holes.contains(object) { "upstream:origin".to_owned() } else { patchy.static_id() };
+        let expected = if holes.contains(object) {
+            "upstream:origin".to_owned()
+        } else {
+            patchy.static_id()
+        };
         assert_eq!(source, &expected, "{object}");
     }
     // The preferred source was asked first for every object, holes included.
     let asked: BTreeSet<String> = patchy.object_requests().into_iter().collect();
     for hole in &holes {
-        assert!(asked.contains(hole), "{hole} was never tried on the preferred source");
+        assert!(
+            asked.contains(hole),
+            "{hole} was never tried on the preferred source"
+        );
     }
+    assert_installed(&client, &commit);
+}
+
+#[test]
+fn rule5_file_source_missing_objects_is_not_dropped() {
+    let up = Upstream::new(60, 700);
+    let commit = up.latest().to_owned();
+    let copy = up.snapshot("partial");
+    let holes = pick_holes(&copy, &commit, 20..30);
+    for hole in &holes {
+        fs::remove_file(copy.join(object_path(hole))).unwrap();
+    }
+    let full = Server::start(&up.repo, ServeOptions::default());
+    let client = Client::new(&full.url(), Trust::None);
+    let copy_id = format!("static:{}", file_uri(&copy));
+
+    let run = client
+        .update(&["--static-source", &file_uri(&copy)], &[])
+        .ok();
+    assert!(
+        run.dropped().is_empty(),
+        "missing objects must not drop a drive: {:?}",
+        run.dropped()
+    );
+    run.assert_fetched_exactly(&closure(&up.repo, &commit));
+    for (object, source) in run.served_by() {
+        let expected = if holes.contains(&object) {
+            "upstream:origin".to_owned()
+        } else {
+            copy_id.clone()
+        };
+        assert_eq!(source, expected, "{object}");
+    }
+    let asked: BTreeSet<String> = full.object_requests().into_iter().collect();
+    let expected: BTreeSet<String> = holes.iter().cloned().collect();
+    assert_eq!(
+        tree_requests(&full).into_iter().collect::<BTreeSet<_>>(),
+        expected,
+        "the HTTP source should be asked for the holes only (asked {asked:?})"
+    );
     assert_installed(&client, &commit);
 }
 
@@ -360,7 +535,9 @@ fn rule6_equal_sources_share_the_load_at_random() {
     let up = Upstream::new(320, 300);
     let commit = up.latest().to_owned();
     let all = closure(&up.repo, &commit);
-    let servers: Vec<Server> = (0..3).map(|_| Server::start(&up.repo, ServeOptions::default())).collect();
+    let servers: Vec<Server> = (0..3)
+        .map(|_| Server::start(&up.repo, ServeOptions::default()))
+        .collect();
     let mut discovery: Vec<String> = Vec::new();
     let mut only: Vec<String> = Vec::new();
     for s in &servers {
@@ -383,14 +560,23 @@ fn rule6_equal_sources_share_the_load_at_random() {
         let counts = run.counts();
         for s in &servers {
             let n = counts.get(&s.static_id()).copied().unwrap_or(0);
-            assert!(n >= 10, "round {round}: {} served only {n} of {} objects: {counts:?}", s.url(), all.len());
+            assert!(
+                n >= 10,
+                "round {round}: {} served only {n} of {} objects: {counts:?}",
+                s.url(),
+                all.len()
+            );
         }
         eprintln!("round {round}: split {counts:?}");
         let served = run.served_by();
         first_draws.push(served[&root_meta].clone());
         first_draws.push(served[&root_tree].clone());
         splits.push(served);
-        assert_installed(&client, &commit);
+        if round == 0 {
+            assert_installed(&client, &commit);
+        } else {
+            assert_eq!(client.ref_commit().as_deref(), Some(commit.as_str()));
+        }
     }
     assert!(
         splits.iter().any(|s| *s != splits[0]),
@@ -413,9 +599,18 @@ fn rule7_stale_source_serves_what_the_fresh_one_lacks() {
     let stale_repo = up.snapshot("stale");
     let new = up.commit_again(12);
     let new_closure = closure(&up.repo, &new);
-    let shared: BTreeSet<String> = closure(&stale_repo, &old).intersection(&new_closure).cloned().collect();
+    let shared: BTreeSet<String> = closure(&stale_repo, &old)
+        .intersection(&new_closure)
+        .cloned()
+        .collect();
     let mut holes: Vec<String> = files_of(&shared).into_iter().take(10).collect();
-    holes.push(shared.iter().find(|o| o.ends_with(".dirmeta")).unwrap().clone());
+    holes.push(
+        shared
+            .iter()
+            .find(|o| o.ends_with(".dirmeta"))
+            .unwrap()
+            .clone(),
+    );
     let fresh = Server::start(
         &up.repo,
         ServeOptions {
@@ -428,17 +623,112 @@ fn rule7_stale_source_serves_what_the_fresh_one_lacks() {
 
     let run = client
         .update(
-            &["--static-source", &stale.url(), "--static-source", &fresh.url()],
-            &["--source", &stale.static_id(), "--source", &fresh.static_id()],
+            &[
+                "--static-source",
+                &stale.url(),
+                "--static-source",
+                &fresh.url(),
+            ],
+            &[
+                "--source",
+                &stale.static_id(),
+                "--source",
+                &fresh.static_id(),
+            ],
         )
         .ok();
-    assert_eq!(run.plan()["commit"], new.as_str(), "a stale source must not decide the commit");
+    assert_eq!(
+        run.plan()["commit"],
+        new.as_str(),
+        "a stale source must not decide the commit"
+    );
     assert_eq!(run.plan_sources(), vec![fresh.static_id()]);
     run.assert_fetched_exactly(&new_closure);
     for (object, source) in run.served_by() {
-        let expected = if holes.contains(&object) { stale.static_id() } else { fresh.static_id() };
+        let expected = if holes.contains(&object) {
+            stale.static_id()
+        } else {
+            fresh.static_id()
+        };
         assert_eq!(source, expected, "{object}");
     }
+    assert_installed(&client, &new);
+}
+
+#[test]
+fn rule7_stale_usb_stick_serves_what_it_has_and_http_the_rest() {
+    // libostree ignores such a stick entirely; Ferry takes what it holds first.
+    let mut up = Upstream::new(60, 700);
+    let old = up.latest().to_owned();
+    let stick = up.snapshot("stick");
+    let new = up.commit_again(12);
+    let fresh = Server::start(&up.repo, ServeOptions::default());
+    let client = Client::new(&fresh.url(), Trust::None);
+    let sideload = up.dir.path().join("sideload");
+    fs::create_dir(&sideload).unwrap();
+    symlink(&stick, &sideload.join("stick"));
+    let discovery = ["--sideload-dir", sideload.to_str().unwrap()];
+
+    let run = client.update(&discovery, &[]).ok();
+    assert_eq!(run.plan()["commit"], new.as_str());
+    assert_eq!(run.plan_sources(), vec!["upstream:origin".to_owned()]);
+    assert!(
+        run.dropped().is_empty(),
+        "a stale stick must not be dropped: {:?}",
+        run.dropped()
+    );
+    let new_closure = closure(&up.repo, &new);
+    let on_stick = closure(&stick, &old);
+    run.assert_fetched_exactly(&new_closure);
+    let served = run.served_by();
+    let usb_id = served
+        .values()
+        .find(|s| s.starts_with("usb:"))
+        .expect("the stick served nothing")
+        .clone();
+    for (object, source) in &served {
+        let expected = if on_stick.contains(object) {
+            &usb_id
+        } else {
+            "upstream:origin"
+        };
+        assert_eq!(source, expected, "{object}");
+    }
+    assert!(served.values().filter(|s| **s == usb_id).count() > 40);
+    assert_installed(&client, &new);
+}
+
+#[test]
+fn rule7_only_stale_sources_around_means_up_to_date() {
+    let mut up = Upstream::new(30, 700);
+    let stale_repo = up.snapshot("stale");
+    let new = up.commit_again(5);
+    let mut fresh = Server::start(&up.repo, ServeOptions::default());
+    let stale = Server::start(&stale_repo, ServeOptions::default());
+    let client = Client::new(&fresh.url(), Trust::None);
+    client.update(&[], &[]).ok();
+    assert_installed(&client, &new);
+
+    // The upstream goes away; a stale peer (an old USB stick, a neighbour who has
+    // not updated) is all there is. Its older commit is no update, and no error.
+    fresh.kill();
+    let discovery = ["--static-source", &stale.url()];
+    let plans = client.check(&discovery);
+    assert_eq!(plans[0]["commit"], new.as_str(), "{plans}");
+    assert_eq!(plans[0]["up_to_date"], true, "{plans}");
+    let run = client.update(&discovery, &[]).ok();
+    assert_eq!(run.plan()["up_to_date"], true, "{}", run.plan());
+    assert_eq!(run.plan()["commit"], new.as_str());
+    assert!(
+        run.fetched().is_empty(),
+        "objects fetched for an up-to-date ref: {:?}",
+        run.fetched()
+    );
+    assert!(
+        tree_requests(&stale).is_empty(),
+        "{:?}",
+        tree_requests(&stale)
+    );
     assert_installed(&client, &new);
 }
 
@@ -484,7 +774,10 @@ fn rule8(bad: BadCommit) {
     ostree_summary(&peer_repo);
     let (evil_root, _) = commit_roots(&peer_repo, &evil);
     let honest_closure = closure(&up.repo, &honest);
-    let evil_only: BTreeSet<String> = closure(&peer_repo, &evil).difference(&honest_closure).cloned().collect();
+    let evil_only: BTreeSet<String> = closure(&peer_repo, &evil)
+        .difference(&honest_closure)
+        .cloned()
+        .collect();
     assert!(evil_only.contains(&evil_root) && evil_only.len() > 10);
 
     let upstream = Server::start(&up.repo, ServeOptions::default());
@@ -493,18 +786,32 @@ fn rule8(bad: BadCommit) {
     let discovery = ["--static-source", &peer.url()];
 
     let plans = client.check(&discovery);
-    assert_eq!(plans[0]["commit"], honest.as_str(), "check chose the bad commit: {plans}");
+    assert_eq!(
+        plans[0]["commit"],
+        honest.as_str(),
+        "check chose the bad commit: {plans}"
+    );
 
     let run = client.update(&discovery, &[]).ok();
     let plan = run.plan();
-    assert_eq!(plan["commit"], honest.as_str(), "the bad commit was chosen: {plan}");
+    assert_eq!(
+        plan["commit"],
+        honest.as_str(),
+        "the bad commit was chosen: {plan}"
+    );
     let rejected = plan["rejected"].as_array().unwrap();
     assert!(
-        rejected.iter().any(|r| r["commit"] == evil.as_str() && r["source"] == peer.static_id()),
+        rejected
+            .iter()
+            .any(|r| r["commit"] == evil.as_str() && r["source"] == peer.static_id()),
         "the bad commit is not reported as refused: {plan}"
     );
     // It was looked at (so the test means something), but nothing under it was asked for.
-    assert!(peer.object_requests().contains(&format!("{evil}.commit")), "{:?}", peer.object_requests());
+    assert!(
+        peer.object_requests().contains(&format!("{evil}.commit")),
+        "{:?}",
+        peer.object_requests()
+    );
     assert_not_requested(&[&upstream, &peer], &evil_only, "the refused commit's tree");
     run.assert_fetched_exactly(&honest_closure);
     assert_installed(&client, &honest);
@@ -548,7 +855,10 @@ fn rule9_http(pick: impl Fn(&Upstream, &str) -> String) {
     assert_eq!(dropped.len(), 1, "{dropped:?}");
     assert_eq!(dropped[0].0, liar.static_id());
     assert!(!dropped[0].1.is_empty(), "a drop needs a reason");
-    assert!(liar.object_requests().contains(&bad_object), "the corrupt object was never asked of the liar");
+    assert!(
+        liar.object_requests().contains(&bad_object),
+        "the corrupt object was never asked of the liar"
+    );
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
     assert_eq!(run.served_by()[&bad_object], "upstream:origin");
     assert_installed(&client, &commit);
@@ -562,6 +872,88 @@ fn rule9_corrupt_file_object_drops_the_source() {
 #[test]
 fn rule9_corrupt_dirtree_drops_the_source() {
     rule9_http(|up, commit| commit_roots(&up.repo, commit).0);
+}
+
+#[test]
+fn rule9_corrupt_commit_drops_the_source_before_anything_else() {
+    let up = Upstream::new(40, 700);
+    let commit = up.latest().to_owned();
+    let liar = Server::start(
+        &up.repo,
+        ServeOptions {
+            corrupt: vec![object_path(&format!("{commit}.commit"))],
+            ..Default::default()
+        },
+    );
+    let honest = Server::start(&up.repo, ServeOptions::default());
+    let client = Client::new(&honest.url(), Trust::None);
+
+    let run = client.update(&["--static-source", &liar.url()], &[]).ok();
+    assert!(
+        liar.object_requests().contains(&format!("{commit}.commit")),
+        "{:?}",
+        liar.object_requests()
+    );
+    let dropped = run.dropped();
+    assert_eq!(
+        dropped.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(),
+        vec![liar.static_id()],
+        "{dropped:?}"
+    );
+    assert!(
+        tree_requests(&liar).is_empty(),
+        "a dropped source was asked for {:?}",
+        tree_requests(&liar)
+    );
+    run.assert_fetched_exactly(&closure(&up.repo, &commit));
+    assert_eq!(
+        run.counts().keys().collect::<Vec<_>>(),
+        vec!["upstream:origin"]
+    );
+    assert_installed(&client, &commit);
+}
+
+#[test]
+fn rule9_large_objects_spilled_to_disk_are_verified_too() {
+    let mut up = Upstream::new(10, 700);
+    // Over the transport's in-memory limit (4 MiB), random so deflate cannot shrink it.
+    fs::write(up.tree.join("big.img"), pseudo_random(4242, 6 << 20)).unwrap();
+    let commit = up.commit_again(0);
+    let big = files_of(&closure(&up.repo, &commit))
+        .into_iter()
+        .find(|o| fs::metadata(up.repo.join(object_path(o))).unwrap().len() > 5 << 20)
+        .expect("the big object");
+    let liar = Server::start(
+        &up.repo,
+        ServeOptions {
+            corrupt: vec![object_path(&big)],
+            ..Default::default()
+        },
+    );
+    let honest = Server::start(&up.repo, ServeOptions::default());
+    let client = Client::new(&honest.url(), Trust::None);
+
+    let run = client.update(&["--static-source", &liar.url()], &[]).ok();
+    assert!(liar.object_requests().contains(&big));
+    let dropped = run.dropped();
+    assert_eq!(
+        dropped.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(),
+        vec![liar.static_id()],
+        "{dropped:?}"
+    );
+    assert_eq!(run.served_by()[&big], "upstream:origin");
+    run.assert_fetched_exactly(&closure(&up.repo, &commit));
+    assert_installed(&client, &commit);
+    assert_checkout_matches(&client, &up.tree);
+    // Spilled bodies do not stay behind in the repository.
+    let leftovers: Vec<_> = walk(&client.repo.join("tmp"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("download-"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
@@ -579,9 +971,15 @@ fn rule9_corrupt_object_on_a_file_source_is_not_stored() {
     let client = Client::new(&honest.url(), Trust::None);
     let drive_id = format!("static:{}", file_uri(&drive));
 
-    let run = client.update(&["--static-source", &file_uri(&drive)], &[]).ok();
+    let run = client
+        .update(&["--static-source", &file_uri(&drive)], &[])
+        .ok();
     let dropped = run.dropped();
-    assert_eq!(dropped.iter().map(|d| &d.0).collect::<Vec<_>>(), vec![&drive_id], "{dropped:?}");
+    assert_eq!(
+        dropped.iter().map(|d| &d.0).collect::<Vec<_>>(),
+        vec![&drive_id],
+        "{dropped:?}"
+    );
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
     assert_eq!(run.served_by()[&bad_object], "upstream:origin");
     assert_installed(&client, &commit);
@@ -605,7 +1003,11 @@ fn rule10_pull_killed_with_its_only_source_resumes_from_checkpoint() {
     // 300 changed files of 3000 random bytes at 150 kB/s: about 6 s in all.
     fs::create_dir_all(up.tree.join("more")).unwrap();
     for i in 0..280 {
-        fs::write(up.tree.join("more").join(format!("m{i:03}")), pseudo_random(90_000 + i, 3000)).unwrap();
+        fs::write(
+            up.tree.join("more").join(format!("m{i:03}")),
+            pseudo_random(90_000 + i, 3000),
+        )
+        .unwrap();
     }
     let second = up.commit_again(20);
     server.kill();
@@ -625,11 +1027,22 @@ fn rule10_pull_killed_with_its_only_source_resumes_from_checkpoint() {
         message.contains(REF) && message.contains("upstream:origin"),
         "the error should say what failed and where: {message}"
     );
-    assert!(run.elapsed > Duration::from_secs(3), "the first run was too quick for a checkpoint: {:?}", run.elapsed);
+    assert!(
+        run.elapsed > Duration::from_secs(3),
+        "the first run was too quick for a checkpoint: {:?}",
+        run.elapsed
+    );
     drop(dying);
-    assert_eq!(client.ref_commit().as_deref(), Some(first.as_str()), "the ref moved after a failed pull");
+    assert_eq!(
+        client.ref_commit().as_deref(),
+        Some(first.as_str()),
+        "the ref moved after a failed pull"
+    );
     assert_ostree_fsck(&client.repo);
-    let checkpointed: BTreeSet<String> = stored_objects(&client.repo).difference(&before).cloned().collect();
+    let checkpointed: BTreeSet<String> = stored_objects(&client.repo)
+        .difference(&before)
+        .cloned()
+        .collect();
     assert!(
         checkpointed.len() > 20,
         "nothing was checkpointed before the source died ({} objects)",
@@ -650,11 +1063,22 @@ fn rule10_pull_killed_with_its_only_source_resumes_from_checkpoint() {
         .into_iter()
         .filter(|o| checkpointed.contains(o))
         .collect();
-    assert!(refetched.is_empty(), "{} checkpointed objects fetched again: {:?}", refetched.len(), &refetched[..refetched.len().min(5)]);
-    let expected: BTreeSet<String> = closure(&up.repo, &second).difference(&before).cloned().collect();
+    assert!(
+        refetched.is_empty(),
+        "{} checkpointed objects fetched again: {:?}",
+        refetched.len(),
+        &refetched[..refetched.len().min(5)]
+    );
+    let expected: BTreeSet<String> = closure(&up.repo, &second)
+        .difference(&before)
+        .cloned()
+        .collect();
     let fetched_now: BTreeSet<String> = rerun.served_by().into_keys().collect();
     let both: BTreeSet<String> = fetched_now.union(&checkpointed).cloned().collect();
-    assert!(expected.is_subset(&both), "the closure is not covered by the two runs");
+    assert!(
+        expected.is_subset(&both),
+        "the closure is not covered by the two runs"
+    );
     assert_installed(&client, &second);
 }
 
@@ -673,13 +1097,21 @@ fn source_option_restricts_the_pull_to_that_source() {
 
     let run = client
         .update(
-            &["--static-source", &file_uri(&drive), "--static-source", &chosen.url()],
+            &[
+                "--static-source",
+                &file_uri(&drive),
+                "--static-source",
+                &chosen.url(),
+            ],
             &["--source", &chosen.static_id()],
         )
         .ok();
     assert_eq!(run.plan_sources(), vec![chosen.static_id()]);
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
-    assert_eq!(run.counts().keys().collect::<Vec<_>>(), vec![&chosen.static_id()]);
+    assert_eq!(
+        run.counts().keys().collect::<Vec<_>>(),
+        vec![&chosen.static_id()]
+    );
     // Discovery reads every summary; the pull asks nothing of excluded sources.
     assert!(
         upstream.object_requests().is_empty(),
@@ -705,12 +1137,22 @@ fn source_option_fails_naming_the_object_it_lacks() {
     let client = Client::new(&upstream.url(), Trust::None);
 
     let run = client
-        .update(&["--static-source", &patchy.url()], &["--source", &patchy.static_id()])
+        .update(
+            &["--static-source", &patchy.url()],
+            &["--source", &patchy.static_id()],
+        )
         .failed();
     let message = run.error_message();
     let hex = hole.split('.').next().unwrap();
-    assert!(message.contains(hex), "the error does not name the missing object {hole}: {message}");
-    assert!(upstream.object_requests().is_empty(), "{:?}", upstream.object_requests());
+    assert!(
+        message.contains(hex),
+        "the error does not name the missing object {hole}: {message}"
+    );
+    assert!(
+        upstream.object_requests().is_empty(),
+        "{:?}",
+        upstream.object_requests()
+    );
     assert_eq!(client.ref_commit(), None);
     assert_ostree_fsck(&client.repo);
 
@@ -747,8 +1189,16 @@ fn peer_killed_mid_pull_another_source_completes() {
     );
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
     let counts = run.counts();
-    assert!(counts.get(&peer.static_id()).is_some_and(|n| *n > 0 && *n <= 25), "{counts:?}");
-    assert!(counts.get("upstream:origin").is_some_and(|n| *n > 100), "{counts:?}");
+    assert!(
+        counts
+            .get(&peer.static_id())
+            .is_some_and(|n| *n > 0 && *n <= 25),
+        "{counts:?}"
+    );
+    assert!(
+        counts.get("upstream:origin").is_some_and(|n| *n > 100),
+        "{counts:?}"
+    );
     assert_installed(&client, &commit);
 }
 
@@ -761,7 +1211,11 @@ fn sigkill_of_ferryctl_mid_pull_then_rerun_completes() {
     client.update(&[], &[]).ok();
     fs::create_dir_all(up.tree.join("more")).unwrap();
     for i in 0..250 {
-        fs::write(up.tree.join("more").join(format!("m{i:03}")), pseudo_random(70_000 + i, 2000)).unwrap();
+        fs::write(
+            up.tree.join("more").join(format!("m{i:03}")),
+            pseudo_random(70_000 + i, 2000),
+        )
+        .unwrap();
     }
     let second = up.commit_again(20);
     let slow = Server::start(
@@ -782,7 +1236,11 @@ fn sigkill_of_ferryctl_mid_pull_then_rerun_completes() {
         fetched >= 40
     });
     live.kill();
-    assert_eq!(client.ref_commit().as_deref(), Some(first.as_str()), "the ref moved mid-pull");
+    assert_eq!(
+        client.ref_commit().as_deref(),
+        Some(first.as_str()),
+        "the ref moved mid-pull"
+    );
     assert_ostree_fsck(&client.repo);
 
     // The rerun goes to the (fast) upstream.
@@ -792,8 +1250,59 @@ fn sigkill_of_ferryctl_mid_pull_then_rerun_completes() {
 }
 
 #[test]
+fn sigint_cancels_mid_pull_cleanly_then_rerun_completes() {
+    let up = Upstream::new(200, 2000);
+    let commit = up.latest().to_owned();
+    let slow = Server::start(
+        &up.repo,
+        ServeOptions {
+            rate: Some(150_000),
+            ..Default::default()
+        },
+    );
+    let client = Client::new(&slow.url(), Trust::None);
+
+    let mut live = client.spawn_update(&[], &[]);
+    let mut fetched = 0;
+    live.wait_for(Duration::from_secs(30), |e| {
+        fetched += u32::from(e["event"] == "object-fetched");
+        fetched >= 20
+    });
+    let interrupted = Instant::now();
+    live.signal(libc::SIGINT);
+    let run = live.finish(Duration::from_secs(10)).failed();
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(3),
+        "Ctrl-C took {:?}",
+        interrupted.elapsed()
+    );
+    assert!(
+        run.error_message().contains("cancel"),
+        "{}",
+        run.error_message()
+    );
+    assert_eq!(
+        client.ref_commit(),
+        None,
+        "the ref moved after a cancelled pull"
+    );
+    assert_ostree_fsck(&client.repo);
+    drop(slow);
+
+    let fast = Server::start(&up.repo, ServeOptions::default());
+    let run = client
+        .update(
+            &["--static-source", &fast.url()],
+            &["--source", &fast.static_id()],
+        )
+        .ok();
+    assert_eq!(run.plan()["commit"], commit.as_str());
+    assert_installed(&client, &commit);
+}
+
+#[test]
 fn usb_drive_pulled_out_mid_pull_http_completes() {
-    let up = Upstream::new(1200, 400);
+    let up = Upstream::new(800, 400);
     let commit = up.latest().to_owned();
     let drive = UsbDrive::new("FERRYTEST", 64);
     let on_drive = drive.mount.join("repo");
@@ -811,7 +1320,11 @@ fn usb_drive_pulled_out_mid_pull_http_completes() {
     let discovery = ["--static-source", &file_uri(&on_drive)];
 
     let mut live = client.spawn_update(&discovery, &[]);
-    live.wait_for(Duration::from_secs(30), |e| e["event"] == "object-fetched" && e["source"] == usb_id.as_str());
+    let mut from_usb = 0;
+    live.wait_for(Duration::from_secs(30), |e| {
+        from_usb += u32::from(e["event"] == "object-fetched" && e["source"] == usb_id.as_str());
+        from_usb >= 150
+    });
     // Freeze the pull, pull the stick out, let it go on.
     live.signal(libc::SIGSTOP);
     drive.unmount_lazy();
@@ -820,10 +1333,17 @@ fn usb_drive_pulled_out_mid_pull_http_completes() {
 
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
     let counts = run.counts();
-    assert!(counts.get(&usb_id).is_some_and(|n| *n > 0), "{counts:?}");
-    assert!(counts.get("upstream:origin").is_some_and(|n| *n > 0), "the drive served everything: {counts:?}");
+    eprintln!("served: {counts:?}");
+    assert!(counts.get(&usb_id).is_some_and(|n| *n >= 150), "{counts:?}");
+    assert!(
+        counts.get("upstream:origin").is_some_and(|n| *n > 0),
+        "the drive served everything: {counts:?}"
+    );
     let dropped = run.dropped();
-    assert!(dropped.iter().any(|(id, _)| *id == usb_id), "the drive was not dropped: {dropped:?}");
+    assert!(
+        dropped.iter().any(|(id, _)| *id == usb_id),
+        "the drive was not dropped: {dropped:?}"
+    );
     assert_installed(&client, &commit);
 }
 
@@ -847,7 +1367,12 @@ fn assert_checkout_matches(client: &Client, tree: &Path) {
         let theirs = out.join(rel);
         if entry.is_file() {
             count += 1;
-            assert_eq!(fs::read(&entry).unwrap(), fs::read(&theirs).unwrap(), "{} differs", rel.display());
+            assert_eq!(
+                fs::read(&entry).unwrap(),
+                fs::read(&theirs).unwrap(),
+                "{} differs",
+                rel.display()
+            );
         } else {
             assert!(theirs.is_dir(), "{} missing", rel.display());
         }
@@ -857,7 +1382,10 @@ fn assert_checkout_matches(client: &Client, tree: &Path) {
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir).unwrap().flatten() {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             out.extend(walk(&path));
@@ -886,7 +1414,14 @@ fn interop_ostree_repo_served_by_plain_python_http_server() {
     let port = refused_port();
     let server = PlainHttp(
         Command::new(python())
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(&up.repo)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -895,7 +1430,11 @@ fn interop_ostree_repo_served_by_plain_python_http_server() {
             .unwrap(),
     );
     assert!(
-        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
         "python3 -m http.server did not start"
     );
     let client = Client::new(&format!("http://127.0.0.1:{port}"), Trust::None);
@@ -903,6 +1442,10 @@ fn interop_ostree_repo_served_by_plain_python_http_server() {
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
     assert_installed(&client, &commit);
     assert_checkout_matches(&client, &up.tree);
+    // Nothing new: nothing is fetched.
+    let again = client.update(&[], &[]).ok();
+    assert_eq!(again.plan()["up_to_date"], true, "{}", again.plan());
+    assert!(again.fetched().is_empty(), "{:?}", again.fetched());
     drop(server);
 }
 
@@ -911,8 +1454,18 @@ fn interop_ostree_create_usb_layout_on_a_drive() {
     let up = Upstream::new(80, 900);
     let commit = up.latest().to_owned();
     let drive = UsbDrive::new("FERRYUSB", 32);
-    run_ok(ostree(&up.repo).arg("create-usb").arg(&drive.mount).args([COLLECTION, REF]));
-    assert!(drive.mount.join(".ostree/repo/refs/mirrors").join(COLLECTION).join(REF).exists());
+    run_ok(
+        ostree(&up.repo)
+            .arg("create-usb")
+            .arg(&drive.mount)
+            .args([COLLECTION, REF]),
+    );
+    assert!(drive
+        .mount
+        .join(".ostree/repo/refs/mirrors")
+        .join(COLLECTION)
+        .join(REF)
+        .exists());
     let sideload = up.dir.path().join("sideload");
     fs::create_dir(&sideload).unwrap();
     symlink(&drive.mount, &sideload.join("stick"));
@@ -926,7 +1479,10 @@ fn interop_ostree_create_usb_layout_on_a_drive() {
     assert_eq!(plan_sources.len(), 1, "{plan_sources:?}");
     assert!(plan_sources[0].starts_with("usb:"), "{plan_sources:?}");
     run.assert_fetched_exactly(&closure(&up.repo, &commit));
-    assert_eq!(run.counts().keys().collect::<Vec<_>>(), vec![&plan_sources[0]]);
+    assert_eq!(
+        run.counts().keys().collect::<Vec<_>>(),
+        vec![&plan_sources[0]]
+    );
     assert_installed(&client, &commit);
     assert_checkout_matches(&client, &up.tree);
     eprintln!("create-usb pull took {:?}", started.elapsed());

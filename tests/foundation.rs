@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ferry::repo::filez::{read_archive_header, verify_filez, write_filez};
@@ -1423,7 +1423,7 @@ fn cli_gpg_import_and_signed_pulls() {
     fs::copy(&keyring, other.join("origin.trustedkeys.gpg")).unwrap();
     run_ok(ostree(&other).args(["summary", "-u"]));
     run_ok(ostree(&src).args(["summary", "-u"]));
-    let scratch_gpg = tempdir();
+    let scratch_gpg = GnupgHome::new();
     run_ok(
         ostree(&other)
             .env("GNUPGHOME", scratch_gpg.path())
@@ -1433,10 +1433,6 @@ fn cli_gpg_import_and_signed_pulls() {
         rev_parse(&other, &format!("origin:{REF}")).as_deref(),
         Some(commit.as_str())
     );
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", scratch_gpg.path())
-        .args(["--kill", "all"])
-        .status();
 }
 
 // ---------------------------------------------------------------------------
@@ -1579,4 +1575,65 @@ fn bad_input_missing_object_is_refused() {
     let root = load_commit(&f.src, &commit2).root_tree;
     fs::remove_file(object_path(&f.src, &root, ObjectType::DirTree)).unwrap();
     f.assert_pull_refused(&[root.to_hex()]);
+}
+
+/// Pulls running at the same time into one repository (the GUI and `ferryctl`, say)
+/// each complete: starting a transaction clears away only the staging of dead
+/// processes, never that of a live one.
+#[test]
+fn concurrent_pulls_into_one_repository_all_succeed() {
+    const ROUNDS: usize = 10;
+    const PULLS: usize = 6;
+    let tmp = tempdir();
+    let tree = tmp.path().join("tree");
+    let src = tmp.path().join("src");
+    make_dir(&tree, 0o755);
+    for i in 0..200 {
+        write_file(
+            &tree.join(format!("f{i:03}")),
+            format!("file {i}\n").as_bytes(),
+            0o644,
+        );
+    }
+    ostree_init(&src);
+    let commit = ostree_commit(&src, REF, &tree, &[]);
+    let pristine = tmp.path().join("pristine");
+    ferry_init_unverified(&pristine);
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        let ferry = tmp.path().join(format!("ferry-{round}"));
+        copy_tree(&pristine, &ferry);
+        let children: Vec<_> = (0..PULLS)
+            .map(|_| {
+                ferryctl(&ferry)
+                    .arg("pull")
+                    .arg(file_uri(&src))
+                    .arg(REF)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            if !out.status.success() {
+                failures.push(format!(
+                    "round {round}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        assert_ostree_fsck(&ferry);
+        assert_eq!(origin_ref(&ferry).as_deref(), Some(commit.as_str()));
+        fs::remove_dir_all(&ferry).unwrap();
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} concurrent pulls failed:\n{}",
+        failures.len(),
+        ROUNDS * PULLS,
+        failures.join("\n")
+    );
 }

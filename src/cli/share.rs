@@ -26,6 +26,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cli::output::{format_size, format_timestamp, print_json_line, Throttle};
+use crate::repo::summary::SummaryRef;
 use crate::share::advertise::{advert_for, AdvertSettings, Advertiser};
 use crate::share::server::{RepoServer, ServedSummary, ServerConfig};
 use crate::share::usb::{self, UsbEvent, UsbOptions};
@@ -89,10 +90,24 @@ fn install_stop_handlers() {
     }
 }
 
+/// The refs a summary offers, each once: a plain ref that repeats a
+/// collection-ref (listed for plain `ostree pull`) is not shown again.
+fn offered_refs(summary: &ServedSummary) -> Vec<(Option<&str>, &SummaryRef)> {
+    let all: Vec<(Option<&str>, &SummaryRef)> = summary.summary.all_refs().collect();
+    all.iter()
+        .filter(|(collection, r)| {
+            collection.is_some()
+                || !all.iter().any(|(c, other)| {
+                    c.is_some() && other.name == r.name && other.checksum == r.checksum
+                })
+        })
+        .copied()
+        .collect()
+}
+
 fn refs_json(summary: &ServedSummary) -> Vec<serde_json::Value> {
-    summary
-        .summary
-        .all_refs()
+    offered_refs(summary)
+        .into_iter()
         .map(|(collection, r)| {
             json!({
                 "collection_id": collection,
@@ -142,7 +157,7 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
         println!(
             "Serving {} ({} ref(s)) on port {port}:",
             repo.display(),
-            summary.summary.all_refs().count()
+            offered_refs(&summary).len()
         );
         for url in &urls {
             println!("  {url}");
@@ -158,8 +173,9 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
             eprintln!("WARNING: not advertising: FERRY_LAN_INTERFACES turns LAN sharing off.");
         } else {
             let settings = AdvertSettings::new(port, repo_index, args.address);
-            let started = Advertiser::start(&interfaces, settings, &advert_of(&summary, repo_index))
-                .map_err(|e| e.to_string())?;
+            let started =
+                Advertiser::start(&interfaces, settings, &advert_of(&summary, repo_index))
+                    .map_err(|e| e.to_string())?;
             if let Some(started) = started {
                 if json {
                     print_json_line(&json!({
@@ -170,7 +186,10 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
                         "summary_last_modified": summary.last_modified,
                     }));
                 } else {
-                    println!("Advertising “{}” to nearby computers", started.settings().instance);
+                    println!(
+                        "Advertising “{}” to nearby computers",
+                        started.settings().instance
+                    );
                 }
                 advertiser.replace(Some(started));
             }
@@ -193,7 +212,7 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
             } else {
                 println!(
                     "Now serving {} ref(s) (summary of {})",
-                    summary.summary.all_refs().count(),
+                    offered_refs(summary).len(),
                     format_timestamp(summary.last_modified)
                 );
             }
@@ -244,10 +263,15 @@ pub fn run_prepare_usb(repo: &Path, args: &PrepareUsbArgs, json: bool) -> Result
         destination_repo: args.destination_repo.clone(),
     };
     let terminal = std::io::stderr().is_terminal();
-    let throttle = Mutex::new(Throttle::new(Duration::from_millis(if terminal { 200 } else { 2000 })));
+    let throttle = Mutex::new(Throttle::new(Duration::from_millis(if terminal {
+        200
+    } else {
+        2000
+    })));
     let on_event = |event: &UsbEvent| {
         if json {
-            if matches!(event, UsbEvent::Progress { .. }) && !throttle.lock().expect("lock").ready() {
+            if matches!(event, UsbEvent::Progress { .. }) && !throttle.lock().expect("lock").ready()
+            {
                 return;
             }
             print_json_line(event);
@@ -262,7 +286,11 @@ pub fn run_prepare_usb(repo: &Path, args: &PrepareUsbArgs, json: bool) -> Result
                 format_size(plan.bytes_missing),
                 format_size(plan.bytes_available)
             ),
-            UsbEvent::RefStarted { index, total, target } => eprintln!(
+            UsbEvent::RefStarted {
+                index,
+                total,
+                target,
+            } => eprintln!(
                 "[{}/{total}] {}:{} ({}) {}",
                 index + 1,
                 target.remote,
@@ -344,15 +372,29 @@ mod tests {
 
     #[test]
     fn arguments_parse() {
-        let cli = TestCli::parse_from(["ferryctl", "serve", "--port", "0", "--advertise", "--bandwidth-limit", "5M"]);
-        let TestCommand::Serve(args) = cli.command else { panic!() };
+        let cli = TestCli::parse_from([
+            "ferryctl",
+            "serve",
+            "--port",
+            "0",
+            "--advertise",
+            "--bandwidth-limit",
+            "5M",
+        ]);
+        let TestCommand::Serve(args) = cli.command else {
+            panic!()
+        };
         assert_eq!(args.port, 0);
         assert!(args.advertise);
         assert_eq!(args.bandwidth_limit, Some(5_000_000));
         let cli = TestCli::parse_from(["ferryctl", "serve"]);
-        let TestCommand::Serve(args) = cli.command else { panic!() };
+        let TestCommand::Serve(args) = cli.command else {
+            panic!()
+        };
         assert_eq!(args.port, DEFAULT_PORT);
-        assert!(TestCli::try_parse_from(["ferryctl", "serve", "--bandwidth-limit", "fast"]).is_err());
+        assert!(
+            TestCli::try_parse_from(["ferryctl", "serve", "--bandwidth-limit", "fast"]).is_err()
+        );
 
         let cli = TestCli::parse_from([
             "ferryctl",
@@ -363,7 +405,9 @@ mod tests {
             "--destination-repo",
             "updates",
         ]);
-        let TestCommand::PrepareUsb(args) = cli.command else { panic!() };
+        let TestCommand::PrepareUsb(args) = cli.command else {
+            panic!()
+        };
         assert_eq!(args.mount, PathBuf::from("/media/stick"));
         assert_eq!(args.refs, vec!["origin:os/stable", "os/beta"]);
         assert_eq!(args.destination_repo, Some(PathBuf::from("updates")));

@@ -48,8 +48,8 @@ const INITIAL_HTTP_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("no source offers {ref_name}")]
-    NoSource { ref_name: String },
+    #[error("no source offers {ref_name} ({looked_at})")]
+    NoSource { ref_name: String, looked_at: String },
     #[error("no source offers a trusted commit for {ref_name}: {reasons}")]
     NoTrustedCommit { ref_name: String, reasons: String },
     #[error("no source has object {object} (needed for {ref_name}); tried {tried}")]
@@ -225,6 +225,8 @@ pub struct Engine {
     session: soup::Session,
     events: async_channel::Sender<EngineEvent>,
     cancellable: gio::Cancellable,
+    /// The sources of the current run as given, usable or not.
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 /// A commit that passed trust: checksum, parsed, raw bytes, detached metadata.
@@ -249,6 +251,7 @@ impl Engine {
             session,
             events,
             cancellable: gio::Cancellable::new(),
+            seen: Default::default(),
         }
     }
 
@@ -266,7 +269,23 @@ impl Engine {
         let _ = self.events.try_send(event);
     }
 
+    /// What every source discovery offered looked like, for error messages.
+    fn describe_sources(&self) -> String {
+        let seen = self.seen.borrow();
+        if seen.is_empty() {
+            return "no sources were found".into();
+        }
+        seen.join("; ")
+    }
+
     fn prepare_sources(&self, sources: &[Source]) -> Vec<EngineSource> {
+        *self.seen.borrow_mut() = sources
+            .iter()
+            .map(|s| match &s.error {
+                Some(error) => format!("{} is {}: {error}", s.name, s.state),
+                None => format!("{} is {}", s.name, s.state),
+            })
+            .collect();
         let file_limit = self
             .settings
             .file_in_flight
@@ -352,6 +371,7 @@ impl Engine {
         if offers.is_empty() {
             return Err(EngineError::NoSource {
                 ref_name: target.ref_name.clone(),
+                looked_at: self.describe_sources(),
             });
         }
         offers.sort_by_key(|o| std::cmp::Reverse(o.1));
@@ -376,9 +396,17 @@ impl Engine {
                 Err(mut reasons) => rejected.append(&mut reasons),
             }
         }
-        let Some((commit_checksum, commit, commit_bytes, detached)) =
-            verified.into_iter().max_by_key(|(_, c, _, _)| c.timestamp)
-        else {
+        let mut best = verified.into_iter().max_by_key(|(_, c, _, _)| c.timestamp);
+        // Only stale sources around (every offer older than what is installed, so
+        // refused as a downgrade): the installed commit stays, and that is no error.
+        if let (None, Some((installed, installed_at))) = (&best, current) {
+            if offers.iter().all(|(_, claimed, _)| claimed.is_some_and(|t| t <= installed_at)) {
+                let (commit, bytes) = self.repo.load_commit(&installed)?;
+                let detached = self.repo.load_detached_metadata(&installed)?;
+                best = Some((installed, commit, bytes, detached));
+            }
+        }
+        let Some((commit_checksum, commit, commit_bytes, detached)) = best else {
             let reasons = rejected
                 .iter()
                 .map(|r: &RejectedCommit| format!("{} from {}: {}", short(&r.commit), r.source, r.reason))

@@ -242,6 +242,8 @@ fn walk_tree(
 ) -> Result<FilePlan, FetchError> {
     let mut seen_files = HashSet::new();
     let mut seen_trees = HashSet::new();
+    // Directories share dirmetas: each is fetched (or counted as present) once.
+    let mut seen_metas = HashSet::from([commit.root_meta]);
     let mut plan = FilePlan {
         files: Vec::new(),
         bytes_total: 0,
@@ -270,7 +272,9 @@ fn walk_tree(
             plan.files.push((file.checksum, size));
         }
         for dir in &tree.dirs {
-            metadata_object(txn, source, &ObjectName::new(dir.meta, ObjectType::DirMeta), outcome)?;
+            if seen_metas.insert(dir.meta) {
+                metadata_object(txn, source, &ObjectName::new(dir.meta, ObjectType::DirMeta), outcome)?;
+            }
             pending.push(dir.tree);
         }
     }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
 use crate::repo::error::{RepoError, Result};
 use crate::repo::filez::open_filez;
+use crate::repo::objects::validate_tree_name;
 use crate::repo::store::Repo;
 
 /// Checks `commit` out into `target`, which must not exist yet.
@@ -28,10 +29,14 @@ pub fn checkout(repo: &Repo, commit: &Checksum, target: &Path) -> Result<()> {
 fn checkout_dir(repo: &Repo, tree: &Checksum, meta: &Checksum, dir: &Path) -> Result<()> {
     let tree = repo.load_dirtree(tree)?;
     let meta = repo.load_dirmeta(meta)?;
+    // Parsing validated the names already; checking again here keeps checkout safe
+    // even if a tree ever reaches it by another path.
     for file in &tree.files {
+        validate_tree_name(&file.name)?;
         checkout_file(repo, &file.checksum, &dir.join(&file.name))?;
     }
     for sub in &tree.dirs {
+        validate_tree_name(&sub.name)?;
         let path = dir.join(&sub.name);
         fs::create_dir(&path).map_err(|e| RepoError::io(&path, e))?;
         checkout_dir(repo, &sub.tree, &sub.meta, &path)?;

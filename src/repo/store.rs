@@ -164,18 +164,37 @@ impl Repo {
         let tmp = self.root.join("tmp");
         fs::create_dir_all(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
         remove_stale_staging(&tmp);
-        let dir = tmp.join(format!(
+        let name = format!(
             "{STAGING_PREFIX}{}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
-        ));
-        fs::create_dir(&dir).map_err(|e| RepoError::io(&dir, e))?;
-        let lock_path = dir.join(".lock");
-        let lock = File::create(&lock_path).map_err(|e| RepoError::io(&lock_path, e))?;
-        // Held for the transaction's life: a staging dir whose lock is free is stale.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(RepoError::io(&lock_path, io::Error::last_os_error()));
-        }
+        );
+        // Built under a hidden name that no cleanup touches, locked, then renamed: a
+        // concurrent transaction's cleanup never sees this directory unlocked.
+        let building = tmp.join(format!(".{name}"));
+        fs::create_dir(&building).map_err(|e| RepoError::io(&building, e))?;
+        let lock_path = building.join(".lock");
+        let locked = File::create(&lock_path)
+            .map_err(|e| RepoError::io(&lock_path, e))
+            .and_then(|lock| {
+                // Held for the transaction's life: a staging dir whose lock is free
+                // is stale.
+                if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                    return Err(RepoError::io(&lock_path, io::Error::last_os_error()));
+                }
+                Ok(lock)
+            });
+        let dir = tmp.join(&name);
+        let lock = match locked.and_then(|lock| {
+            fs::rename(&building, &dir).map_err(|e| RepoError::io(&dir, e))?;
+            Ok(lock)
+        }) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&building);
+                return Err(e);
+            }
+        };
         Ok(Transaction {
             repo: self.clone(),
             dir,
@@ -191,7 +210,19 @@ fn remove_stale_staging(tmp: &Path) {
     let Ok(entries) = fs::read_dir(tmp) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(STAGING_PREFIX) {
+        let name = name.to_string_lossy();
+        if let Some(building) = name.strip_prefix('.') {
+            // A transaction that died while setting up; a live one takes moments.
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+            if building.starts_with(STAGING_PREFIX) && old {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+            continue;
+        }
+        if !name.starts_with(STAGING_PREFIX) {
             continue;
         }
         let Ok(lock) = File::open(entry.path().join(".lock")) else {

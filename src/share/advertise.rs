@@ -65,7 +65,13 @@ pub fn host_label() -> String {
         .next()
         .unwrap_or_default()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     let name = name.trim_matches('-');
@@ -127,10 +133,15 @@ impl Advertiser {
     ) -> Result<Option<Self>, ShareError> {
         let restrict: Vec<(bool, Vec<IfKind>)> = match interfaces {
             LanInterfaces::Off => return Ok(None),
-            LanInterfaces::AllNonLoopback => vec![(false, vec![IfKind::LoopbackV4, IfKind::LoopbackV6])],
+            LanInterfaces::AllNonLoopback => {
+                vec![(false, vec![IfKind::LoopbackV4, IfKind::LoopbackV6])]
+            }
             LanInterfaces::Only(names) => vec![
                 (false, vec![IfKind::All]),
-                (true, names.iter().map(|n| IfKind::Name(n.clone())).collect()),
+                (
+                    true,
+                    names.iter().map(|n| IfKind::Name(n.clone())).collect(),
+                ),
             ],
         };
         let daemon = ServiceDaemon::new().map_err(|e| ShareError::Advertise(e.to_string()))?;
@@ -160,8 +171,14 @@ impl Advertiser {
         }))
     }
 
-    fn service_info(settings: &AdvertSettings, advert: &RepoAdvert) -> Result<ServiceInfo, ShareError> {
-        let addresses = settings.address.map(|ip| ip.to_string()).unwrap_or_default();
+    fn service_info(
+        settings: &AdvertSettings,
+        advert: &RepoAdvert,
+    ) -> Result<ServiceInfo, ShareError> {
+        let addresses = settings
+            .address
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         let info = ServiceInfo::new(
             SERVICE_TYPE,
             &settings.instance,
@@ -251,7 +268,10 @@ mod tests {
             .collect();
         // rb=(1, 1, 250 bytes): 255 bytes, the most one TXT string can hold.
         assert!(strings.iter().all(|s| s.len() <= 255));
-        assert_eq!(RepoAdvert::decode(&TxtAttributes::parse(strings)).unwrap(), advert);
+        assert_eq!(
+            RepoAdvert::decode(&TxtAttributes::parse(strings)).unwrap(),
+            advert
+        );
         let info = ServiceInfo::new(SERVICE_TYPE, "x", "h.local.", "", 1, properties);
         assert!(info.is_ok());
     }
@@ -262,7 +282,10 @@ mod tests {
         assert!(settings.instance.starts_with("Ferry on "));
         assert!(settings.host.ends_with("-ferry.local."));
         assert_eq!(label(&"é".repeat(40)).len(), 62);
-        assert_eq!(AdvertSettings::new(1, 3, Some("0.0.0.0".parse().unwrap())).address, None);
+        assert_eq!(
+            AdvertSettings::new(1, 3, Some("0.0.0.0".parse().unwrap())).address,
+            None
+        );
         assert!(AdvertSettings::new(1, 3, None).instance.ends_with(" #3"));
     }
 }

@@ -66,14 +66,20 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         "Ki" | "ki" => 1024.0,
         "Mi" | "mi" => 1024.0 * 1024.0,
         "Gi" | "gi" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("“{original}” is not a rate (examples: 5M, 500k, 2MiB/s)")),
+        _ => {
+            return Err(format!(
+                "“{original}” is not a rate (examples: 5M, 500k, 2MiB/s)"
+            ))
+        }
     };
     let value: f64 = number
         .parse()
         .map_err(|_| format!("“{original}” is not a rate (examples: 5M, 500k, 2MiB/s)"))?;
     let rate = (value * multiplier).round();
     if !rate.is_finite() || rate < 1.0 || rate > u64::MAX as f64 {
-        return Err(format!("“{original}” is not a usable rate (at least 1 byte/s)"));
+        return Err(format!(
+            "“{original}” is not a usable rate (at least 1 byte/s)"
+        ));
     }
     Ok(rate as u64)
 }

@@ -49,8 +49,7 @@ fn is_lower_hex(s: &str) -> bool {
 /// The modified base64 alphabet of static delta names (`/` written as `_`).
 fn is_mb64(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'_')
 }
 
@@ -108,7 +107,10 @@ pub fn parse_request_path(path: &str, repo_index: u16) -> Option<RepoPath> {
     }
     let rest = path.strip_prefix('/')?;
     let segments: Vec<&str> = rest.split('/').collect();
-    if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
         return None;
     }
     let (index, segments) = segments.split_first()?;
@@ -116,10 +118,12 @@ pub fn parse_request_path(path: &str, repo_index: u16) -> Option<RepoPath> {
         return None;
     }
     let relative = segments.join("/");
-    let file = |kind| Some(RepoPath::File {
-        relative: relative.clone(),
-        kind,
-    });
+    let file = |kind| {
+        Some(RepoPath::File {
+            relative: relative.clone(),
+            kind,
+        })
+    };
     match segments {
         ["summary"] => Some(RepoPath::Summary),
         ["summary.sig"] => Some(RepoPath::SummarySig),
@@ -165,22 +169,50 @@ mod tests {
                 kind: FileKind::Config
             }
         );
-        for ext in ["filez", "dirtree", "dirmeta", "commit", "commitmeta", "tombstone-commit"] {
+        for ext in [
+            "filez",
+            "dirtree",
+            "dirmeta",
+            "commit",
+            "commitmeta",
+            "tombstone-commit",
+        ] {
             let path = format!("/0/objects/ab/{HEX62}.{ext}");
-            assert!(matches!(ok(&path), RepoPath::File { kind: FileKind::Object, .. }));
+            assert!(matches!(
+                ok(&path),
+                RepoPath::File {
+                    kind: FileKind::Object,
+                    ..
+                }
+            ));
         }
         for path in [
             "/0/refs/heads/os/stable",
             "/0/refs/remotes/origin/os/stable",
             "/0/refs/mirrors/org.example.Os/os/stable",
         ] {
-            assert!(matches!(ok(path), RepoPath::File { kind: FileKind::Ref, .. }));
+            assert!(matches!(
+                ok(path),
+                RepoPath::File {
+                    kind: FileKind::Ref,
+                    ..
+                }
+            ));
         }
         let delta = format!("/0/deltas/Ab/{MB41}/superblock");
-        assert!(matches!(ok(&delta), RepoPath::File { kind: FileKind::Delta, .. }));
+        assert!(matches!(
+            ok(&delta),
+            RepoPath::File {
+                kind: FileKind::Delta,
+                ..
+            }
+        ));
         assert!(parse_request_path(&format!("/0/deltas/Ab/{MB41}-{MB43}/12"), 0).is_some());
         assert!(parse_request_path(&format!("/0/delta-indexes/Ab/{MB41}.index"), 0).is_some());
-        assert_eq!(parse_request_path("/513/summary", 513), Some(RepoPath::Summary));
+        assert_eq!(
+            parse_request_path("/513/summary", 513),
+            Some(RepoPath::Summary)
+        );
     }
 
     #[test]
@@ -238,7 +270,13 @@ mod tests {
             parse_request_path(&format!("/0/objects/ab/{}.filez", HEX62.to_uppercase()), 0),
             None
         );
-        assert_eq!(parse_request_path(&format!("/0/deltas/Ab/{MB41}/x1"), 0), None);
-        assert_eq!(parse_request_path(&format!("/0/{}", "a/".repeat(600)), 0), None);
+        assert_eq!(
+            parse_request_path(&format!("/0/deltas/Ab/{MB41}/x1"), 0),
+            None
+        );
+        assert_eq!(
+            parse_request_path(&format!("/0/{}", "a/".repeat(600)), 0),
+            None
+        );
     }
 }

@@ -37,6 +37,9 @@ use super::closure;
 /// A collection-ref the server offers, with its commit.
 pub type OfferedKey = (Option<String>, String, Checksum);
 
+/// A summary, its bytes, and its signature (only for the repository's own).
+pub type SummaryParts = (Summary, Vec<u8>, Option<Vec<u8>>);
+
 /// The refs the repository can serve, before a last-modified time is chosen.
 #[derive(Clone, Debug)]
 pub enum ServableRefs {
@@ -81,14 +84,15 @@ impl ServableRefs {
 
     /// The summary to serve, stamped `last_modified` when it is generated, and its
     /// signature when it is the repository's own.
-    pub fn into_summary(self, last_modified: u64) -> Result<(Summary, Vec<u8>, Option<Vec<u8>>), RepoError> {
+    pub fn into_summary(self, last_modified: u64) -> Result<SummaryParts, RepoError> {
         match self {
             ServableRefs::Generated {
                 collection_id,
                 main,
                 map,
             } => {
-                let mut summary = Summary::for_archive_repo(collection_id.as_deref(), last_modified);
+                let mut summary =
+                    Summary::for_archive_repo(collection_id.as_deref(), last_modified);
                 summary.refs = main;
                 summary.collection_map = map;
                 let bytes = summary.to_bytes()?;
@@ -128,7 +132,8 @@ impl CompletenessCache {
 
 fn summary_ref(repo: &Repo, name: &str, checksum: Checksum) -> Result<SummaryRef, RepoError> {
     let (commit, bytes) = repo.load_commit(&checksum)?;
-    let mut entry = SummaryRef::new(name, checksum, bytes.len() as u64).with_timestamp(commit.timestamp);
+    let mut entry =
+        SummaryRef::new(name, checksum, bytes.len() as u64).with_timestamp(commit.timestamp);
     if let Some(version) = commit.version() {
         entry = entry.with_version(version);
     }
@@ -249,7 +254,13 @@ impl RepoFingerprint {
 
 fn push_entry(entries: &mut Vec<(String, u64, u64, i64, i64)>, name: String, path: &Path) {
     if let Ok(meta) = fs::symlink_metadata(path) {
-        entries.push((name, meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()));
+        entries.push((
+            name,
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        ));
     }
 }
 

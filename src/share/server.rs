@@ -120,7 +120,10 @@ impl ServedSummary {
     fn new(refs: ServableRefs, last_modified: u64) -> Result<Self, ShareError> {
         let keys = refs.keys();
         let (summary, bytes, signature) = refs.into_summary(last_modified)?;
-        let etag = format!("\"s-{}\"", &crate::repo::Checksum::digest(&bytes).to_hex()[..24]);
+        let etag = format!(
+            "\"s-{}\"",
+            &crate::repo::Checksum::digest(&bytes).to_hex()[..24]
+        );
         Ok(Self {
             last_modified: summary.last_modified.unwrap_or(0),
             summary,
@@ -135,7 +138,9 @@ impl ServedSummary {
     fn same_as(&self, refs: &ServableRefs) -> bool {
         match refs {
             ServableRefs::Generated { .. } => self.signature.is_none() && self.keys == refs.keys(),
-            ServableRefs::OnDisk { bytes, signature, .. } => {
+            ServableRefs::OnDisk {
+                bytes, signature, ..
+            } => {
                 self.bytes.as_ref() == bytes.as_slice()
                     && self.signature.as_ref().map(|s| s.as_ref()) == Some(signature.as_slice())
             }
@@ -245,20 +250,7 @@ impl RepoServer {
             .raw_paths(true)
             .server_header("Ferry")
             .build();
-        let listen_result = match config.address {
-            Some(ip) => {
-                let address = gio::InetSocketAddress::new(&gio::InetAddress::from(ip), config.port);
-                server.listen(&address, soup::ServerListenOptions::empty())
-            }
-            None => server.listen_all(u32::from(config.port), soup::ServerListenOptions::empty()),
-        };
-        listen_result.map_err(|e| ShareError::Listen {
-            address: match config.address {
-                Some(ip) => SocketAddr::new(ip, config.port).to_string(),
-                None => format!("port {}", config.port),
-            },
-            message: e.message().to_owned(),
-        })?;
+        listen(&server, config.address, config.port)?;
 
         let inner = Rc::new(Inner {
             server,
@@ -296,13 +288,14 @@ impl RepoServer {
             }
         });
         let weak = Rc::downgrade(&inner);
-        let timer = glib::timeout_add_local(Duration::from_millis(500), move || match weak.upgrade() {
-            Some(inner) => {
-                inner.tick();
-                glib::ControlFlow::Continue
-            }
-            None => glib::ControlFlow::Break,
-        });
+        let timer =
+            glib::timeout_add_local(Duration::from_millis(500), move || match weak.upgrade() {
+                Some(inner) => {
+                    inner.tick();
+                    glib::ControlFlow::Continue
+                }
+                None => glib::ControlFlow::Break,
+            });
         inner.timer.replace(Some(timer));
         Ok(Self { inner })
     }
@@ -339,7 +332,11 @@ impl RepoServer {
                 vec![address.ip()]
             };
             for ip in ips {
-                let url = format!("http://{}/{}/", SocketAddr::new(ip, address.port()), self.inner.repo_index);
+                let url = format!(
+                    "http://{}/{}/",
+                    SocketAddr::new(ip, address.port()),
+                    self.inner.repo_index
+                );
                 if !urls.contains(&url) {
                     urls.push(url);
                 }
@@ -455,7 +452,9 @@ impl Inner {
                 .filter(|(_, p)| p.started.elapsed() >= timeout || p.msg.upgrade().is_none())
                 .map(|(id, _)| *id)
                 .collect();
-            ids.iter().filter_map(|id| conns.pending.remove(id)).collect()
+            ids.iter()
+                .filter_map(|id| conns.pending.remove(id))
+                .collect()
         };
         for pending in expired {
             if close_connection(&pending.msg) {
@@ -470,7 +469,9 @@ impl Inner {
 
     fn track_request(self: &Rc<Self>, msg: &soup::ServerMessage) -> Rc<RequestState> {
         self.connections.borrow_mut().active += 1;
-        let request = Rc::new(RequestState { done: Cell::new(false) });
+        let request = Rc::new(RequestState {
+            done: Cell::new(false),
+        });
         let end = {
             let weak = Rc::downgrade(self);
             let request = request.clone();
@@ -539,12 +540,21 @@ impl Inner {
         if let Ok(Some(id)) = config.collection_id() {
             text.push_str(&format!("collection-id={id}\n"));
         }
-        let etag = format!("\"c-{}\"", &crate::repo::Checksum::digest(text.as_bytes()).to_hex()[..24]);
+        let etag = format!(
+            "\"c-{}\"",
+            &crate::repo::Checksum::digest(text.as_bytes()).to_hex()[..24]
+        );
         let last_modified = std::fs::metadata(self.root.join("config"))
             .ok()
             .and_then(|m| u64::try_from(m.mtime()).ok())
             .unwrap_or_else(now_secs);
-        self.respond(msg, glib::Bytes::from_owned(text.into_bytes()), &etag, last_modified, head);
+        self.respond(
+            msg,
+            glib::Bytes::from_owned(text.into_bytes()),
+            &etag,
+            last_modified,
+            head,
+        );
     }
 
     fn not_found(&self, msg: &soup::ServerMessage) {
@@ -552,7 +562,13 @@ impl Inner {
         set_status(msg, 404);
     }
 
-    fn serve_summary(self: &Rc<Self>, msg: &soup::ServerMessage, request: Rc<RequestState>, signature: bool, head: bool) {
+    fn serve_summary(
+        self: &Rc<Self>,
+        msg: &soup::ServerMessage,
+        request: Rc<RequestState>,
+        signature: bool,
+        head: bool,
+    ) {
         let fingerprint = RepoFingerprint::of(&self.root);
         let current = {
             let mut state = self.summary.borrow_mut();
@@ -575,7 +591,13 @@ impl Inner {
         }
     }
 
-    fn respond_summary(&self, msg: &soup::ServerMessage, current: &ServedSummary, signature: bool, head: bool) {
+    fn respond_summary(
+        &self,
+        msg: &soup::ServerMessage,
+        current: &ServedSummary,
+        signature: bool,
+        head: bool,
+    ) {
         let data = if signature {
             match &current.signature {
                 Some(sig) => sig.clone(),
@@ -601,7 +623,8 @@ impl Inner {
     fn refresh(self: &Rc<Self>, fingerprint: RepoFingerprint) {
         {
             let mut state = self.summary.borrow_mut();
-            if state.regenerating || (state.fingerprint == fingerprint && state.waiting.is_empty()) {
+            if state.regenerating || (state.fingerprint == fingerprint && state.waiting.is_empty())
+            {
                 return;
             }
             state.regenerating = true;
@@ -621,7 +644,11 @@ impl Inner {
         });
     }
 
-    fn finish_refresh(self: &Rc<Self>, fingerprint: RepoFingerprint, result: Result<ServableRefs, String>) {
+    fn finish_refresh(
+        self: &Rc<Self>,
+        fingerprint: RepoFingerprint,
+        result: Result<ServableRefs, String>,
+    ) {
         let mut changed = None;
         let (waiting, current) = {
             let mut state = self.summary.borrow_mut();
@@ -660,7 +687,10 @@ impl Inner {
     fn serve_file(&self, msg: &soup::ServerMessage, relative: &str, kind: FileKind, head: bool) {
         let file = match open_beneath(&self.root_fd, relative, kind.follows_symlinks()) {
             Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EMFILE)
+                    || e.raw_os_error() == Some(libc::ENFILE) =>
+            {
                 self.bump(|s| s.busy += 1);
                 set_status(msg, 503);
                 return;
@@ -673,7 +703,13 @@ impl Inner {
         if !meta.file_type().is_file() {
             return self.not_found(msg);
         }
-        let etag = format!("\"{:x}-{:x}-{:x}.{:x}\"", meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
+        let etag = format!(
+            "\"{:x}-{:x}-{:x}.{:x}\"",
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        );
         let last_modified = u64::try_from(meta.mtime()).unwrap_or(0);
         if head || self.is_not_modified(msg, &etag, last_modified) {
             // No body: the length is what a GET would send.
@@ -696,7 +732,12 @@ impl Inner {
             .one("If-Modified-Since")
             .and_then(|date| soup::date_time_new_from_http_string(&date))
             .and_then(|date| u64::try_from(date.to_unix()).ok());
-        not_modified(if_none_match.as_deref(), if_modified_since, etag, last_modified)
+        not_modified(
+            if_none_match.as_deref(),
+            if_modified_since,
+            etag,
+            last_modified,
+        )
     }
 
     fn set_validators(msg: &soup::ServerMessage, etag: &str, last_modified: u64) {
@@ -712,7 +753,14 @@ impl Inner {
     }
 
     /// Headers only: a HEAD, or a 304 when the client's copy is current.
-    fn respond_headers(&self, msg: &soup::ServerMessage, len: u64, etag: &str, last_modified: u64, head: bool) {
+    fn respond_headers(
+        &self,
+        msg: &soup::ServerMessage,
+        len: u64,
+        etag: &str,
+        last_modified: u64,
+        head: bool,
+    ) {
         Self::set_validators(msg, etag, last_modified);
         if head && !self.is_not_modified(msg, etag, last_modified) {
             set_status(msg, 200);
@@ -726,7 +774,14 @@ impl Inner {
         }
     }
 
-    fn respond(&self, msg: &soup::ServerMessage, data: glib::Bytes, etag: &str, last_modified: u64, head: bool) {
+    fn respond(
+        &self,
+        msg: &soup::ServerMessage,
+        data: glib::Bytes,
+        etag: &str,
+        last_modified: u64,
+        head: bool,
+    ) {
         if head || self.is_not_modified(msg, etag, last_modified) {
             return self.respond_headers(msg, data.len() as u64, etag, last_modified, head);
         }
@@ -739,6 +794,69 @@ impl Inner {
         }
         send_body(msg, data, self.throttle.as_deref());
     }
+}
+
+/// Pending connections the kernel queues for accepting. GLib's default (10) makes
+/// a burst of connections wait for SYN retransmits (a second each).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listening TCP socket on `ip:port`, with a deep backlog.
+fn listening_socket(ip: IpAddr, port: u16) -> Result<gio::Socket, glib::Error> {
+    let family = match ip {
+        IpAddr::V4(_) => gio::SocketFamily::Ipv4,
+        IpAddr::V6(_) => gio::SocketFamily::Ipv6,
+    };
+    let socket = gio::Socket::new(family, gio::SocketType::Stream, gio::SocketProtocol::Tcp)?;
+    if ip.is_ipv6() {
+        // IPv4 has its own socket.
+        socket.set_option(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    socket.set_listen_backlog(LISTEN_BACKLOG);
+    socket.bind(
+        &gio::InetSocketAddress::new(&gio::InetAddress::from(ip), port),
+        true,
+    )?;
+    socket.listen()?;
+    Ok(socket)
+}
+
+/// Listens on `address`, or on every IPv4 and IPv6 address (IPv6 only if the
+/// system has it) with the same port.
+fn listen(server: &soup::Server, address: Option<IpAddr>, port: u16) -> Result<(), ShareError> {
+    let failed = |ip: IpAddr, port: u16, e: glib::Error| ShareError::Listen {
+        address: SocketAddr::new(ip, port).to_string(),
+        message: e.message().to_owned(),
+    };
+    let ips = match address {
+        Some(ip) => vec![ip],
+        None => vec![
+            IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
+        ],
+    };
+    let mut port = port;
+    for (i, ip) in ips.into_iter().enumerate() {
+        let socket = match listening_socket(ip, port) {
+            Ok(socket) => socket,
+            // A system without IPv6 still serves IPv4.
+            Err(e) if i > 0 && address.is_none() => {
+                eprintln!("ferry: not listening on IPv6: {}", e.message());
+                continue;
+            }
+            Err(e) => return Err(failed(ip, port, e)),
+        };
+        if port == 0 {
+            port = socket
+                .local_address()
+                .ok()
+                .and_then(|a| a.downcast::<gio::InetSocketAddress>().ok())
+                .map_or(0, |a| a.port());
+        }
+        server
+            .listen_socket(&socket, soup::ServerListenOptions::empty())
+            .map_err(|e| failed(ip, port, e))?;
+    }
+    Ok(())
 }
 
 /// Shuts a connection's socket down; soup then closes it. Whether there was one.
@@ -842,7 +960,9 @@ fn open_without_symlinks(dir: &OwnedFd, relative: &str, flags: libc::c_int) -> i
         }
         let name = CString::new(*component).map_err(io::Error::other)?;
         let last = i + 1 == components.len();
-        let at = current.as_ref().map_or(dir.as_raw_fd(), |fd| fd.as_raw_fd());
+        let at = current
+            .as_ref()
+            .map_or(dir.as_raw_fd(), |fd| fd.as_raw_fd());
         let open_flags = if last {
             flags | libc::O_NOFOLLOW
         } else {
@@ -872,7 +992,8 @@ fn map_file(file: &File, len: u64) -> io::Result<glib::Bytes> {
     // taken, and the mapping stays alive as long as the bytes do.
     unsafe {
         let mut error = std::ptr::null_mut();
-        let mapped = glib::ffi::g_mapped_file_new_from_fd(file.as_raw_fd(), glib::ffi::GFALSE, &mut error);
+        let mapped =
+            glib::ffi::g_mapped_file_new_from_fd(file.as_raw_fd(), glib::ffi::GFALSE, &mut error);
         if mapped.is_null() {
             let error: glib::Error = from_glib_full(error);
             return Err(io::Error::other(error.message().to_owned()));
@@ -889,7 +1010,8 @@ fn raise_fd_limit() {
     // SAFETY: plain getrlimit/setrlimit on a local struct.
     unsafe {
         let mut limit = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max.min(65536).max(limit.rlim_cur);
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
@@ -913,7 +1035,9 @@ pub fn local_addresses(ipv4: bool) -> Vec<IpAddr> {
                 match i32::from((*addr).sa_family) {
                     libc::AF_INET if ipv4 => {
                         let sin = &*(addr as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
                     }
                     libc::AF_INET6 if !ipv4 => {
                         let sin6 = &*(addr as *const libc::sockaddr_in6);
@@ -960,11 +1084,19 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("refs/heads")).unwrap();
         std::fs::write(dir.path().join("objects/ab/real"), b"data").unwrap();
         std::fs::write(dir.path().join("refs/heads/main"), b"x").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("objects/ab/abs")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            dir.path().join("objects/ab/abs"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("real", dir.path().join("objects/ab/rel")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("objects/cd")).unwrap();
         std::os::unix::fs::symlink("main", dir.path().join("refs/heads/alias")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("refs/heads/evil")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            dir.path().join("refs/heads/evil"),
+        )
+        .unwrap();
         let fd = open_directory(dir.path()).unwrap();
         assert!(open_beneath(&fd, "objects/ab/real", false).is_ok());
         assert!(open_beneath(&fd, "objects/ab/abs", false).is_err());

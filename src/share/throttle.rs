@@ -70,7 +70,9 @@ impl Throttle {
     /// Sends `data` as `msg`'s response body (the status and Content-Length are
     /// already set).
     pub fn send(&self, msg: &soup::ServerMessage, data: glib::Bytes) {
-        let Some(body) = msg.response_body() else { return };
+        let Some(body) = msg.response_body() else {
+            return;
+        };
         body.set_accumulate(false);
         if data.is_empty() {
             body.complete();
@@ -129,8 +131,12 @@ impl Throttle {
 
     /// Appends up to one chunk of `out` to its message; returns the bytes appended.
     fn append_chunk(&self, out: &Outgoing, bucket: &mut Bucket) -> usize {
-        let Some(msg) = out.msg.upgrade() else { return 0 };
-        let Some(body) = msg.response_body() else { return 0 };
+        let Some(msg) = out.msg.upgrade() else {
+            return 0;
+        };
+        let Some(body) = msg.response_body() else {
+            return 0;
+        };
         let start = out.offset.get();
         let end = (start + self.chunk).min(out.data.len());
         body.append_bytes(&glib::Bytes::from_bytes(&out.data, start..end));
@@ -160,7 +166,9 @@ impl Throttle {
         let mut bucket = self.bucket.borrow_mut();
         Self::refill(&mut bucket, self.rate, self.burst);
         while bucket.tokens > 0.0 {
-            let Some(out) = bucket.queue.pop_front() else { break };
+            let Some(out) = bucket.queue.pop_front() else {
+                break;
+            };
             if out.done.get() {
                 continue;
             }

@@ -161,8 +161,14 @@ pub struct UsbPlan {
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum UsbEvent {
-    Planned { plan: UsbPlan },
-    RefStarted { index: usize, total: usize, target: UsbRef },
+    Planned {
+        plan: UsbPlan,
+    },
+    RefStarted {
+        index: usize,
+        total: usize,
+        target: UsbRef,
+    },
     Progress {
         #[serde(rename = "ref")]
         ref_name: String,
@@ -171,7 +177,11 @@ pub enum UsbEvent {
         bytes_done: u64,
         bytes_total: u64,
     },
-    RefCopied { target: UsbRef, objects_copied: u64, bytes_copied: u64 },
+    RefCopied {
+        target: UsbRef,
+        objects_copied: u64,
+        bytes_copied: u64,
+    },
 }
 
 /// The result of a copy.
@@ -186,7 +196,11 @@ pub struct UsbReport {
 }
 
 /// Resolves the refs to copy against the local repository.
-pub fn resolve_refs(repo: &Repo, config: &RepoConfig, specs: &[String]) -> Result<Vec<UsbRef>, UsbError> {
+pub fn resolve_refs(
+    repo: &Repo,
+    config: &RepoConfig,
+    specs: &[String],
+) -> Result<Vec<UsbRef>, UsbError> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     if specs.is_empty() {
         let tracked = config.tracked()?;
@@ -240,8 +254,12 @@ pub fn resolve_refs(repo: &Repo, config: &RepoConfig, specs: &[String]) -> Resul
             remote: remote_name.clone(),
             ref_name: ref_name.clone(),
         };
-        let commit = refs::read_ref(repo.root(), &RefKind::Remote(remote_name.clone()), &ref_name)?
-            .ok_or_else(not_downloaded)?;
+        let commit = refs::read_ref(
+            repo.root(),
+            &RefKind::Remote(remote_name.clone()),
+            &ref_name,
+        )?
+        .ok_or_else(not_downloaded)?;
         if !closure::is_complete(repo, &commit) {
             return Err(not_downloaded());
         }
@@ -280,6 +298,11 @@ fn destination_relative(destination: Option<&Path>) -> Result<PathBuf, UsbError>
     Ok(clean)
 }
 
+/// statvfs counts are `unsigned long`: 32 bits on some systems.
+fn wide<T: Into<u64>>(value: T) -> u64 {
+    value.into()
+}
+
 fn statvfs(path: &Path) -> Result<libc::statvfs, UsbError> {
     let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|e| UsbError::Io {
         path: path.to_owned(),
@@ -302,12 +325,18 @@ pub fn check_writable(mount: &Path) -> Result<(), UsbError> {
         return Err(UsbError::ReadOnly(mount.to_owned()));
     }
     let probe = mount.join(format!(".ferry-write-test-{}", std::process::id()));
-    match fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
         Ok(_) => {
             let _ = fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Err(UsbError::ReadOnly(mount.to_owned())),
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+            Err(UsbError::ReadOnly(mount.to_owned()))
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let _ = fs::remove_file(&probe);
             Ok(())
@@ -342,6 +371,19 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
     check_writable(mount)?;
     let relative = destination_relative(options.destination_repo.as_deref())?;
     let destination = mount.join(&relative);
+    // Whatever exists of the path (symlinks followed) must stay on the drive, or
+    // creating the repository would write elsewhere.
+    let mount_dev = fs::metadata(mount).map_err(io_error(mount))?.dev();
+    let mut prefix = mount.clone();
+    for component in relative.components() {
+        prefix.push(component);
+        match fs::metadata(&prefix) {
+            Ok(meta) if meta.dev() != mount_dev => return Err(UsbError::OutsideDrive(prefix)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(io_error(&prefix)(e)),
+        }
+    }
     if same_file(&destination, repo.root()) {
         return Err(UsbError::SameRepository(destination));
     }
@@ -354,7 +396,7 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
     };
 
     let info = statvfs(mount)?;
-    let block = (info.f_frsize as u64).max(512);
+    let block = wide(info.f_frsize).max(512);
     let mut seen: HashSet<ObjectName> = HashSet::new();
     let (mut objects, mut bytes, mut needed) = (0u64, 0u64, 0u64);
     for target in &targets {
@@ -374,7 +416,7 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
     }
     // Directories for objects/XX (256 at most) take a block each.
     needed += 256 * block;
-    let available = info.f_bavail as u64 * info.f_frsize as u64;
+    let available = wide(info.f_bavail).saturating_mul(wide(info.f_frsize));
     if objects > 0 && needed > available {
         return Err(UsbError::NoSpace {
             path: mount.clone(),
@@ -385,11 +427,11 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
     // File systems without inode limits (FAT) report no inodes at all.
     if info.f_files > 0 && objects > 0 {
         let inodes_needed = objects + OVERHEAD_INODES;
-        if inodes_needed > info.f_favail as u64 {
+        if inodes_needed > wide(info.f_favail) {
             return Err(UsbError::NoInodes {
                 path: mount.clone(),
                 needed: inodes_needed,
-                available: info.f_favail as u64,
+                available: wide(info.f_favail),
             });
         }
     }
@@ -427,7 +469,9 @@ impl Drop for UmaskGuard {
 /// so another computer's user can read the drive. Best effort: file systems without
 /// Unix permissions refuse and do not need it.
 fn make_readable(path: &Path) {
-    let Ok(meta) = fs::symlink_metadata(path) else { return };
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
     if meta.file_type().is_symlink() {
         return;
     }
@@ -486,7 +530,11 @@ fn ensure_repository(destination: &Path) -> Result<Repo, UsbError> {
 
 /// `.ostree/repos.d/NN-generated` → `../../DIR`, unless an entry there already
 /// leads to the repository (as `ostree create-usb` does).
-fn link_repository(mount: &Path, relative: &Path, destination: &Path) -> Result<Option<PathBuf>, UsbError> {
+fn link_repository(
+    mount: &Path,
+    relative: &Path,
+    destination: &Path,
+) -> Result<Option<PathBuf>, UsbError> {
     let repos_d = mount.join(REPOS_D);
     fs::create_dir_all(&repos_d).map_err(io_error(&repos_d))?;
     if let Ok(entries) = fs::read_dir(&repos_d) {
@@ -525,7 +573,10 @@ fn syncfs(path: &Path) -> Result<(), UsbError> {
 
 /// Copies the refs onto the drive. Checks (writable, space) come first: when they
 /// fail nothing has been written.
-pub fn prepare_usb(options: &UsbOptions, on_event: &(dyn Fn(&UsbEvent) + Sync)) -> Result<UsbReport, UsbError> {
+pub fn prepare_usb(
+    options: &UsbOptions,
+    on_event: &(dyn Fn(&UsbEvent) + Sync),
+) -> Result<UsbReport, UsbError> {
     let repo = Repo::open(&options.repo)?;
     let config = RepoConfig::load(&options.repo)?;
     let targets = resolve_refs(&repo, &config, &options.refs)?;
@@ -536,8 +587,14 @@ pub fn prepare_usb(options: &UsbOptions, on_event: &(dyn Fn(&UsbEvent) + Sync)) 
     let relative = destination_relative(options.destination_repo.as_deref())?;
     let destination = plan.destination.clone();
     let dest_repo = ensure_repository(&destination)?;
-    let mount_dev = fs::metadata(&options.mount).map_err(io_error(&options.mount))?.dev();
-    if fs::metadata(&destination).map_err(io_error(&destination))?.dev() != mount_dev {
+    let mount_dev = fs::metadata(&options.mount)
+        .map_err(io_error(&options.mount))?
+        .dev();
+    if fs::metadata(&destination)
+        .map_err(io_error(&destination))?
+        .dev()
+        != mount_dev
+    {
         return Err(UsbError::OutsideDrive(destination));
     }
 
@@ -588,11 +645,12 @@ pub fn prepare_usb(options: &UsbOptions, on_event: &(dyn Fn(&UsbEvent) + Sync)) 
     }
 
     summary_gen::update_summary(&dest_repo)?;
-    let symlink = if relative == Path::new(DEFAULT_DESTINATION) || relative == Path::new("ostree/repo") {
-        None
-    } else {
-        link_repository(&options.mount, &relative, &destination)?
-    };
+    let symlink =
+        if relative == Path::new(DEFAULT_DESTINATION) || relative == Path::new("ostree/repo") {
+            None
+        } else {
+            link_repository(&options.mount, &relative, &destination)?
+        };
     make_repo_readable(&destination);
     if let Some(parent) = destination.parent() {
         // The directories leading to the repository (.ostree, or DIR's parents).
@@ -631,7 +689,10 @@ mod tests {
 
     #[test]
     fn destinations() {
-        assert_eq!(destination_relative(None).unwrap(), PathBuf::from(".ostree/repo"));
+        assert_eq!(
+            destination_relative(None).unwrap(),
+            PathBuf::from(".ostree/repo")
+        );
         assert_eq!(
             destination_relative(Some(Path::new("./updates/repo"))).unwrap(),
             PathBuf::from("updates/repo")

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use gettextrs::gettext;
 use gtk4 as gtk;
@@ -68,6 +69,12 @@ fn builtin_schema() -> Result<gio::SettingsSchema, String> {
     result
 }
 
+static QUIT_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_quit_signal(_: libc::c_int) {
+    QUIT_REQUESTED.store(true, Ordering::SeqCst);
+}
+
 mod imp {
     use super::*;
 
@@ -128,6 +135,7 @@ mod imp {
             let app = self.obj();
             self.settings.replace(Some(load_settings()));
             app.setup_actions();
+            app.quit_on_signals();
         }
 
         fn activate(&self) {
@@ -225,6 +233,31 @@ impl FerryApplication {
                 arg_description,
             );
         }
+    }
+
+    /// SIGINT and SIGTERM quit as Ctrl+Q does: downloads stop cleanly and the demo
+    /// world is removed. (glib-rs keeps `g_unix_signal_add` in a crate of its own;
+    /// a flag checked a few times a second is enough here.)
+    fn quit_on_signals(&self) {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_quit_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+            libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        }
+        let app = self.downgrade();
+        glib::timeout_add_local(std::time::Duration::from_millis(200), move || {
+            let Some(app) = app.upgrade() else {
+                return glib::ControlFlow::Break;
+            };
+            if QUIT_REQUESTED.swap(false, Ordering::SeqCst) {
+                app.activate_action("quit", None);
+            }
+            glib::ControlFlow::Continue
+        });
     }
 
     fn setup_actions(&self) {

@@ -121,7 +121,7 @@ impl FerrySource {
     /// for real changes.
     pub fn set_if_changed<V>(&self, name: &str, value: V)
     where
-        V: ToValue + PartialEq + for<'a> glib::value::FromValue<'a>,
+        V: ToValue + Into<glib::Value> + PartialEq + for<'a> glib::value::FromValue<'a> + 'static,
     {
         if self.property::<V>(name) != value {
             self.set_property(name, value);

@@ -1,6 +1,8 @@
 //! `FerrySourceRow`: one row of the sources list, bound to a [`FerrySource`]: icon,
 //! name, what it has and how fresh, the radio button that makes it the only source,
-//! and while downloading its share of the download, bytes and rate.
+//! and while downloading its share of the download, bytes and rate. Screen readers
+//! (and the at-spi tests) know the row by its title, the source's name: AdwActionRow
+//! labels itself with it.
 
 use std::cell::RefCell;
 
@@ -76,14 +78,6 @@ mod imp {
             item.bind_property("progress-text", &*self.progress_label, "label")
                 .sync_create()
                 .build();
-            // Screen readers (and at-spi tests) find the row by the source's name.
-            let update_name = glib::clone!(
-                #[weak]
-                row,
-                move |item: &FerrySource| row.set_accessible_label(&item.name())
-            );
-            update_name(&item);
-            item.connect_name_notify(update_name);
             self.item.replace(Some(item));
         }
     }
@@ -108,17 +102,5 @@ impl FerrySourceRow {
         let row: Self = glib::Object::builder().property("item", item).build();
         row.imp().choice.set_group(Some(group));
         row
-    }
-
-    fn set_accessible_label(&self, label: &str) {
-        set_accessible_label(self.upcast_ref(), label);
-    }
-}
-
-/// Sets a widget's accessible name. gtk4-rs only exposes `gtk::Accessible` on
-/// widgets with its `v4_10` feature; the interface is there at run time.
-pub fn set_accessible_label(widget: &gtk::Widget, label: &str) {
-    if let Some(accessible) = widget.dynamic_cast_ref::<gtk::Accessible>() {
-        accessible.update_property(&[gtk::accessible::Property::Label(label)]);
     }
 }

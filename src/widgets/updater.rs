@@ -989,6 +989,9 @@ impl FerryUpdater {
             item.set_if_changed("rate", progress.rate);
             let text = if progress.state == "dropped" {
                 gettext("Stopped")
+            } else if progress.bytes == 0 && progress.in_flight == 0 {
+                // Better sources have had everything so far.
+                gettext("Not needed so far")
             } else {
                 // Translators: what one source gave so far and how fast: “1.2 MB · 300 kB/s”.
                 gettext("{bytes} · {rate}")

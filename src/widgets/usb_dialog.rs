@@ -17,7 +17,6 @@ use gtk::{gio, glib};
 
 use crate::share::usb::{self, UsbError, UsbEvent, UsbOptions};
 use crate::widgets::format;
-use crate::widgets::source_row::set_accessible_label;
 
 /// Progress reaches the widgets at most this often.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
@@ -200,7 +199,6 @@ impl FerryUsbDialog {
                 None => path.display().to_string(),
             };
             row.set_subtitle(&subtitle);
-            set_accessible_label(row.upcast_ref(), &name);
             let check = gtk::CheckButton::builder().valign(gtk::Align::Center).build();
             check.set_group(Some(&group));
             check.set_active(still_there && chosen.as_ref() == Some(&path));
@@ -251,12 +249,10 @@ impl FerryUsbDialog {
             });
             // Progress, sampled: only the newest report every interval.
             let mut last = std::time::Instant::now() - PROGRESS_INTERVAL;
-            let mut latest = None;
             while let Ok(event) = receiver.recv().await {
-                latest = Some(event);
                 if last.elapsed() >= PROGRESS_INTERVAL {
                     last = std::time::Instant::now();
-                    if let (Some(dialog), Some(event)) = (dialog.upgrade(), latest.take()) {
+                    if let Some(dialog) = dialog.upgrade() {
                         dialog.show_progress(&event);
                     }
                 }

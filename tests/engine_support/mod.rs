@@ -65,7 +65,9 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 }
 
 pub fn stdout_of(cmd: &mut Command) -> String {
-    String::from_utf8_lossy(&run_ok(cmd).stdout).trim().to_owned()
+    String::from_utf8_lossy(&run_ok(cmd).stdout)
+        .trim()
+        .to_owned()
 }
 
 pub fn ostree(repo: &Path) -> Command {
@@ -129,7 +131,13 @@ pub fn ostree_init(repo: &Path) {
 }
 
 /// Commits `tree` to `branch` with the given timestamp; returns the checksum.
-pub fn ostree_commit(repo: &Path, branch: &str, tree: &Path, subject: &str, timestamp: u64) -> String {
+pub fn ostree_commit(
+    repo: &Path,
+    branch: &str,
+    tree: &Path,
+    subject: &str,
+    timestamp: u64,
+) -> String {
     stdout_of(
         ostree(repo)
             .arg("commit")
@@ -148,7 +156,8 @@ pub fn ostree_summary(repo: &Path) {
 
 pub fn assert_ostree_fsck(repo: &Path) {
     let out = run_ok(ostree(repo).arg("fsck"));
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         !text.to_lowercase().contains("corrupt") && !text.contains("missing"),
         "ostree fsck of {} reported problems:\n{text}",
@@ -172,7 +181,8 @@ fn read_object(repo: &Path, object: &str) -> Vec<u8> {
 
 /// The root dirtree and dirmeta of a commit, as `hex.ext` names.
 pub fn commit_roots(repo: &Path, commit: &str) -> (String, String) {
-    let parsed = Commit::parse(&read_object(repo, &format!("{commit}.commit"))).expect("parse commit");
+    let parsed =
+        Commit::parse(&read_object(repo, &format!("{commit}.commit"))).expect("parse commit");
     (
         name(&parsed.root_tree, ObjectType::DirTree),
         name(&parsed.root_meta, ObjectType::DirMeta),
@@ -181,7 +191,8 @@ pub fn commit_roots(repo: &Path, commit: &str) -> (String, String) {
 
 /// Every object under a commit (not the commit itself), as `hex.ext` names.
 pub fn closure(repo: &Path, commit: &str) -> BTreeSet<String> {
-    let parsed = Commit::parse(&read_object(repo, &format!("{commit}.commit"))).expect("parse commit");
+    let parsed =
+        Commit::parse(&read_object(repo, &format!("{commit}.commit"))).expect("parse commit");
     let mut out = BTreeSet::new();
     out.insert(name(&parsed.root_meta, ObjectType::DirMeta));
     let mut pending = vec![parsed.root_tree];
@@ -189,7 +200,8 @@ pub fn closure(repo: &Path, commit: &str) -> BTreeSet<String> {
         if !out.insert(name(&tree, ObjectType::DirTree)) {
             continue;
         }
-        let parsed = DirTree::parse(&read_object(repo, &name(&tree, ObjectType::DirTree))).expect("parse dirtree");
+        let parsed = DirTree::parse(&read_object(repo, &name(&tree, ObjectType::DirTree)))
+            .expect("parse dirtree");
         for f in &parsed.files {
             out.insert(name(&f.checksum, ObjectType::File));
         }
@@ -204,7 +216,9 @@ pub fn closure(repo: &Path, commit: &str) -> BTreeSet<String> {
 /// The objects stored in a repository, as `hex.ext` names.
 pub fn stored_objects(repo: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let Ok(dirs) = fs::read_dir(repo.join("objects")) else { return out };
+    let Ok(dirs) = fs::read_dir(repo.join("objects")) else {
+        return out;
+    };
     for dir in dirs.flatten() {
         let prefix = dir.file_name().to_string_lossy().into_owned();
         for file in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
@@ -216,7 +230,11 @@ pub fn stored_objects(repo: &Path) -> BTreeSet<String> {
 
 /// Only the file objects of a set.
 pub fn files_of(objects: &BTreeSet<String>) -> Vec<String> {
-    objects.iter().filter(|o| o.ends_with(".filez")).cloned().collect()
+    objects
+        .iter()
+        .filter(|o| o.ends_with(".filez"))
+        .cloned()
+        .collect()
 }
 
 /// An ostree repo with `os/stable` committed from a tree of `count` files.
@@ -256,7 +274,13 @@ impl Upstream {
     pub fn commit_again(&mut self, changed: usize) -> String {
         let n = self.commits.len() as u64 + 1;
         change_tree(&self.tree, changed, n);
-        let commit = ostree_commit(&self.repo, REF, &self.tree, &format!("v{n}"), T0 + 1000 * (n - 1));
+        let commit = ostree_commit(
+            &self.repo,
+            REF,
+            &self.tree,
+            &format!("v{n}"),
+            T0 + 1000 * (n - 1),
+        );
         ostree_summary(&self.repo);
         self.commits.push(commit.clone());
         commit
@@ -431,7 +455,14 @@ impl Client {
         let client = Client { dir, repo };
         run_ok(client.ferryctl().arg("init"));
         let mut add = client.ferryctl();
-        add.args(["remote", "add", "origin", remote_url, "--collection-id", COLLECTION]);
+        add.args([
+            "remote",
+            "add",
+            "origin",
+            remote_url,
+            "--collection-id",
+            COLLECTION,
+        ]);
         match trust {
             Trust::None => add.arg("--no-verify"),
             Trust::Gpg(key) => add.arg("--gpg-import").arg(key),
@@ -473,7 +504,10 @@ impl Client {
         let mut cmd = self.update_command(discovery, extra);
         let command = describe(&cmd);
         let started = Instant::now();
-        let out = cmd.stdin(Stdio::null()).output().expect("run ferryctl update");
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ferryctl update");
         UpdateRun::new(
             command,
             out.status.success(),
@@ -538,7 +572,11 @@ impl Client {
 
     /// Checks that the ref is at `commit`, and that both fscks are clean.
     pub fn assert_at(&self, commit: &str) {
-        assert_eq!(self.ref_commit().as_deref(), Some(commit), "origin:{REF} is not at {commit}");
+        assert_eq!(
+            self.ref_commit().as_deref(),
+            Some(commit),
+            "origin:{REF} is not at {commit}"
+        );
         self.fsck();
     }
 }
@@ -554,11 +592,19 @@ pub struct UpdateRun {
 }
 
 impl UpdateRun {
-    fn new(command: String, success: bool, stdout: String, stderr: String, elapsed: Duration) -> Self {
+    fn new(
+        command: String,
+        success: bool,
+        stdout: String,
+        stderr: String,
+        elapsed: Duration,
+    ) -> Self {
         let events = stdout
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
+            })
             .collect();
         UpdateRun {
             command,
@@ -597,7 +643,11 @@ impl UpdateRun {
     /// Panics unless the update failed and ended with `error`.
     pub fn failed(self) -> Self {
         let error = self.events.last().is_some_and(|e| e["event"] == "error");
-        assert!(!self.success && error, "update did not fail: {}", self.summary());
+        assert!(
+            !self.success && error,
+            "update did not fail: {}",
+            self.summary()
+        );
         self
     }
 
@@ -618,7 +668,12 @@ impl UpdateRun {
     /// The plan of the (only) tracked ref.
     pub fn plan(&self) -> &Value {
         let resolved = self.of_kind("resolved");
-        assert_eq!(resolved.len(), 1, "expected one resolved event: {}", self.summary());
+        assert_eq!(
+            resolved.len(),
+            1,
+            "expected one resolved event: {}",
+            self.summary()
+        );
         &resolved[0]["plan"]
     }
 
@@ -644,7 +699,10 @@ impl UpdateRun {
         let mut out = BTreeMap::new();
         for (source, object) in self.fetched() {
             if let Some(previous) = out.insert(object.clone(), source.clone()) {
-                panic!("{object} fetched twice (from {previous} and {source}): {}", self.summary());
+                panic!(
+                    "{object} fetched twice (from {previous} and {source}): {}",
+                    self.summary()
+                );
             }
         }
         out
@@ -695,7 +753,11 @@ impl UpdateRun {
 pub fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -718,8 +780,8 @@ impl LiveUpdate {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let event: Value =
-                        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                    let event: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
                     self.seen.push(event.clone());
                     if pred(&event) {
                         return event;
@@ -802,7 +864,10 @@ pub struct GpgHome {
 impl GpgHome {
     pub fn new() -> Self {
         // Short path: gpg-agent's socket path must fit in sun_path.
-        let dir = tempfile::Builder::new().prefix("fgpg").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("fgpg")
+            .tempdir_in("/tmp")
+            .unwrap();
         let mut perms = fs::metadata(dir.path()).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
         fs::set_permissions(dir.path(), perms).unwrap();
@@ -821,10 +886,15 @@ impl GpgHome {
 
     /// Makes a signing key for `email`; returns its fingerprint.
     pub fn generate(&self, email: &str) -> String {
-        run_ok(
-            self.gpg()
-                .args(["--passphrase", "", "--quick-gen-key", email, "ed25519", "sign", "never"]),
-        );
+        run_ok(self.gpg().args([
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            email,
+            "ed25519",
+            "sign",
+            "never",
+        ]));
         let listing = stdout_of(self.gpg().args(["--with-colons", "--list-keys", email]));
         listing
             .lines()
@@ -869,9 +939,13 @@ impl Drop for GpgHome {
 // ---------------------------------------------------------------------------
 
 fn is_mounted(path: &Path) -> bool {
-    let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else { return false };
+    let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
     let wanted = path.to_string_lossy().into_owned();
-    mounts.lines().any(|l| l.split(' ').nth(1) == Some(wanted.as_str()))
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(wanted.as_str()))
 }
 
 /// An ext4 image mounted with `-o loop` under `/media/ferry-test-XXXX`; unmounted
@@ -885,8 +959,15 @@ impl UsbDrive {
     pub fn new(label: &str, size_mib: u64) -> Self {
         let image_dir = tempdir();
         let image = image_dir.path().join("usb.img");
-        fs::File::create(&image).unwrap().set_len(size_mib << 20).unwrap();
-        run_ok(Command::new("mkfs.ext4").args(["-q", "-F", "-L", label]).arg(&image));
+        fs::File::create(&image)
+            .unwrap()
+            .set_len(size_mib << 20)
+            .unwrap();
+        run_ok(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-L", label])
+                .arg(&image),
+        );
         fs::create_dir_all("/media").unwrap();
         let suffix: String = pseudo_random(rand::random(), 8)
             .iter()
@@ -899,7 +980,12 @@ impl UsbDrive {
             _image_dir: image_dir,
             mount,
         };
-        run_ok(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&drive.mount));
+        run_ok(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(&drive.mount),
+        );
         drive
     }
 
@@ -947,7 +1033,11 @@ pub fn symlink(target: &Path, link: &Path) {
 
 /// Appends a line to a file (creating it).
 pub fn append_line(path: &Path, line: &str) {
-    let mut f = fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     writeln!(f, "{line}").unwrap();
 }
 

@@ -135,18 +135,31 @@ pub struct Gpg {
 impl Gpg {
     pub fn new() -> Self {
         let home = tempdir();
-        fs::set_permissions(home.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        fs::set_permissions(
+            home.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let gpg = |args: &[&str]| {
             run(Command::new("gpg")
                 .env("GNUPGHOME", home.path())
                 .args(["--batch", "--no-tty", "--passphrase", ""])
                 .args(args))
         };
-        gpg(&["--quick-gen-key", "ferry-test@example.org", "ed25519", "sign", "never"]);
+        gpg(&[
+            "--quick-gen-key",
+            "ferry-test@example.org",
+            "ed25519",
+            "sign",
+            "never",
+        ]);
         let listing = gpg(&["--list-keys", "--with-colons"]);
         let key_id = listing
             .lines()
-            .find_map(|l| l.strip_prefix("fpr:").map(|rest| rest.trim_matches(':').to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("fpr:")
+                    .map(|rest| rest.trim_matches(':').to_owned())
+            })
             .expect("a fingerprint");
         let public_key = home.path().join("public.gpg");
         let exported = output(
@@ -204,10 +217,18 @@ impl Upstream {
     pub fn commit(&self, gpg: &Gpg, version: &str, big: usize) -> String {
         let tree = tempdir();
         fs::create_dir_all(tree.path().join("usr/share")).unwrap();
-        fs::write(tree.path().join("os-release"), format!("VERSION={version}\n")).unwrap();
+        fs::write(
+            tree.path().join("os-release"),
+            format!("VERSION={version}\n"),
+        )
+        .unwrap();
         random_file(&tree.path().join("usr/share/big"), big);
         for i in 0..20 {
-            fs::write(tree.path().join(format!("usr/share/small-{i}")), format!("{version} {i}\n")).unwrap();
+            fs::write(
+                tree.path().join(format!("usr/share/small-{i}")),
+                format!("{version} {i}\n"),
+            )
+            .unwrap();
         }
         run(ostree(&self.path)
             .args(["commit", "--fsync=false", "-b", REF])
@@ -220,7 +241,9 @@ impl Upstream {
     }
 
     pub fn rev(&self, rev: &str) -> String {
-        run(ostree(&self.path).args(["rev-parse", rev])).trim().to_owned()
+        run(ostree(&self.path).args(["rev-parse", rev]))
+            .trim()
+            .to_owned()
     }
 
     pub fn uri(&self) -> String {
@@ -241,7 +264,14 @@ impl FerryRepo {
         let path = dir.path().join("ferry");
         run(ferryctl(&path).arg("init"));
         run(ferryctl(&path)
-            .args(["remote", "add", "origin", origin_url, "--collection-id", COLLECTION])
+            .args([
+                "remote",
+                "add",
+                "origin",
+                origin_url,
+                "--collection-id",
+                COLLECTION,
+            ])
             .arg("--gpg-import")
             .arg(&gpg.public_key));
         run(ferryctl(&path).args(["track", "origin", REF]));
@@ -256,8 +286,7 @@ impl FerryRepo {
     }
 
     pub fn pull_from(&self, source: &Path) {
-        run(ferryctl(&self.path)
-            .args(["pull", &format!("file://{}", source.display()), REF]));
+        run(ferryctl(&self.path).args(["pull", &format!("file://{}", source.display()), REF]));
     }
 
     pub fn ferryctl(&self) -> Command {
@@ -309,12 +338,17 @@ impl OstreeClient {
         Self { dir, path }
     }
 
-    /// The commit `(COLLECTION, REF)` points at after a P2P pull (libostree keeps
-    /// collection-refs of other collections under `refs/mirrors/`).
+    /// The commit `(COLLECTION, REF)` points at after a P2P pull: libostree writes
+    /// it for the remote whose keyring verified it (`refs/remotes/origin/`), or as
+    /// a mirror of the collection (`refs/mirrors/`).
     pub fn collection_ref(&self) -> Option<String> {
-        fs::read_to_string(self.path.join("refs/mirrors").join(COLLECTION).join(REF))
-            .ok()
-            .map(|s| s.trim().to_owned())
+        [
+            self.path.join("refs/remotes/origin").join(REF),
+            self.path.join("refs/mirrors").join(COLLECTION).join(REF),
+        ]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
     }
 
     pub fn fsck(&self) {
@@ -339,7 +373,9 @@ impl LoopDrive {
         let dir = tempdir();
         let image = dir.path().join("drive.img");
         fs::File::create(&image).unwrap().set_len(size).unwrap();
-        run(Command::new("mkfs.ext4").args(["-q", "-L", "FERRYTEST"]).arg(&image));
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-L", "FERRYTEST"])
+            .arg(&image));
         let mount_point = PathBuf::from(format!("/media/ferry-test-{}", random_suffix()));
         fs::create_dir_all(&mount_point).unwrap();
         Self {
@@ -394,7 +430,10 @@ impl Drop for LoopDrive {
                 .status()
                 .is_ok_and(|s| s.success());
             if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&self.mount_point).status();
+                let _ = Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.mount_point)
+                    .status();
             }
         }
         let _ = fs::remove_dir(&self.mount_point);
@@ -413,7 +452,9 @@ pub struct Netns {
 impl Netns {
     pub fn new(name: &str) -> Self {
         run(Command::new("ip").args(["netns", "add", name]));
-        let ns = Self { name: name.to_owned() };
+        let ns = Self {
+            name: name.to_owned(),
+        };
         run(ns.command("ip").args(["link", "set", "lo", "up"]));
         ns
     }
@@ -428,7 +469,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -451,7 +494,9 @@ impl Lan {
         let a = Netns::new(&format!("ferry-share-{suffix}-a"));
         let b = Netns::new(&format!("ferry-share-{suffix}-b"));
         let (veth_a, veth_b) = (format!("fsa{suffix}"), format!("fsb{suffix}"));
-        run(Command::new("ip").args(["link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b]));
+        run(Command::new("ip").args([
+            "link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b,
+        ]));
         let moved = [(&veth_a, &a), (&veth_b, &b)].iter().all(|(veth, ns)| {
             Command::new("ip")
                 .args(["link", "set", veth, "netns", &ns.name])
@@ -462,8 +507,12 @@ impl Lan {
             let _ = Command::new("ip").args(["link", "del", &veth_a]).status();
             panic!("cannot move the veth pair into the namespaces");
         }
-        run(a.command("ip").args(["addr", "add", &format!("{ADDR_A}/24"), "dev", &veth_a]));
-        run(b.command("ip").args(["addr", "add", &format!("{ADDR_B}/24"), "dev", &veth_b]));
+        run(a
+            .command("ip")
+            .args(["addr", "add", &format!("{ADDR_A}/24"), "dev", &veth_a]));
+        run(b
+            .command("ip")
+            .args(["addr", "add", &format!("{ADDR_B}/24"), "dev", &veth_b]));
         run(a.command("ip").args(["link", "set", &veth_a, "up"]));
         run(b.command("ip").args(["link", "set", &veth_b, "up"]));
         Self {
@@ -532,7 +581,11 @@ impl Avahi {
         let avahi = Self { child, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !avahi.log().contains("Server startup complete") {
-            assert!(Instant::now() < deadline, "avahi-daemon did not start:\n{}", avahi.log());
+            assert!(
+                Instant::now() < deadline,
+                "avahi-daemon did not start:\n{}",
+                avahi.log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
         avahi
@@ -551,7 +604,10 @@ impl Avahi {
 
     /// `avahi-browse -rpt _ostree_repo._tcp`: the resolved lines (`=;…`).
     pub fn browse(&self) -> Vec<String> {
-        let out = output(self.command("avahi-browse").args(["-rpt", "_ostree_repo._tcp"]));
+        let out = output(
+            self.command("avahi-browse")
+                .args(["-rpt", "_ostree_repo._tcp"]),
+        );
         text(&out.stdout)
             .lines()
             .filter(|l| l.starts_with('='))
@@ -600,16 +656,23 @@ pub struct Server {
 impl Server {
     /// Spawns `cmd` (which must end in `--json serve …`) and waits for "serving".
     pub fn spawn(mut cmd: Command) -> Self {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.process_group(0);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(&cmd)));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(&cmd)));
         let stdout = child.stdout.take().unwrap();
         let mut stderr_pipe = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let value = serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line));
+                let value = match serde_json::from_str(&line) {
+                    Ok(value) => value,
+                    Err(_) => Value::String(line),
+                };
                 if tx.send(value).is_err() {
                     break;
                 }
@@ -623,7 +686,9 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                keep.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                keep.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let mut server = Self {
@@ -660,14 +725,20 @@ impl Server {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 Ok(v) => {
                     self.seen.push(v.clone());
                     if pred(&v) {
                         return v;
                     }
                 }
-                Err(_) => panic!("ferryctl serve did not print what was expected:\n{}", self.transcript()),
+                Err(_) => panic!(
+                    "ferryctl serve did not print what was expected:\n{}",
+                    self.transcript()
+                ),
             }
         }
     }
@@ -681,10 +752,18 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "ferryctl serve exited with {status}:\n{}", self.transcript());
+                assert!(
+                    status.success(),
+                    "ferryctl serve exited with {status}:\n{}",
+                    self.transcript()
+                );
                 break;
             }
-            assert!(Instant::now() < deadline, "ferryctl serve did not stop:\n{}", self.transcript());
+            assert!(
+                Instant::now() < deadline,
+                "ferryctl serve did not stop:\n{}",
+                self.transcript()
+            );
             thread::sleep(Duration::from_millis(50));
         }
         while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(500)) {
@@ -731,11 +810,14 @@ impl Response {
 /// until the server closes the connection.
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Response {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut data = Vec::new();
     let _ = stream.read_to_end(&mut data);
-    parse_response(&data).unwrap_or_else(|| panic!("no HTTP response to {:?}: {:?}", text(request), text(&data)))
+    parse_response(&data)
+        .unwrap_or_else(|| panic!("no HTTP response to {:?}: {:?}", text(request), text(&data)))
 }
 
 pub fn parse_response(data: &[u8]) -> Option<Response> {

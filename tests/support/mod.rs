@@ -619,22 +619,53 @@ pub fn list_all(dir: &Path) -> Vec<PathBuf> {
 // GnuPG
 // ---------------------------------------------------------------------------
 
-/// A throwaway `GNUPGHOME` with one signing key; its agent is stopped on drop.
+/// A throwaway `GNUPGHOME` (mode 0700); agents started in it are stopped and the
+/// directory removed on drop.
+pub struct GnupgHome(tempfile::TempDir);
+
+impl GnupgHome {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-test-gpg-")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        GnupgHome(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Default for GnupgHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for GnupgHome {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.path())
+            .args(["--kill", "all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A throwaway `GNUPGHOME` with one signing key.
 pub struct Gpg {
-    home: tempfile::TempDir,
+    home: GnupgHome,
     pub uid: String,
 }
 
 impl Gpg {
     /// Generates an ed25519 signing key without a passphrase.
     pub fn new() -> Self {
-        let home = tempfile::Builder::new()
-            .prefix("ferry-test-gpg-")
-            .tempdir()
-            .unwrap();
-        fs::set_permissions(home.path(), fs::Permissions::from_mode(0o700)).unwrap();
         let gpg = Gpg {
-            home,
+            home: GnupgHome::new(),
             uid: "Ferry Test <ferry-test@example.com>".into(),
         };
         run_ok(gpg.cmd().args([
@@ -708,17 +739,6 @@ impl Gpg {
 impl Default for Gpg {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl Drop for Gpg {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.home())
-            .args(["--kill", "all"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 

@@ -1,0 +1,411 @@
+#!/usr/bin/python3
+"""Drives the Ferry window through the accessibility tree (at-spi, pyatspi).
+
+Run by tests/gui.rs inside a private `dbus-run-session` on an Xvfb display:
+
+    driver.py CONFIG.json
+
+CONFIG names the scenario, the command to start Ferry and what to expect. The
+driver starts Ferry itself, finds the window's widgets by role and name as a
+screen reader would, clicks them, checks what they say, takes screenshots
+(ImageMagick `import`), and stops Ferry with SIGTERM. It prints what it does; on
+failure it prints why and the accessibility tree, and exits with status 1.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyatspi
+
+CONFIG = json.load(open(sys.argv[1]))
+STARTED = time.monotonic()
+
+
+def log(message):
+    print(f"[{time.monotonic() - STARTED:6.2f}s] {message}", flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+# ---- the accessibility tree ------------------------------------------------------
+
+
+def children(node):
+    try:
+        count = node.childCount
+    except Exception:
+        return []
+    out = []
+    for i in range(count):
+        try:
+            child = node.getChildAtIndex(i)
+        except Exception:
+            continue
+        if child is not None:
+            out.append(child)
+    return out
+
+
+def walk(node):
+    yield node
+    for child in children(node):
+        yield from walk(child)
+
+
+def role(node):
+    try:
+        return node.getRoleName()
+    except Exception:
+        return ""
+
+
+def name(node):
+    try:
+        return node.name or ""
+    except Exception:
+        return ""
+
+
+def showing(node):
+    # GTK 4.8 reports "visible" for widgets shown (and leaves hidden subtrees out);
+    # only windows get "showing".
+    try:
+        return node.getState().contains(pyatspi.STATE_VISIBLE)
+    except Exception:
+        return False
+
+
+def checked(node):
+    try:
+        return node.getState().contains(pyatspi.STATE_CHECKED)
+    except Exception:
+        return False
+
+
+def value(node):
+    try:
+        return node.queryValue().currentValue
+    except Exception:
+        return None
+
+
+def dump(node, depth=0, out=None):
+    out = [] if out is None else out
+    extra = "" if showing(node) else " (hidden)"
+    v = value(node)
+    if v is not None:
+        extra += f" value={v:.3f}"
+    out.append("  " * depth + f"[{role(node)}] {name(node)!r}{extra}")
+    for child in children(node):
+        dump(child, depth + 1, out)
+    return out
+
+
+def find_app():
+    desktop = pyatspi.Registry.getDesktop(0)
+    for app in children(desktop):
+        if name(app) in ("ferry", "Ferry"):
+            return app
+    return None
+
+
+def wait_for(what, check, timeout):
+    """Calls `check` until it returns something true; returns that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise Failure(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Window:
+    def __init__(self, app):
+        self.app = app
+
+    def nodes(self):
+        return walk(self.app)
+
+    def labels(self):
+        return [name(n) for n in self.nodes() if role(n) == "label" and showing(n)]
+
+    def has_label(self, text):
+        return any(text == label for label in self.labels())
+
+    def list_named(self, list_name):
+        for node in self.nodes():
+            if role(node) == "list" and name(node) == list_name:
+                return node
+        return None
+
+    def rows(self, list_name):
+        """{row name: row} of a list's (showing) items."""
+        found = self.list_named(list_name)
+        if found is None:
+            return {}
+        return {
+            name(row): row
+            for row in children(found)
+            if role(row) == "list item" and showing(row)
+        }
+
+    def row_texts(self, row):
+        return [name(n) for n in walk(row) if role(n) == "label"]
+
+    def row_progress(self, row):
+        """The row's progress bar value, or None while it is hidden."""
+        for node in walk(row):
+            if role(node) == "progress bar":
+                return value(node) if showing(node) else None
+        return None
+
+    def button(self, label):
+        for node in self.nodes():
+            if role(node) == "push button" and showing(node):
+                # GTK 4.8 names buttons with a mnemonic "_Label Label".
+                if name(node) == label or name(node).endswith(" " + label):
+                    return node
+        return None
+
+    def click(self, node):
+        action = node.queryAction()
+        for i in range(action.nActions):
+            if action.getName(i) == "click":
+                action.doAction(i)
+                return
+        raise Failure(f"{name(node)!r} cannot be clicked")
+
+    def mouse_click(self, node):
+        x, y, w, h = node.queryComponent().getExtents(pyatspi.DESKTOP_COORDS)
+        pyatspi.Registry.generateMouseEvent(x + w // 2, y + h // 2, "b1c")
+
+    def check_box(self, row):
+        for node in walk(row):
+            if role(node) in ("check box", "radio button"):
+                return node
+        return None
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+
+def screenshot(shot_name):
+    directory = CONFIG.get("screenshots")
+    if not directory:
+        return
+    path = os.path.join(directory, f"{shot_name}.png")
+    tmp = path + ".tmp.png"
+    subprocess.run(
+        ["import", "-window", "root", "-strip",
+         "-define", "png:exclude-chunks=date,time", tmp],
+        check=True,
+    )
+    os.replace(tmp, path)
+    log(f"screenshot {path}")
+
+
+def run(argv):
+    log("$ " + " ".join(argv))
+    subprocess.run(argv, check=True)
+
+
+def wait_status(win, titles, timeout):
+    titles = [titles] if isinstance(titles, str) else titles
+    found = wait_for(
+        f"the status {titles}",
+        lambda: next((t for t in titles if win.has_label(t)), None),
+        timeout,
+    )
+    log(f"status: {found}")
+    return found
+
+
+def wait_rows(win, list_name, expected, timeout):
+    """Waits until the list has rows named `expected` (a dict name -> words its
+    subtitle must contain, or None)."""
+
+    def ready():
+        rows = win.rows(list_name)
+        for row_name, words in expected.items():
+            row = rows.get(row_name)
+            if row is None:
+                return None
+            if words and not any(words in t for t in win.row_texts(row)):
+                return None
+        return rows
+
+    rows = wait_for(f"rows {list(expected)} in {list_name!r}", ready, timeout)
+    for row_name in expected:
+        log(f"row {row_name!r}: {win.row_texts(rows[row_name])[1:]}")
+    return rows
+
+
+def download(win, list_name, rows_expected_active, update_label, ready_titles, shot):
+    """Clicks Update, follows the per-source progress bars until the status says
+    ready, and checks the bars moved. Returns {row: [values seen]}."""
+    win.click(wait_for("the Update button", lambda: win.button(update_label), 10))
+    log("clicked Update")
+    seen = {}
+    shot_taken = False
+    deadline = time.monotonic() + CONFIG.get("download_timeout", 120)
+    while True:
+        rows = win.rows(list_name)
+        for row_name, row in rows.items():
+            v = win.row_progress(row)
+            if v is not None:
+                values = seen.setdefault(row_name, [])
+                if not values or values[-1] != v:
+                    values.append(v)
+        moving = [r for r, values in seen.items() if any(x > 0 for x in values)]
+        if shot and not shot_taken and len(moving) >= min(2, len(rows_expected_active)):
+            screenshot(shot)
+            shot_taken = True
+        if any(win.has_label(t) for t in ready_titles):
+            break
+        if time.monotonic() > deadline:
+            raise Failure(f"the download did not finish; progress seen: {seen}")
+        time.sleep(0.1)
+    log(f"progress seen: { {r: [round(x, 3) for x in v] for r, v in seen.items()} }")
+    for row_name in rows_expected_active:
+        values = seen.get(row_name, [])
+        if len(values) < 2 or max(values) <= 0:
+            raise Failure(f"the progress of {row_name!r} did not change: {values}")
+    return seen
+
+
+# ---- scenarios -------------------------------------------------------------------
+
+
+def scenario_demo(win):
+    s = CONFIG["strings"]
+    wait_status(win, s["available"], 90)
+    rows = wait_rows(win, s["sources"], CONFIG["rows"], 30)
+    if len(rows) != len(CONFIG["rows"]):
+        raise Failure(f"expected rows {list(CONFIG['rows'])}, found {list(rows)}")
+    screenshot("update-available")
+    seen = download(win, s["sources"], CONFIG["active_rows"], s["update"], [s["ready"]], "downloading")
+    sharing = [r for r, values in seen.items() if max(values) > 0]
+    if len(sharing) < 2:
+        raise Failure(f"expected a download from several sources, got {seen}")
+    wait_status(win, s["ready"], 10)
+    screenshot("ready")
+    wait_rows(win, s["sources"], CONFIG["rows_after"], 10)
+
+
+def mounted(path):
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == path for line in mounts)
+
+
+def scenario_usb(win):
+    s = CONFIG["strings"]
+    usb = CONFIG["usb"]
+    wait_status(win, s["available"], 60)
+    wait_rows(win, s["sources"], CONFIG["rows"], 30)
+
+    def usb_row():
+        rows = win.rows(s["sources"])
+        return next((r for r in usb["names"] if r in rows), None)
+
+    for attempt in (1, 2):
+        run(["mount", "-o", "loop", usb["image"], usb["mount_point"]])
+        t0 = time.monotonic()
+        row_name = wait_for("the USB stick's row", usb_row, 2.0)
+        log(f"USB stick {row_name!r} listed after {time.monotonic() - t0:.2f} s")
+        if attempt == 2:
+            break
+        run(["umount", usb["mount_point"]])
+        t0 = time.monotonic()
+        wait_for("the USB stick's row to go", lambda: usb_row() is None, 2.0)
+        log(f"USB stick gone after {time.monotonic() - t0:.2f} s")
+
+    # Only the USB stick: its radio button, clicked with the mouse.
+    rows = win.rows(s["sources"])
+    check = win.check_box(rows[row_name])
+    win.mouse_click(check)
+    wait_for("the USB stick to be chosen", lambda: checked(check), 5)
+    automatic = win.rows(s["choice"]).get(s["automatic"])
+    if automatic is not None and checked(win.check_box(automatic)):
+        raise Failure("Automatic is still chosen")
+    log(f"chose {row_name!r} only")
+    wait_status(win, s["available"], 10)
+    seen = download(win, s["sources"], [row_name], s["update"], [s["ready"]], None)
+    others = {r: v for r, v in seen.items() if r != row_name}
+    if others:
+        raise Failure(f"sources other than the chosen one were used: {others}")
+    wait_status(win, s["ready"], 10)
+    run(["umount", usb["mount_point"]])
+
+
+def scenario_german(win):
+    s = CONFIG["strings"]
+    wait_status(win, s["available"], 60)
+    wait_rows(win, s["sources"], CONFIG["rows"], 30)
+    for text in CONFIG["labels"]:
+        wait_for(f"the label {text!r}", lambda: win.has_label(text), 5)
+        log(f"label {text!r}")
+    if win.button(s["update"]) is None:
+        raise Failure(f"no button {s['update']!r}")
+    log(f"button {s['update']!r}")
+
+
+def scenario_error(win):
+    s = CONFIG["strings"]
+    wait_status(win, s["error"], 60)
+    for text in CONFIG["labels"]:
+        wait_for(f"the label {text!r}", lambda: win.has_label(text), 5)
+        log(f"label {text!r}")
+    screenshot("error")
+
+
+SCENARIOS = {
+    "demo": scenario_demo,
+    "usb": scenario_usb,
+    "german": scenario_german,
+    "error": scenario_error,
+}
+
+
+def main():
+    env = dict(os.environ)
+    env.update(CONFIG.get("env", {}))
+    log("starting " + " ".join(CONFIG["command"]))
+    ferry = subprocess.Popen(CONFIG["command"], env=env)
+    app = None
+    try:
+        app = wait_for("Ferry on the accessibility bus", find_app, 30)
+        win = Window(app)
+        wait_for("the window", lambda: any(role(n) == "frame" for n in children(app)), 30)
+        SCENARIOS[CONFIG["scenario"]](win)
+        log("scenario passed")
+        status = 0
+    except Exception as error:  # noqa: BLE001 - report everything
+        print(f"FAILED: {type(error).__name__}: {error}", flush=True)
+        if app is not None:
+            print("\n".join(dump(app)), flush=True)
+        status = 1
+    finally:
+        if ferry.poll() is None:
+            ferry.send_signal(signal.SIGTERM)
+            try:
+                ferry.wait(15)
+            except subprocess.TimeoutExpired:
+                ferry.kill()
+                ferry.wait()
+        log(f"ferry exited with {ferry.returncode}")
+    if status == 0 and ferry.returncode not in (0, -signal.SIGTERM):
+        print(f"FAILED: ferry exited with {ferry.returncode}", flush=True)
+        status = 1
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
