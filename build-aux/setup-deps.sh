@@ -14,8 +14,9 @@ packages=(
     ostree gnupg curl python3 python3-cryptography python3-nacl
     # fake USB drives (loop mounts) and LANs (network namespaces, mDNS)
     mount util-linux e2fsprogs iproute2 avahi-daemon avahi-utils
-    # a screen for GUI tests and demos
-    xvfb dbus-x11
+    # a screen for GUI tests and demos; the accessibility bus the GUI tests drive
+    # the window through; screenshots
+    xvfb dbus-x11 dbus-daemon at-spi2-core python3-pyatspi gir1.2-atspi-2.0 imagemagick
 )
 
 # Run as root directly, otherwise through sudo.

@@ -251,7 +251,11 @@ impl Layout {
                 .arg(format!("--subject=Ferry Demo OS {version}"))
                 .arg(format!("--timestamp=@{}", days_ago(age)))
                 .args(&sign_args))?;
-            commits.push(run(ostree(&upstream).args(["rev-parse", REF]))?.trim().to_owned());
+            commits.push(
+                run(ostree(&upstream).args(["rev-parse", REF]))?
+                    .trim()
+                    .to_owned(),
+            );
             if version == VERSIONS[0] {
                 // What this computer has installed.
                 run(ostree(&local)
@@ -308,9 +312,11 @@ impl Layout {
 /// Sets the URL of the local repository's demo remote.
 fn set_remote_url(repo: &Path, url: &str) -> Result<(), DemoError> {
     let config = RepoConfig::load(repo)?;
-    config
-        .keyfile()
-        .set_string(&crate::repo::config::RemoteConfig::group_name(REMOTE), "url", url);
+    config.keyfile().set_string(
+        &crate::repo::config::RemoteConfig::group_name(REMOTE),
+        "url",
+        url,
+    );
     config.save()?;
     Ok(())
 }

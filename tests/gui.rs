@@ -132,7 +132,11 @@ fn drive(config: Value, work: &Path) -> String {
     kill_group(&mut child);
     let transcript = fs::read_to_string(&log_path).unwrap_or_default();
     match status {
-        Some(s) if s.success() => transcript,
+        Some(s) if s.success() => {
+            // Shown with --nocapture.
+            println!("{transcript}");
+            transcript
+        }
         Some(s) => panic!("the GUI scenario failed ({s}):\n{transcript}"),
         None => panic!("the GUI scenario timed out:\n{transcript}"),
     }
@@ -171,6 +175,8 @@ impl World {
         server
             .arg(root().join("tests/engine_support/serve.py"))
             .arg(&upstream.path)
+            .arg("--log")
+            .arg(dir.path().join("requests.log"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0);
@@ -226,6 +232,11 @@ impl World {
         command
     }
 
+    /// Every path the HTTP server was asked for, in order.
+    fn requests_log(&self) -> PathBuf {
+        self._dir.path().join("requests.log")
+    }
+
     fn installed(&self) -> String {
         rev_parse(&self.client, &format!("origin:{REF}"))
     }
@@ -246,6 +257,11 @@ fn english() -> Value {
         "choice": "Source choice",
         "automatic": "Automatic",
         "update": "Update",
+        "copy_title": "Copy Update to USB Stick",
+        "drives": "USB sticks",
+        "copy": "Copy",
+        "copied": "Update Copied",
+        "close": "Close",
     })
 }
 
@@ -282,7 +298,10 @@ fn gui_demo_downloads_from_several_sources_and_moves_the_ref() {
         &demo.join("local"),
         &format!("{}:{}", ferry::demo::REMOTE, ferry::demo::REF),
     );
-    assert_eq!(installed, newest, "the demo's ref did not move:\n{transcript}");
+    assert_eq!(
+        installed, newest,
+        "the demo's ref did not move:\n{transcript}"
+    );
     run(Command::new("ostree")
         .arg(format!("--repo={}", demo.join("local").display()))
         .arg("fsck"));
@@ -292,25 +311,37 @@ fn gui_demo_downloads_from_several_sources_and_moves_the_ref() {
 }
 
 #[test]
-fn gui_usb_stick_appears_disappears_and_can_be_the_only_source() {
+fn gui_usb_stick_comes_and_goes_and_one_chosen_source_is_the_only_one_used() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let world = World::new("org.example.GuiUsb", false, true);
     assert_eq!(world.installed(), world.commits[0]);
     let mut drive_image = LoopDrive::new("FERRYGUI");
     drive_image.prepare(|mount| world.upstream.create_usb(mount, REF));
     let mount_point = drive_image.mount_point.clone();
-    // The driver mounts and unmounts; this guard unmounts whatever is left.
+    let blank = LoopDrive::new("FERRYCOPY");
+    // The driver mounts and unmounts; these guards unmount whatever is left.
     let _unmount = Unmount(mount_point.clone());
+    let _unmount_blank = Unmount(blank.mount_point.clone());
     let work = tempdir("ferry-gui-usb-");
     let config = json!({
         "scenario": "usb",
         "command": world.ferry(&[]),
         "strings": english(),
         "rows": {"127.0.0.1": "Has version 2.0 — newer than yours"},
+        "server_row": "127.0.0.1",
+        "requests_log": world.requests_log(),
         "usb": {
             "image": drive_image.image,
             "mount_point": mount_point,
             "names": ["FERRYGUI", mount_point.file_name().unwrap().to_str().unwrap()],
+        },
+        // "Copy Update to USB Stick…" onto a blank drive afterwards.
+        "copy": {
+            "image": blank.image,
+            "mount_point": blank.mount_point,
+            "name": "FERRYCOPY",
+            "ref_file": format!(".ostree/repo/refs/mirrors/org.example.GuiUsb/{REF}"),
+            "commit": world.commits[1],
         },
     });
     let transcript = drive(config, work.path());
@@ -381,8 +412,13 @@ impl Drop for Unmount {
         let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         let target = self.0.display().to_string();
         if mounts.lines().any(|l| l.split(' ').nth(1) == Some(&target)) {
-            let _ = Command::new("umount").arg(&self.0).status();
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            let unmounted = Command::new("umount")
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !unmounted {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
         }
     }
 }

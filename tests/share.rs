@@ -692,6 +692,44 @@ fn server_refuses_paths_outside_the_repository() {
     );
 }
 
+/// A repository with its own signed summary (made by `ostree summary -u
+/// --gpg-sign`) is served with that summary and its signature, so clients that
+/// verify summaries can pull from Ferry.
+#[test]
+fn server_serves_the_repositorys_own_signed_summary() {
+    let gpg = Gpg::new();
+    let upstream = Upstream::new(&gpg, 100_000);
+    let commit = upstream.rev(REF);
+    run(ostree(&upstream.path)
+        .args(["summary", "-u", "--gpg-sign", &gpg.key_id])
+        .arg(format!("--gpg-homedir={}", gpg.home.path().display())));
+    let on_disk = fs::read(upstream.path.join("summary")).unwrap();
+    let signature = fs::read(upstream.path.join("summary.sig")).unwrap();
+
+    let mut cmd = ferryctl(&upstream.path);
+    cmd.args(["--json", "serve", "--port", "0", "--address", "127.0.0.1"]);
+    let server = Server::spawn(cmd);
+    let addr = localhost(server.port);
+    assert_eq!(request(addr, "GET", "/0/summary", &[]).body, on_disk);
+    assert_eq!(request(addr, "GET", "/0/summary.sig", &[]).body, signature);
+
+    let client = tempdir();
+    let client = client.path().join("client");
+    run(ostree(&client).args(["init", "--mode=archive"]));
+    run(ostree(&client)
+        .args(["remote", "add", "--set=gpg-verify-summary=true"])
+        .arg(format!("--gpg-import={}", gpg.public_key.display()))
+        .arg(format!("--collection-id={COLLECTION}"))
+        .arg("srv")
+        .arg(format!("http://127.0.0.1:{}/0", server.port)));
+    run(ostree(&client).args(["pull", "srv", REF]));
+    assert_eq!(
+        run(ostree(&client).args(["rev-parse", &format!("srv:{REF}")])).trim(),
+        commit
+    );
+    run(ostree(&client).arg("fsck"));
+}
+
 /// Honest clients are served while 500 connections dribble their headers byte by
 /// byte: those are closed (the oldest at once beyond the limit, the rest when their
 /// time is up) and the server's descriptors stay bounded. A client that stops
@@ -814,8 +852,9 @@ fn server_bounds_slow_connections_while_serving_honest_clients() {
     while server.open_fds() > baseline_fds {
         assert!(
             Instant::now() < deadline,
-            "the server still holds {} descriptors (baseline {baseline_fds})",
-            server.open_fds()
+            "the server still holds {} descriptors (baseline {baseline_fds}):\n{}",
+            server.open_fds(),
+            server.describe_fds()
         );
         thread::sleep(Duration::from_millis(200));
     }

@@ -132,6 +132,16 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
     } else {
         LanInterfaces::Off
     };
+    if let LanInterfaces::Only(names) = &interfaces {
+        for name in names {
+            let exists = std::ffi::CString::new(name.as_str())
+                // SAFETY: a NUL-terminated interface name.
+                .is_ok_and(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0);
+            if !exists {
+                eprintln!("WARNING: FERRY_LAN_INTERFACES names “{name}”, which this computer does not have.");
+            }
+        }
+    }
     install_stop_handlers();
     let mut config = ServerConfig::new(repo);
     config.port = args.port;

@@ -325,9 +325,14 @@ impl Transaction {
         let result = write(&mut out).and_then(|value| {
             let file = out.into_inner().map_err(|e| RepoError::io(&partial, e.into_error()))?;
             start_writeback(&file);
-            // The umask must not make an object unreadable to others.
-            file.set_permissions(fs::Permissions::from_mode(OBJECT_MODE))
-                .map_err(|e| RepoError::io(&partial, e))?;
+            // The umask must not make an object unreadable to others. Drives without
+            // Unix modes (FAT) refuse chmod; everything is readable there anyway.
+            match file.set_permissions(fs::Permissions::from_mode(OBJECT_MODE)) {
+                Err(e) if !matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+                    return Err(RepoError::io(&partial, e));
+                }
+                _ => {}
+            }
             fs::rename(&partial, &path).map_err(|e| RepoError::io(&path, e))?;
             Ok(value)
         });

@@ -13,6 +13,8 @@
 //!   `If-None-Match` / `If-Modified-Since` are answered with 304.
 //! - The summary is generated in memory ([`super::served`]) and regenerated when
 //!   the refs change (checked every few seconds and on every summary request).
+//! - Each connection carries one request (`Connection: close`): libsoup 3.2 leaks
+//!   idle keep-alive connections that clients close.
 //! - Abuse is bounded: connections still sending their request headers are limited
 //!   in number (the oldest is closed first) and in time, sockets time out when
 //!   idle, responses in progress are limited (beyond: 503), and an optional
@@ -492,6 +494,13 @@ impl Inner {
 
     fn handle(self: &Rc<Self>, msg: &soup::ServerMessage, path: &str) {
         self.bump(|s| s.requests += 1);
+        // One request per connection. libsoup 3.2 never closes an idle keep-alive
+        // connection whose client went away (it stays in CLOSE-WAIT, holding a
+        // descriptor, forever); closing after each response leaks nothing, at the
+        // cost of a TCP handshake per request.
+        if let Some(headers) = msg.response_headers() {
+            headers.replace("Connection", "close");
+        }
         let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
         let head = method == "HEAD";
         if method != "GET" && !head {

@@ -142,9 +142,9 @@ mod imp {
             self.parent_activate();
             let app = self.obj();
             // A second launch raises the existing window instead of opening another.
-            let window = app.active_window().unwrap_or_else(|| {
-                FerryWindow::new(&app, self.launch.borrow().clone()).upcast()
-            });
+            let window = app
+                .active_window()
+                .unwrap_or_else(|| FerryWindow::new(&app, self.launch.borrow().clone()).upcast());
             window.present();
         }
     }

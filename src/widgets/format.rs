@@ -55,8 +55,9 @@ mod tests {
 
     #[test]
     fn words() {
-        assert_eq!(size_of(1_000, 2_000_000), "1.0 kB of 2.0 MB");
-        assert_eq!(rate(1_500_000), "1.5 MB/s");
+        // GLib puts a no-break space between number and unit.
+        assert_eq!(size_of(1_000, 2_000_000), "1.0\u{a0}kB of 2.0\u{a0}MB");
+        assert_eq!(rate(1_500_000), "1.5\u{a0}MB/s");
         assert_eq!(time_left(1), "About 1 second left");
         assert_eq!(time_left(0), "About 1 second left");
         assert_eq!(time_left(42), "About 42 seconds left");

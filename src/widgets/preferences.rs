@@ -69,7 +69,11 @@ impl FerryPreferencesWindow {
             .bind("bandwidth-limit", &imp.limit_spin.adjustment(), "value")
             .mapping(|variant, _| variant.get::<u32>().map(|v| f64::from(v).to_value()))
             .set_mapping(|value, _| {
-                let kib = value.get::<f64>().ok()?.round().clamp(0.0, f64::from(u32::MAX));
+                let kib = value
+                    .get::<f64>()
+                    .ok()?
+                    .round()
+                    .clamp(0.0, f64::from(u32::MAX));
                 Some((kib as u32).to_variant())
             })
             .build();

@@ -21,14 +21,26 @@ pub struct Sharing {
 
 impl Sharing {
     /// Serves `repo` on Ferry's port, sending at most `bandwidth_limit` bytes per
-    /// second, and advertises it.
-    pub fn start(repo: &Path, bandwidth_limit: Option<u64>) -> Result<Self, ShareError> {
-        let interfaces = LanInterfaces::from_env().unwrap_or_else(|e| {
-            glib::g_warning!(LOG_DOMAIN, "not advertising: {e}");
+    /// second, and advertises it. `loopback_only` (the demonstration) serves on
+    /// 127.0.0.1 and advertises nothing.
+    pub fn start(
+        repo: &Path,
+        bandwidth_limit: Option<u64>,
+        loopback_only: bool,
+    ) -> Result<Self, ShareError> {
+        let interfaces = if loopback_only {
             LanInterfaces::Off
-        });
+        } else {
+            LanInterfaces::from_env().unwrap_or_else(|e| {
+                glib::g_warning!(LOG_DOMAIN, "not advertising: {e}");
+                LanInterfaces::Off
+            })
+        };
         let mut config = ServerConfig::new(repo);
         config.bandwidth_limit = bandwidth_limit;
+        if loopback_only {
+            config.address = Some(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         let server = RepoServer::start(config)?;
         let index = server.repo_index();
         let summary = server.summary();
@@ -37,7 +49,9 @@ impl Sharing {
         let advertiser = Rc::new(Advertiser::start(&interfaces, settings, &advert)?);
         let weak = Rc::downgrade(&advertiser);
         server.connect_summary_changed(move |summary| {
-            let Some(advertiser) = weak.upgrade() else { return };
+            let Some(advertiser) = weak.upgrade() else {
+                return;
+            };
             if let Some(advertiser) = advertiser.as_ref() {
                 let advert = advert_for(summary.collection_refs(), summary.last_modified, index);
                 if let Err(e) = advertiser.update(&advert) {

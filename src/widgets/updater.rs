@@ -128,6 +128,9 @@ mod imp {
         pub(super) can_update: Cell<bool>,
         #[property(get)]
         pub(super) can_cancel: Cell<bool>,
+        /// An error is shown: looking again may help.
+        #[property(get)]
+        pub(super) can_retry: Cell<bool>,
         /// "automatic", or the id of the one source to use.
         #[property(get, set = Self::set_source_choice)]
         pub(super) source_choice: RefCell<String>,
@@ -277,38 +280,49 @@ fn offers(source: &Source, target: &Target) -> Option<crate::sources::OfferedRef
         .cloned()
 }
 
-/// "Has version 42 — newer than yours" and the like.
+/// A commit and when it was made.
+#[derive(Clone, Debug, PartialEq)]
+struct Known {
+    commit: Checksum,
+    timestamp: Option<u64>,
+    version: Option<String>,
+}
+
+/// "Has version 42 — newer than yours" and the like: what `offer` is, compared with
+/// what is installed and with the newest commit known anywhere.
 fn freshness_words(
     offer: &crate::sources::OfferedRef,
-    installed: &Installed,
-    newest: Option<&RefPlan>,
+    installed: Option<&Known>,
+    newest: Option<&Known>,
 ) -> String {
-    if installed.commit == Some(offer.commit) {
+    if installed.is_some_and(|i| i.commit == offer.commit) {
         return gettext("Has your version");
     }
-    let newer = match (offer.timestamp, installed.timestamp) {
+    let newer = match (offer.timestamp, installed.and_then(|i| i.timestamp)) {
         (Some(offered), Some(mine)) => offered > mine,
+        (None, Some(_)) => newest.is_some_and(|n| n.commit == offer.commit),
         (_, None) => true,
-        (None, Some(_)) => newest.is_some_and(|p| p.commit == offer.commit),
     };
     if !newer {
         return gettext("Has an older version");
     }
     let version = offer.version.clone().or_else(|| {
         newest
-            .filter(|p| p.commit == offer.commit)
-            .and_then(|p| p.version.clone())
+            .filter(|n| n.commit == offer.commit)
+            .and_then(|n| n.version.clone())
     });
-    let not_newest = newest.is_some_and(|p| {
-        p.commit != offer.commit && offer.timestamp.is_some_and(|t| p.timestamp > t)
+    let not_newest = newest.is_some_and(|n| {
+        n.commit != offer.commit
+            && matches!((n.timestamp, offer.timestamp), (Some(a), Some(b)) if a > b)
     });
     match (version, not_newest) {
         (Some(v), false) => {
             // Translators: {} is a version, e.g. “Has version 42 — newer than yours”.
             gettext("Has version {} — newer than yours").replace("{}", &v)
         }
-        (Some(v), true) => gettext("Has version {} — newer than yours, not the newest")
-            .replace("{}", &v),
+        (Some(v), true) => {
+            gettext("Has version {} — newer than yours, not the newest").replace("{}", &v)
+        }
         (None, false) => gettext("Has a newer version"),
         (None, true) => gettext("Has a newer version, not the newest"),
     }
@@ -409,11 +423,13 @@ impl FerryUpdater {
     fn update_actions(&self) {
         let imp = self.imp();
         let downloading = imp.downloading.get();
-        let can_update = !downloading
-            && matches!(imp.status.get(), Status::Available | Status::Error)
-            && imp.discovery.borrow().is_some();
+        let started = imp.discovery.borrow().is_some();
+        let status = imp.status.get();
+        let can_update = !downloading && status == Status::Available && started;
         self.set_flag(&imp.can_update, "can-update", can_update);
         self.set_flag(&imp.can_cancel, "can-cancel", downloading);
+        let can_retry = !downloading && status == Status::Error && started;
+        self.set_flag(&imp.can_retry, "can-retry", can_retry);
     }
 
     // ---- starting and stopping ---------------------------------------------------
@@ -432,7 +448,9 @@ impl FerryUpdater {
             self.show_status(
                 Status::Starting,
                 &gettext("Preparing the Demonstration"),
-                &gettext("Making an update server, a nearby computer and a USB stick to try Ferry with."),
+                &gettext(
+                    "Making an update server, a nearby computer and a USB stick to try Ferry with.",
+                ),
             );
             match DemoWorld::create().await {
                 Ok(world) => {
@@ -598,7 +616,9 @@ impl FerryUpdater {
         let installed = imp.installed.borrow();
         let plans = imp.plans.borrow();
         for item in self.items() {
-            let Some(source) = item.source() else { continue };
+            let Some(source) = item.source() else {
+                continue;
+            };
             let text = match source.state {
                 SourceState::Unreachable => gettext("Not reachable"),
                 SourceState::NotServing => gettext("Not sharing updates"),
@@ -611,10 +631,22 @@ impl FerryUpdater {
                     .iter()
                     .find_map(|i| offers(&source, &i.target).map(|offer| (i, offer)))
                     .map(|(i, offer)| {
-                        let newest = plans.iter().find(|p| {
-                            p.remote == i.target.remote.name && p.ref_name == i.target.ref_name
+                        let newest = plans
+                            .iter()
+                            .find(|p| {
+                                p.remote == i.target.remote.name && p.ref_name == i.target.ref_name
+                            })
+                            .map(|p| Known {
+                                commit: p.commit,
+                                timestamp: Some(p.timestamp),
+                                version: p.version.clone(),
+                            });
+                        let mine = i.commit.map(|commit| Known {
+                            commit,
+                            timestamp: i.timestamp,
+                            version: None,
                         });
-                        freshness_words(&offer, i, newest)
+                        freshness_words(&offer, mine.as_ref(), newest.as_ref())
                     })
                     .unwrap_or_else(|| gettext("Has nothing for this computer")),
             };
@@ -626,12 +658,13 @@ impl FerryUpdater {
     fn load_installed(&self) -> Result<Vec<Target>, Blocked> {
         let path = PathBuf::from(self.repo_path());
         let config = RepoConfig::load(&path).map_err(|e| Blocked::Failed(e.to_string()))?;
-        let tracked = config.tracked().map_err(|e| Blocked::Failed(e.to_string()))?;
+        let tracked = config
+            .tracked()
+            .map_err(|e| Blocked::Failed(e.to_string()))?;
         if tracked.is_empty() {
             return Err(Blocked::NothingTracked);
         }
-        let targets =
-            crate::cli::update::targets(&config).map_err(Blocked::Failed)?;
+        let targets = crate::cli::update::targets(&config).map_err(Blocked::Failed)?;
         let repo = Repo::open(&path).map_err(|e| Blocked::Failed(e.to_string()))?;
         let installed = targets
             .iter()
@@ -681,8 +714,8 @@ impl FerryUpdater {
     }
 
     fn new_engine(&self) -> Result<(Rc<Engine>, async_channel::Receiver<EngineEvent>), Blocked> {
-        let repo = Repo::open(Path::new(&self.repo_path()))
-            .map_err(|e| Blocked::Failed(e.to_string()))?;
+        let repo =
+            Repo::open(Path::new(&self.repo_path())).map_err(|e| Blocked::Failed(e.to_string()))?;
         let (sender, receiver) = async_channel::unbounded();
         Ok((
             Rc::new(Engine::new(repo, EngineSettings::default(), sender)),
@@ -799,17 +832,22 @@ impl FerryUpdater {
                     None => gettext("A new version from {date}")
                         .replace("{date}", &format::date(plan.timestamp)),
                 };
-                self.show_status(Status::Available, &gettext("Update Available"), &description);
+                self.show_status(
+                    Status::Available,
+                    &gettext("Update Available"),
+                    &description,
+                );
             }
             many => {
                 let n = u32::try_from(many.len()).unwrap_or(u32::MAX);
-                let description = ngettext(
-                    "{} update is available.",
-                    "{} updates are available.",
-                    n,
-                )
-                .replace("{}", &n.to_string());
-                self.show_status(Status::Available, &gettext("Updates Available"), &description);
+                let description =
+                    ngettext("{} update is available.", "{} updates are available.", n)
+                        .replace("{}", &n.to_string());
+                self.show_status(
+                    Status::Available,
+                    &gettext("Updates Available"),
+                    &description,
+                );
             }
         }
         imp.plans.replace(plans);
@@ -854,9 +892,17 @@ impl FerryUpdater {
             None => String::new(),
         };
         self.set_flag(&imp.downloading, "downloading", true);
-        self.show_status(Status::Downloading, &gettext("Downloading Update"), &description);
+        self.show_status(
+            Status::Downloading,
+            &gettext("Downloading Update"),
+            &description,
+        );
         self.set_progress(0.0, &gettext("Starting…"));
-        let used: Vec<&str> = sources.iter().filter(|s| s.state.is_usable()).map(|s| s.id.as_str()).collect();
+        let used: Vec<&str> = sources
+            .iter()
+            .filter(|s| s.state.is_usable())
+            .map(|s| s.id.as_str())
+            .collect();
         for item in self.items() {
             let active = used.contains(&item.id().as_str());
             item.set_if_changed("downloading", active);
@@ -904,7 +950,9 @@ impl FerryUpdater {
                 imp.plans.replace(plans);
                 if pulled {
                     let description = match &version {
-                        Some(v) => gettext("Version {} is downloaded and verified.").replace("{}", v),
+                        Some(v) => {
+                            gettext("Version {} is downloaded and verified.").replace("{}", v)
+                        }
                         None => gettext("The update is downloaded and verified."),
                     };
                     self.show_status(Status::Ready, &gettext("Update Ready"), &description);
@@ -918,7 +966,11 @@ impl FerryUpdater {
             }
             Err(EngineError::Cancelled) => {
                 self.toast(&gettext("Update cancelled"));
-                self.show_status(Status::Available, &gettext("Update Available"), &description);
+                self.show_status(
+                    Status::Available,
+                    &gettext("Update Available"),
+                    &description,
+                );
                 self.schedule_check();
             }
             Err(error) => {
@@ -934,7 +986,9 @@ impl FerryUpdater {
             EngineEvent::Progress {
                 overall, sources, ..
             } => {
-                self.imp().pending_progress.replace(Some((overall, sources)));
+                self.imp()
+                    .pending_progress
+                    .replace(Some((overall, sources)));
             }
             EngineEvent::SourceDropped { source, reason } => {
                 glib::g_message!(LOG_DOMAIN, "stopped using {}: {reason}", source.id);
@@ -942,9 +996,7 @@ impl FerryUpdater {
                     .item(&source.id)
                     .map(|(_, item)| item.name().to_string())
                     .unwrap_or(source.name);
-                self.toast(
-                    &gettext("Stopped using “{}”: it stopped working").replace("{}", &name),
-                );
+                self.toast(&gettext("Stopped using “{}”").replace("{}", &name));
             }
             EngineEvent::Resolved { .. }
             | EngineEvent::RefUpdated { .. }
@@ -978,7 +1030,9 @@ impl FerryUpdater {
         }
         self.set_progress(fraction.clamp(0.0, 1.0), &text);
         for progress in sources {
-            let Some((_, item)) = self.item(&progress.source.id) else { continue };
+            let Some((_, item)) = self.item(&progress.source.id) else {
+                continue;
+            };
             let share = if total == 0 {
                 0.0
             } else {
@@ -1015,7 +1069,12 @@ impl FerryUpdater {
             return;
         }
         let limit = u64::from(imp.bandwidth_limit.get()) * 1024;
-        match Sharing::start(Path::new(&self.repo_path()), (limit > 0).then_some(limit)) {
+        let demo = imp.demo.get();
+        match Sharing::start(
+            Path::new(&self.repo_path()),
+            (limit > 0).then_some(limit),
+            demo,
+        ) {
             Ok(sharing) => {
                 imp.sharing.replace(Some(sharing));
             }
@@ -1024,5 +1083,73 @@ impl FerryUpdater {
                 self.toast(&gettext("Updates cannot be shared: {}").replace("{}", &e.to_string()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::OfferedRef;
+
+    fn known(seed: &[u8], timestamp: u64, version: &str) -> Known {
+        Known {
+            commit: Checksum::digest(seed),
+            timestamp: Some(timestamp),
+            version: Some(version.to_owned()),
+        }
+    }
+
+    fn offer(k: &Known) -> OfferedRef {
+        OfferedRef {
+            collection_id: Some("org.example.Os".into()),
+            ref_name: "os/stable".into(),
+            commit: k.commit,
+            timestamp: k.timestamp,
+            version: k.version.clone(),
+        }
+    }
+
+    #[test]
+    fn freshness_compares_with_installed_and_newest() {
+        let v40 = known(b"40", 100, "40");
+        let v41 = known(b"41", 200, "41");
+        let v42 = known(b"42", 300, "42");
+        let words = |o: &Known, mine: Option<&Known>| freshness_words(&offer(o), mine, Some(&v42));
+        assert_eq!(words(&v42, Some(&v40)), "Has version 42 — newer than yours");
+        assert_eq!(
+            words(&v41, Some(&v40)),
+            "Has version 41 — newer than yours, not the newest"
+        );
+        assert_eq!(words(&v40, Some(&v40)), "Has your version");
+        assert_eq!(words(&v40, Some(&v41)), "Has an older version");
+        // Nothing installed yet: anything is newer.
+        assert_eq!(words(&v42, None), "Has version 42 — newer than yours");
+        // Without a version, the newest known commit lends its own.
+        let mut bare = offer(&v42);
+        bare.version = None;
+        assert_eq!(
+            freshness_words(&bare, Some(&v40), Some(&v42)),
+            "Has version 42 — newer than yours"
+        );
+        bare.commit = Checksum::digest(b"other");
+        assert_eq!(
+            freshness_words(&bare, Some(&v40), Some(&v42)),
+            "Has a newer version"
+        );
+    }
+
+    #[test]
+    fn engine_errors_in_plain_words() {
+        let (plain, detail) = explain(&EngineError::NoTrustedCommit {
+            ref_name: "os/stable".into(),
+            reasons: "abc from x: no signature".into(),
+        });
+        assert!(
+            plain.starts_with("The update could not be verified"),
+            "{plain}"
+        );
+        assert!(detail.contains("no signature"), "{detail}");
+        let (plain, _) = explain(&EngineError::Cancelled);
+        assert_eq!(plain, "The update was cancelled.");
     }
 }

@@ -16,6 +16,7 @@ use adw::subclass::prelude::*;
 use gtk::{gio, glib};
 
 use crate::share::usb::{self, UsbError, UsbEvent, UsbOptions};
+use crate::sources::mounts;
 use crate::widgets::format;
 
 /// Progress reaches the widgets at most this often.
@@ -28,7 +29,9 @@ mod imp {
     #[template(resource = "/io/github/ferry_updates/Ferry/ui/usb-dialog.ui")]
     pub struct FerryUsbDialog {
         #[template_child]
-        pub stack: TemplateChild<gtk::Stack>,
+        pub choose_page: TemplateChild<gtk::ScrolledWindow>,
+        #[template_child]
+        pub copying_page: TemplateChild<adw::StatusPage>,
         #[template_child]
         pub drives_list: TemplateChild<gtk::ListBox>,
         #[template_child]
@@ -57,7 +60,7 @@ mod imp {
         fn class_init(klass: &mut Self::Class) {
             klass.bind_template();
             klass.install_action("usb.back", None, |dialog, _, _| {
-                dialog.imp().stack.set_visible_child_name("choose");
+                dialog.show_page(Page::Choose);
                 dialog.fill_drives();
             });
             klass.add_binding_action(
@@ -124,19 +127,15 @@ fn is_usb_drive(mount: &gio::Mount) -> Option<PathBuf> {
     }
     let path = mount.root().path()?;
     let removable_place = path.starts_with("/media") || path.starts_with("/run/media");
-    let removable = mount.can_unmount()
-        || mount.can_eject()
-        || mount.drive().is_some_and(|d| d.is_removable());
+    let removable =
+        mount.can_unmount() || mount.can_eject() || mount.drive().is_some_and(|d| d.is_removable());
     (removable_place || removable).then_some(path)
 }
 
 /// "3.2 GB free", when the file system tells.
 fn free_space(path: &std::path::Path) -> Option<String> {
     let info = gio::File::for_path(path)
-        .query_filesystem_info(
-            gio::FILE_ATTRIBUTE_FILESYSTEM_FREE,
-            gio::Cancellable::NONE,
-        )
+        .query_filesystem_info(gio::FILE_ATTRIBUTE_FILESYSTEM_FREE, gio::Cancellable::NONE)
         .ok()?;
     let free = info.attribute_uint64(gio::FILE_ATTRIBUTE_FILESYSTEM_FREE);
     // Translators: free space on a drive, e.g. “3.2 GB free”.
@@ -149,10 +148,10 @@ fn explain(error: &UsbError) -> String {
         UsbError::ReadOnly(_) | UsbError::NotWritable { .. } => {
             gettext("The USB stick cannot be written to. Nothing was copied.")
         }
-        UsbError::NoSpace { needed, .. } => {
-            gettext("There is not enough space on the USB stick: the update needs {}. Nothing was copied.")
-                .replace("{}", &format::size(*needed))
-        }
+        UsbError::NoSpace { needed, .. } => gettext(
+            "There is not enough space on the USB stick: the update needs {}. Nothing was copied.",
+        )
+        .replace("{}", &format::size(*needed)),
         UsbError::NoInodes { .. } => {
             gettext("There is no room for more files on the USB stick. Nothing was copied.")
         }
@@ -161,7 +160,24 @@ fn explain(error: &UsbError) -> String {
     }
 }
 
+/// The dialog's pages; one shows at a time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Choose,
+    Copying,
+    Done,
+    Failed,
+}
+
 impl FerryUsbDialog {
+    fn show_page(&self, page: Page) {
+        let imp = self.imp();
+        imp.choose_page.set_visible(page == Page::Choose);
+        imp.copying_page.set_visible(page == Page::Copying);
+        imp.done_page.set_visible(page == Page::Done);
+        imp.failed_page.set_visible(page == Page::Failed);
+    }
+
     pub fn new(parent: &impl IsA<gtk::Window>, repo: &str) -> Self {
         let dialog: Self = glib::Object::builder()
             .property("transient-for", parent)
@@ -180,10 +196,19 @@ impl FerryUsbDialog {
         }
         let group = gtk::CheckButton::new();
         imp.group.replace(Some(group.clone()));
+        // Named as the sources list names drives: volume name, label, mount name.
         let mut drives: Vec<(String, PathBuf)> = gio::VolumeMonitor::get()
             .mounts()
             .iter()
-            .filter_map(|m| is_usb_drive(m).map(|path| (m.name().to_string(), path)))
+            .filter_map(|m| {
+                let path = is_usb_drive(m)?;
+                let name = m
+                    .volume()
+                    .map(|v| v.name().to_string())
+                    .or_else(|| mounts::fs_label(&path))
+                    .unwrap_or_else(|| m.name().to_string());
+                Some((name, path))
+            })
             .collect();
         drives.sort();
         drives.dedup_by(|a, b| a.1 == b.1);
@@ -199,7 +224,9 @@ impl FerryUsbDialog {
                 None => path.display().to_string(),
             };
             row.set_subtitle(&subtitle);
-            let check = gtk::CheckButton::builder().valign(gtk::Align::Center).build();
+            let check = gtk::CheckButton::builder()
+                .valign(gtk::Align::Center)
+                .build();
             check.set_group(Some(&group));
             check.set_active(still_there && chosen.as_ref() == Some(&path));
             check.connect_toggled(glib::clone!(
@@ -230,7 +257,7 @@ impl FerryUsbDialog {
         let Some(mount) = imp.chosen.borrow().clone() else {
             return;
         };
-        imp.stack.set_visible_child_name("copying");
+        self.show_page(Page::Copying);
         imp.progress_bar.set_fraction(0.0);
         imp.progress_label.set_label(&gettext("Starting…"));
         let options = UsbOptions {
@@ -265,7 +292,9 @@ impl FerryUsbDialog {
                 }
                 Err(_) => Err(gettext("Something went wrong while copying.")),
             };
-            let Some(dialog) = dialog.upgrade() else { return };
+            let Some(dialog) = dialog.upgrade() else {
+                return;
+            };
             let imp = dialog.imp();
             match result {
                 Ok(report) => {
@@ -273,11 +302,11 @@ impl FerryUsbDialog {
                         &gettext("Copied {}. Other computers can now update from the USB stick.")
                             .replace("{}", &format::size(report.bytes_copied)),
                     ));
-                    imp.stack.set_visible_child_name("done");
+                    dialog.show_page(Page::Done);
                 }
                 Err(reason) => {
                     imp.failed_page.set_description(Some(&reason));
-                    imp.stack.set_visible_child_name("failed");
+                    dialog.show_page(Page::Failed);
                 }
             }
         });

@@ -15,7 +15,7 @@ use gtk::{gio, glib};
 
 use crate::config::PROFILE;
 use crate::widgets::{
-    FerryApplication, FerrySource, FerrySourceRow, FerryUpdater, FerryUsbDialog, Launch,
+    FerryApplication, FerrySource, FerrySourceRow, FerryUpdater, FerryUsbDialog, Launch, Status,
 };
 
 mod imp {
@@ -36,6 +36,8 @@ mod imp {
         pub automatic_check: TemplateChild<gtk::CheckButton>,
         #[template_child]
         pub sources_list: TemplateChild<gtk::ListBox>,
+        #[template_child]
+        pub status_icon: TemplateChild<gtk::Image>,
     }
 
     #[glib::object_subclass]
@@ -111,7 +113,11 @@ impl FerryWindow {
 
     /// The window's model.
     pub fn model(&self) -> FerryUpdater {
-        self.imp().updater.borrow().clone().expect("set in constructed()")
+        self.imp()
+            .updater
+            .borrow()
+            .clone()
+            .expect("set in constructed()")
     }
 
     fn setup_model(&self) {
@@ -142,6 +148,23 @@ impl FerryWindow {
         usb_enabled(&updater);
         updater.connect_repo_path_notify(usb_enabled.clone());
         updater.connect_downloading_notify(usb_enabled);
+
+        // The status icon takes the colour of the news.
+        let icon = imp.status_icon.clone();
+        let paint = move |updater: &FerryUpdater| {
+            let class = match updater.status() {
+                Status::UpToDate | Status::Ready => "success",
+                Status::Error => "error",
+                Status::Available | Status::Downloading => "accent",
+                _ => "dim-label",
+            };
+            for other in ["success", "error", "accent", "dim-label"] {
+                icon.remove_css_class(other);
+            }
+            icon.add_css_class(class);
+        };
+        paint(&updater);
+        updater.connect_status_notify(paint);
 
         let title = imp.window_title.clone();
         updater.connect_demo_notify(move |updater| {

@@ -58,6 +58,16 @@ def walk(node):
         yield from walk(child)
 
 
+def walk_visible(node):
+    """Like walk, leaving out hidden widgets and everything in them (a stack's
+    other pages report their own children as visible)."""
+    if not showing(node):
+        return
+    yield node
+    for child in children(node):
+        yield from walk_visible(child)
+
+
 def role(node):
     try:
         return node.getRoleName()
@@ -132,10 +142,13 @@ class Window:
         self.app = app
 
     def nodes(self):
-        return walk(self.app)
+        # The application itself is never "visible"; its windows are.
+        if role(self.app) == "application":
+            return (n for window in children(self.app) for n in walk_visible(window))
+        return walk_visible(self.app)
 
     def labels(self):
-        return [name(n) for n in self.nodes() if role(n) == "label" and showing(n)]
+        return [name(n) for n in self.nodes() if role(n) == "label"]
 
     def has_label(self, text):
         return any(text == label for label in self.labels())
@@ -250,7 +263,8 @@ def wait_rows(win, list_name, expected, timeout):
 
 def download(win, list_name, rows_expected_active, update_label, ready_titles, shot):
     """Clicks Update, follows the per-source progress bars until the status says
-    ready, and checks the bars moved. Returns {row: [values seen]}."""
+    ready, and checks the bars of `rows_expected_active` moved. Returns
+    {row: [values seen]}."""
     win.click(wait_for("the Update button", lambda: win.button(update_label), 10))
     log("clicked Update")
     seen = {}
@@ -300,9 +314,10 @@ def scenario_demo(win):
     wait_rows(win, s["sources"], CONFIG["rows_after"], 10)
 
 
-def mounted(path):
-    with open("/proc/self/mounts") as mounts:
-        return any(line.split()[1] == path for line in mounts)
+def requested_objects():
+    """Objects the test world's HTTP server was asked for so far."""
+    with open(CONFIG["requests_log"], encoding="utf-8") as requests:
+        return [line.strip() for line in requests if line.startswith("objects/")]
 
 
 def scenario_usb(win):
@@ -327,22 +342,83 @@ def scenario_usb(win):
         wait_for("the USB stick's row to go", lambda: usb_row() is None, 2.0)
         log(f"USB stick gone after {time.monotonic() - t0:.2f} s")
 
-    # Only the USB stick: its radio button, clicked with the mouse.
+    # Only the server, though the drive has the update too and, being a drive,
+    # would be used first: the server's radio button, clicked with the mouse.
+    server_name = CONFIG["server_row"]
     rows = win.rows(s["sources"])
-    check = win.check_box(rows[row_name])
+    check = win.check_box(rows[server_name])
     win.mouse_click(check)
-    wait_for("the USB stick to be chosen", lambda: checked(check), 5)
+    wait_for("the server to be chosen", lambda: checked(check), 5)
     automatic = win.rows(s["choice"]).get(s["automatic"])
     if automatic is not None and checked(win.check_box(automatic)):
         raise Failure("Automatic is still chosen")
-    log(f"chose {row_name!r} only")
+    log(f"chose {server_name!r} only")
     wait_status(win, s["available"], 10)
-    seen = download(win, s["sources"], [row_name], s["update"], [s["ready"]], None)
-    others = {r: v for r, v in seen.items() if r != row_name}
-    if others:
-        raise Failure(f"sources other than the chosen one were used: {others}")
+    requests_before = requested_objects()
+    seen = download(win, s["sources"], [], s["update"], [s["ready"]], None)
+    if row_name in seen:
+        raise Failure(f"the drive was used though it was not chosen: {seen}")
+    asked = requested_objects()[len(requests_before):]
+    if not any(path.endswith(".filez") for path in asked):
+        raise Failure(f"the chosen server was not asked for the files: {asked}")
+    log(f"the server was asked for {len(asked)} objects, the drive for none")
     wait_status(win, s["ready"], 10)
     run(["umount", usb["mount_point"]])
+    copy_to_usb(win, CONFIG["copy"])
+
+
+def frame_action(frame, action_name):
+    """Runs one of a window's actions (GTK lists them on the frame)."""
+    action = frame.queryAction()
+    for i in range(action.nActions):
+        if action.getName(i) == action_name:
+            action.doAction(i)
+            return
+    raise Failure(f"the window has no action {action_name!r}")
+
+
+def copy_to_usb(win, copy):
+    """"Copy Update to USB Stick…" onto a blank drive."""
+    s = CONFIG["strings"]
+    run(["mount", "-o", "loop", copy["image"], copy["mount_point"]])
+    main = next(n for n in children(win.app) if role(n) == "frame" and name(n) == "Ferry")
+    frame_action(main, "win.copy-to-usb")
+    dialog = wait_for(
+        "the copy dialog",
+        lambda: next((n for n in children(win.app) if name(n) == s["copy_title"]), None),
+        10,
+    )
+    log("the copy dialog is open")
+    rows = wait_for(
+        "the blank drive in the dialog",
+        lambda: (lambda found: found if copy["name"] in found else None)(
+            Window(dialog).rows(s["drives"])
+        ),
+        5,
+    )
+    log(f"drives: {list(rows)}")
+    check = Window(dialog).check_box(rows[copy["name"]])
+    Window(dialog).mouse_click(check)
+    wait_for("the drive to be chosen", lambda: checked(check), 5)
+    Window(dialog).click(wait_for("the Copy button", lambda: Window(dialog).button(s["copy"]), 5))
+    log("clicked Copy")
+    wait_for("the copy to finish", lambda: Window(dialog).has_label(s["copied"]), 60)
+    log(f"status: {s['copied']}: {Window(dialog).labels()}")
+    ref_file = os.path.join(copy["mount_point"], copy["ref_file"])
+    try:
+        with open(ref_file) as f:
+            commit = f.read().strip()
+    except OSError as error:
+        listing = subprocess.run(["find", copy["mount_point"], "-maxdepth", "6", "-not", "-path", "*/objects/*"],
+                                 capture_output=True, text=True).stdout
+        raise Failure(f"{error}; the drive holds:\n{listing}")
+    if commit != copy["commit"]:
+        raise Failure(f"{ref_file} holds {commit}, not {copy['commit']}")
+    log(f"the drive has {copy['ref_file']} = {commit[:12]}")
+    run(["ostree", f"--repo={copy['mount_point']}/.ostree/repo", "fsck", "--quiet"])
+    main_win = Window(dialog)
+    main_win.click(wait_for("the Close button", lambda: main_win.button(s["close"]), 5))
+    run(["umount", copy["mount_point"]])
 
 
 def scenario_german(win):

@@ -771,6 +771,21 @@ impl Server {
         }
     }
 
+    /// What each open descriptor is (for failure messages).
+    pub fn describe_fds(&self) -> String {
+        let dir = format!("/proc/{}/fd", self.child.id());
+        let mut out = String::new();
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let target = fs::read_link(entry.path()).unwrap_or_default();
+            out.push_str(&format!(
+                "{} -> {}\n",
+                entry.file_name().to_string_lossy(),
+                target.display()
+            ));
+        }
+        out
+    }
+
     /// Descriptors the server process has open now.
     pub fn open_fds(&self) -> usize {
         fs::read_dir(format!("/proc/{}/fd", self.child.id()))
