@@ -194,10 +194,13 @@ for n in 1 2 3; do
     start_nginx "$work/lan-repo" "10.78.$n.1" 8000 "$ns"
     peers+=("http://10.78.$n.1:8000/")
 done
-prepare() { ferry_client "$work/dest" "${peers[0]}"; }
+# The peers are given as static sources (what discovery would find over DNS-SD);
+# the configured upstream refuses connections, as when the internet is down.
+prepare() { ferry_client "$work/dest" http://127.0.0.1:9/; }
 read -r _ f3 f3r < <(runs_of ferry3 ip netns exec "$client" "$ferryctl" --repo "$work/dest" --no-lan --no-mounts \
-    --static-source "${peers[1]}" --static-source "${peers[2]}" update)
-read -r _ f1 f1r < <(runs_of ferry1 ip netns exec "$client" "$ferryctl" --repo "$work/dest" --no-lan --no-mounts update)
+    --static-source "${peers[0]}" --static-source "${peers[1]}" --static-source "${peers[2]}" update)
+read -r _ f1 f1r < <(runs_of ferry1 ip netns exec "$client" "$ferryctl" --repo "$work/dest" --no-lan --no-mounts \
+    --static-source "${peers[0]}" update)
 prepare() { ostree_client "$work/dest" "${peers[0]}"; }
 read -r _ o1 o1r < <(runs_of ostree1 ip netns exec "$client" ostree --repo="$work/dest" pull origin os/bench)
 echo "| run | wall | throughput | vs Ferry from one peer | peak RSS |"

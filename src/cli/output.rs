@@ -13,19 +13,9 @@ pub fn print_json_line(value: &impl Serialize) {
     println!("{}", serde_json::to_string(value).expect("serializable"));
 }
 
+/// Decimal sizes, as GNOME shows them (“48.2 MB”).
 pub fn format_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    glib::format_size(bytes).to_string()
 }
 
 pub fn format_timestamp(seconds: u64) -> String {

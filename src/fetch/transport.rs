@@ -9,7 +9,7 @@ use gio::prelude::*;
 use soup::prelude::*;
 
 /// Bodies up to this size stay in memory; larger ones are spilled to disk.
-const SPILL_SIZE: usize = 4 * 1024 * 1024;
+const SPILL_SIZE: usize = 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 const MAX_REDIRECTS: usize = 3;
 

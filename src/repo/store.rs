@@ -11,7 +11,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
 use crate::repo::error::{RepoError, Result};
@@ -241,6 +241,34 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     dir.sync_all().map_err(|e| RepoError::io(path, e))
 }
 
+/// The process umask, read once (from /proc: `umask()` itself would change it).
+fn process_umask() -> u32 {
+    static UMASK: OnceLock<u32> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+                u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+            })
+            // Unknown: assume the worst, so the mode is always set explicitly.
+            .unwrap_or(0o777)
+    })
+}
+
+/// Objects are world-readable whatever the umask, so a drive written here works on
+/// another machine. Drives without Unix modes (FAT) refuse chmod; everything is
+/// readable there anyway.
+fn ensure_object_mode(file: &File) -> io::Result<()> {
+    if OBJECT_MODE & !process_umask() == OBJECT_MODE {
+        return Ok(());
+    }
+    match file.set_permissions(fs::Permissions::from_mode(OBJECT_MODE)) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => Ok(()),
+        other => other,
+    }
+}
+
 /// Starts writing a large staged file to disk now, so the checkpoint's `syncfs`
 /// finds little left to flush.
 fn start_writeback(file: &File) {
@@ -312,28 +340,21 @@ impl Transaction {
         name: &ObjectName,
         write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
     ) -> Result<T> {
+        // Written under its final staging name: only a success enters `staged`, and a
+        // failure removes the file, so nothing reads a half-written object.
         let path = self.staging_path(name);
-        let partial = path.with_extension(format!("{}.partial", name.kind.extension()));
         let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(OBJECT_MODE)
-            .open(&partial)
-            .map_err(|e| RepoError::io(&partial, e))?;
+            .open(&path)
+            .map_err(|e| RepoError::io(&path, e))?;
         let mut out = BufWriter::with_capacity(128 * 1024, file);
         let result = write(&mut out).and_then(|value| {
-            let file = out.into_inner().map_err(|e| RepoError::io(&partial, e.into_error()))?;
+            let file = out.into_inner().map_err(|e| RepoError::io(&path, e.into_error()))?;
             start_writeback(&file);
-            // The umask must not make an object unreadable to others. Drives without
-            // Unix modes (FAT) refuse chmod; everything is readable there anyway.
-            match file.set_permissions(fs::Permissions::from_mode(OBJECT_MODE)) {
-                Err(e) if !matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
-                    return Err(RepoError::io(&partial, e));
-                }
-                _ => {}
-            }
-            fs::rename(&partial, &path).map_err(|e| RepoError::io(&path, e))?;
+            ensure_object_mode(&file).map_err(|e| RepoError::io(&path, e))?;
             Ok(value)
         });
         match result {
@@ -344,7 +365,7 @@ impl Transaction {
                 Ok(value)
             }
             Err(e) => {
-                let _ = fs::remove_file(&partial);
+                let _ = fs::remove_file(&path);
                 Err(e)
             }
         }

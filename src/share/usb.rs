@@ -52,7 +52,7 @@ pub enum UsbError {
     NotWritable { path: PathBuf, reason: String },
     #[error(
         "not enough space on the drive at {path}: the update needs {} but only {} is free; nothing was copied",
-        human(*.needed), human(*.available)
+        glib::format_size(*.needed), glib::format_size(*.available)
     )]
     NoSpace {
         path: PathBuf,
@@ -104,21 +104,6 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> UsbError + '_ {
     }
 }
 
-/// Decimal sizes, as file managers show them.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
 
 /// What to copy where.
 #[derive(Clone, Debug)]
@@ -700,11 +685,5 @@ mod tests {
         for bad in ["/abs", "../up", "a/../../b", "", "."] {
             assert!(destination_relative(Some(Path::new(bad))).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human(999), "999 B");
-        assert_eq!(human(48_200_000), "48.2 MB");
     }
 }

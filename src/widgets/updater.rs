@@ -166,6 +166,8 @@ mod imp {
         pub(super) progress_timer: RefCell<Option<glib::SourceId>>,
         pub(super) network: RefCell<Option<(gio::NetworkMonitor, glib::SignalHandlerId)>>,
         pub(super) sharing: RefCell<Option<Sharing>>,
+        /// Shut down: work still in flight must not start anything new.
+        pub(super) stopped: Cell<bool>,
     }
 
     #[glib::object_subclass]
@@ -453,6 +455,8 @@ impl FerryUpdater {
                 ),
             );
             match DemoWorld::create().await {
+                // The window closed meanwhile: the world goes (and its directory).
+                Ok(_) if imp.stopped.get() => return,
                 Ok(world) => {
                     let mut note = Vec::new();
                     let _ = world.describe(&mut note);
@@ -465,7 +469,7 @@ impl FerryUpdater {
                 Err(e) => {
                     return self.show_error(
                         &gettext("The Demonstration Could Not Be Prepared"),
-                        &gettext("Ferry needs the “ostree” program to make its demonstration."),
+                        &gettext("It needs the “ostree” and “gpg” programs and room in the temporary folder."),
                         &e.to_string(),
                     );
                 }
@@ -509,6 +513,9 @@ impl FerryUpdater {
             }
         });
         discovery.settled().await;
+        if imp.stopped.get() {
+            return;
+        }
         imp.settled.set(true);
         self.check_now().await;
     }
@@ -516,6 +523,7 @@ impl FerryUpdater {
     /// Stops everything: downloads, discovery, sharing, the demo world.
     pub fn shutdown(&self) {
         let imp = self.imp();
+        imp.stopped.set(true);
         if let Some(engine) = imp.engine.take() {
             engine.cancel();
         }
@@ -753,7 +761,7 @@ impl FerryUpdater {
     /// Checks again soon, once source changes have settled.
     fn schedule_check(&self) {
         let imp = self.imp();
-        if !imp.settled.get() {
+        if !imp.settled.get() || imp.stopped.get() {
             return;
         }
         if let Some(timer) = imp.check_timer.take() {

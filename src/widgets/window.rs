@@ -162,9 +162,12 @@ impl FerryWindow {
                 icon.remove_css_class(other);
             }
             icon.add_css_class(class);
+            // The spinner stands in for the icon while Ferry looks.
+            icon.set_visible(!updater.busy());
         };
         paint(&updater);
-        updater.connect_status_notify(paint);
+        updater.connect_status_notify(paint.clone());
+        updater.connect_busy_notify(paint);
 
         let title = imp.window_title.clone();
         updater.connect_demo_notify(move |updater| {
