@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub fn print_json(value: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
 }
 
 /// One JSON object per line (for event streams).

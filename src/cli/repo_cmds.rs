@@ -175,7 +175,13 @@ struct PullReport<'a> {
     outcome: &'a pull::PullOutcome,
 }
 
-pub fn pull(path: &Path, source_uri: &str, ref_name: &str, remote: Option<&str>, json: bool) -> CmdResult {
+pub fn pull(
+    path: &Path,
+    source_uri: &str,
+    ref_name: &str,
+    remote: Option<&str>,
+    json: bool,
+) -> CmdResult {
     let repo = open_repo(path)?;
     let config = load_config(path)?;
     refs::validate_ref_name(ref_name).map_err(|e| e.to_string())?;
@@ -260,13 +266,20 @@ pub fn pull(path: &Path, source_uri: &str, ref_name: &str, remote: Option<&str>,
 }
 
 /// The commit a ref points at now, with its timestamp (for the downgrade check).
-fn current_commit(repo: &Repo, kind: &RefKind, ref_name: &str) -> Result<Option<(Checksum, u64)>, String> {
-    let Some(checksum) = refs::read_ref(repo.root(), kind, ref_name).map_err(|e| e.to_string())? else {
+fn current_commit(
+    repo: &Repo,
+    kind: &RefKind,
+    ref_name: &str,
+) -> Result<Option<(Checksum, u64)>, String> {
+    let Some(checksum) = refs::read_ref(repo.root(), kind, ref_name).map_err(|e| e.to_string())?
+    else {
         return Ok(None);
     };
     match repo.load_commit(&checksum) {
         Ok((commit, _)) => Ok(Some((checksum, commit.timestamp))),
-        Err(e) => Err(format!("the installed commit of {ref_name} cannot be read: {e}")),
+        Err(e) => Err(format!(
+            "the installed commit of {ref_name} cannot be read: {e}"
+        )),
     }
 }
 

@@ -46,7 +46,11 @@ pub(crate) fn targets(config: &RepoConfig) -> Result<Vec<Target>, String> {
 }
 
 /// The sources discovery settled on, restricted to `only` when given.
-async fn discover(repo: &Path, args: &DiscoveryArgs, only: &[String]) -> Result<(Discovery, Vec<Source>), String> {
+async fn discover(
+    repo: &Path,
+    args: &DiscoveryArgs,
+    only: &[String],
+) -> Result<(Discovery, Vec<Source>), String> {
     let options = args.options().map_err(|e| e.to_string())?;
     let discovery = Discovery::start(repo, options).map_err(|e| e.to_string())?;
     discovery.settled().await;
@@ -55,7 +59,9 @@ async fn discover(repo: &Path, args: &DiscoveryArgs, only: &[String]) -> Result<
         for id in only {
             if !sources.iter().any(|s| &s.id == id) {
                 discovery.stop();
-                return Err(format!("there is no source “{id}” (see “ferryctl sources”)"));
+                return Err(format!(
+                    "there is no source “{id}” (see “ferryctl sources”)"
+                ));
             }
         }
         sources.retain(|s| only.contains(&s.id));
@@ -64,9 +70,16 @@ async fn discover(repo: &Path, args: &DiscoveryArgs, only: &[String]) -> Result<
 }
 
 fn describe_plan(plan: &RefPlan) -> String {
-    let version = plan.version.as_deref().map(|v| format!("version {v}, ")).unwrap_or_default();
+    let version = plan
+        .version
+        .as_deref()
+        .map(|v| format!("version {v}, "))
+        .unwrap_or_default();
     if plan.up_to_date {
-        format!("{}:{} is up to date ({version}{})", plan.remote, plan.ref_name, plan.commit)
+        format!(
+            "{}:{} is up to date ({version}{})",
+            plan.remote, plan.ref_name, plan.commit
+        )
     } else {
         format!(
             "{}:{} → {} ({version}{}), from {}",
@@ -130,20 +143,38 @@ impl TerminalProgress {
 
     fn show(&mut self, event: &EngineEvent) {
         match event {
-            EngineEvent::Progress { overall, sources, .. } => {
-                self.overall.set_length(overall.bytes_total.max(overall.bytes_done));
-                self.overall.set_position(overall.bytes_done);
-                let eta = overall.eta_seconds.map(|s| format!(", {s} s left")).unwrap_or_default();
+            EngineEvent::Progress {
+                overall, sources, ..
+            } => {
                 self.overall
-                    .set_message(format!("{}/{} objects{eta}", overall.objects_done, overall.objects_total));
+                    .set_length(overall.bytes_total.max(overall.bytes_done));
+                self.overall.set_position(overall.bytes_done);
+                let eta = overall
+                    .eta_seconds
+                    .map(|s| format!(", {s} s left"))
+                    .unwrap_or_default();
+                self.overall.set_message(format!(
+                    "{}/{} objects{eta}",
+                    overall.objects_done, overall.objects_total
+                ));
                 for s in sources {
-                    let bar = self.per_source.entry(s.source.id.clone()).or_insert_with(|| {
-                        let bar = self.multi.add(ProgressBar::new_spinner());
-                        bar.set_style(ProgressStyle::with_template("{prefix:>12} {msg}").expect("static template"));
-                        bar.set_prefix(s.source.name.chars().take(12).collect::<String>());
-                        bar
-                    });
-                    let error = s.last_error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default();
+                    let bar = self
+                        .per_source
+                        .entry(s.source.id.clone())
+                        .or_insert_with(|| {
+                            let bar = self.multi.add(ProgressBar::new_spinner());
+                            bar.set_style(
+                                ProgressStyle::with_template("{prefix:>12} {msg}")
+                                    .expect("static template"),
+                            );
+                            bar.set_prefix(s.source.name.chars().take(12).collect::<String>());
+                            bar
+                        });
+                    let error = s
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!(" — {e}"))
+                        .unwrap_or_default();
                     bar.set_message(format!(
                         "{:<11} {:>10} {:>6} objects {:>10}/s{error}",
                         s.state,
@@ -154,13 +185,23 @@ impl TerminalProgress {
                 }
             }
             EngineEvent::SourceDropped { source, reason } => {
-                let _ = self.multi.println(format!("Stopped using {} ({}): {reason}", source.name, source.uri));
+                let _ = self.multi.println(format!(
+                    "Stopped using {} ({}): {reason}",
+                    source.name, source.uri
+                ));
             }
             EngineEvent::Resolved { plan } => {
                 let _ = self.multi.println(describe_plan(plan));
             }
-            EngineEvent::RefUpdated { remote, ref_name, commit, .. } => {
-                let _ = self.multi.println(format!("Updated {remote}:{ref_name} to {commit}"));
+            EngineEvent::RefUpdated {
+                remote,
+                ref_name,
+                commit,
+                ..
+            } => {
+                let _ = self
+                    .multi
+                    .println(format!("Updated {remote}:{ref_name} to {commit}"));
             }
             EngineEvent::ObjectFetched { .. } => {}
         }
@@ -246,7 +287,12 @@ fn print_event_line(event: &EngineEvent) {
             println!("Stopped using {} ({}): {reason}", source.name, source.uri)
         }
         EngineEvent::Resolved { plan } => println!("{}", describe_plan(plan)),
-        EngineEvent::RefUpdated { remote, ref_name, commit, .. } => {
+        EngineEvent::RefUpdated {
+            remote,
+            ref_name,
+            commit,
+            ..
+        } => {
             println!("Updated {remote}:{ref_name} to {commit}")
         }
         EngineEvent::Progress { .. } | EngineEvent::ObjectFetched { .. } => {}

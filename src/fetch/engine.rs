@@ -138,8 +138,13 @@ pub struct RejectedCommit {
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum EngineEvent {
     /// A source will not be used for the rest of this update.
-    SourceDropped { source: SourceLabel, reason: String },
-    Resolved { plan: RefPlan },
+    SourceDropped {
+        source: SourceLabel,
+        reason: String,
+    },
+    Resolved {
+        plan: RefPlan,
+    },
     Progress {
         #[serde(rename = "ref")]
         ref_name: String,
@@ -213,7 +218,9 @@ impl RateMeter {
     }
 
     fn rate(&self) -> u64 {
-        let Some((first, _)) = self.samples.front() else { return 0 };
+        let Some((first, _)) = self.samples.front() else {
+            return 0;
+        };
         let span = first.elapsed().as_secs_f64().max(0.5);
         (self.samples.iter().map(|(_, b)| b).sum::<u64>() as f64 / span) as u64
     }
@@ -235,7 +242,10 @@ type TrustedCommit = (Checksum, Commit, Vec<u8>, Option<Vec<u8>>);
 /// What a task fetching one object reports back.
 enum Fetched {
     /// Stored; for metadata, the objects it names.
-    Stored { bytes: u64, children: Vec<ObjectName> },
+    Stored {
+        bytes: u64,
+        children: Vec<ObjectName>,
+    },
     NotFound,
     Bad(RepoError),
     Failed(TransportError),
@@ -243,7 +253,11 @@ enum Fetched {
 }
 
 impl Engine {
-    pub fn new(repo: Repo, settings: EngineSettings, events: async_channel::Sender<EngineEvent>) -> Self {
+    pub fn new(
+        repo: Repo,
+        settings: EngineSettings,
+        events: async_channel::Sender<EngineEvent>,
+    ) -> Self {
         let session = new_session(&settings.http);
         Self {
             repo,
@@ -295,7 +309,11 @@ impl Engine {
             .filter(|s| s.state.is_usable())
             .filter_map(|s| {
                 let transport = Transport::for_uri(&s.uri, &self.session).ok()?;
-                let limit = if transport.is_file() { file_limit } else { INITIAL_HTTP_IN_FLIGHT };
+                let limit = if transport.is_file() {
+                    file_limit
+                } else {
+                    INITIAL_HTTP_IN_FLIGHT
+                };
                 Some(EngineSource {
                     source: s.clone(),
                     transport,
@@ -313,7 +331,11 @@ impl Engine {
     }
 
     /// Finds the newest trusted commit of each target across `sources`.
-    pub async fn check(&self, targets: &[Target], sources: &[Source]) -> Result<Vec<RefPlan>, EngineError> {
+    pub async fn check(
+        &self,
+        targets: &[Target],
+        sources: &[Source],
+    ) -> Result<Vec<RefPlan>, EngineError> {
         let mut engine_sources = self.prepare_sources(sources);
         let mut plans = Vec::new();
         for target in targets {
@@ -323,7 +345,11 @@ impl Engine {
     }
 
     /// Resolves and pulls every target, moving each ref once its closure is stored.
-    pub async fn update(&self, targets: &[Target], sources: &[Source]) -> Result<Vec<RefPlan>, EngineError> {
+    pub async fn update(
+        &self,
+        targets: &[Target],
+        sources: &[Source],
+    ) -> Result<Vec<RefPlan>, EngineError> {
         let mut engine_sources = self.prepare_sources(sources);
         let mut plans = Vec::new();
         for target in targets {
@@ -347,7 +373,11 @@ impl Engine {
         }
     }
 
-    async fn resolve(&self, target: &Target, sources: &mut [EngineSource]) -> Result<RefPlan, EngineError> {
+    async fn resolve(
+        &self,
+        target: &Target,
+        sources: &mut [EngineSource],
+    ) -> Result<RefPlan, EngineError> {
         let remote = &target.remote;
         let collection = remote.collection_id.as_deref();
         let kind = RefKind::Remote(remote.name.clone());
@@ -362,7 +392,8 @@ impl Engine {
         for (i, s) in sources.iter().enumerate().filter(|(_, s)| s.alive) {
             for offer in &s.source.refs {
                 let matches_collection = offer.collection_id.as_deref() == collection
-                    || (offer.collection_id.is_none() && s.source.remote.as_deref() == Some(&remote.name));
+                    || (offer.collection_id.is_none()
+                        && s.source.remote.as_deref() == Some(&remote.name));
                 if offer.ref_name == target.ref_name && matches_collection {
                     offers.push((offer.commit, offer.timestamp, i));
                 }
@@ -400,7 +431,10 @@ impl Engine {
         // Only stale sources around (every offer older than what is installed, so
         // refused as a downgrade): the installed commit stays, and that is no error.
         if let (None, Some((installed, installed_at))) = (&best, current) {
-            if offers.iter().all(|(_, claimed, _)| claimed.is_some_and(|t| t <= installed_at)) {
+            if offers
+                .iter()
+                .all(|(_, claimed, _)| claimed.is_some_and(|t| t <= installed_at))
+            {
                 let (commit, bytes) = self.repo.load_commit(&installed)?;
                 let detached = self.repo.load_detached_metadata(&installed)?;
                 best = Some((installed, commit, bytes, detached));
@@ -409,7 +443,9 @@ impl Engine {
         let Some((commit_checksum, commit, commit_bytes, detached)) = best else {
             let reasons = rejected
                 .iter()
-                .map(|r: &RejectedCommit| format!("{} from {}: {}", short(&r.commit), r.source, r.reason))
+                .map(|r: &RejectedCommit| {
+                    format!("{} from {}: {}", short(&r.commit), r.source, r.reason)
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             return Err(EngineError::NoTrustedCommit {
@@ -466,7 +502,11 @@ impl Engine {
                 source: source_id.clone(),
                 reason,
             };
-            let bytes = match sources[i].transport.get_bytes(&commit_path, MAX_METADATA_SIZE).await {
+            let bytes = match sources[i]
+                .transport
+                .get_bytes(&commit_path, MAX_METADATA_SIZE)
+                .await
+            {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     if e.source_is_gone() {
@@ -490,7 +530,11 @@ impl Engine {
                 }
             };
             // Detached metadata is not content-addressed: each holder's copy is judged.
-            let detached = match sources[i].transport.get_bytes(&meta_path, MAX_METADATA_SIZE).await {
+            let detached = match sources[i]
+                .transport
+                .get_bytes(&meta_path, MAX_METADATA_SIZE)
+                .await
+            {
                 Ok(bytes) => Some(bytes),
                 Err(TransportError::NotFound) => None,
                 Err(e) => {
@@ -498,7 +542,11 @@ impl Engine {
                     continue;
                 }
             };
-            let detached_variant = match detached.as_deref().map(trust::parse_detached_metadata).transpose() {
+            let detached_variant = match detached
+                .as_deref()
+                .map(trust::parse_detached_metadata)
+                .transpose()
+            {
                 Ok(v) => v,
                 Err(e) => {
                     reasons.push(reject(e.to_string()));
@@ -528,10 +576,20 @@ impl Engine {
         } else {
             -(source.source.last_modified.unwrap_or(0) as i64)
         };
-        (u8::from(!is_file), u8::from(!has_commit), u8::from(internet), freshness)
+        (
+            u8::from(!is_file),
+            u8::from(!has_commit),
+            u8::from(internet),
+            freshness,
+        )
     }
 
-    async fn pull(&self, target: &Target, plan: &RefPlan, sources: &mut [EngineSource]) -> Result<(), EngineError> {
+    async fn pull(
+        &self,
+        target: &Target,
+        plan: &RefPlan,
+        sources: &mut [EngineSource],
+    ) -> Result<(), EngineError> {
         let repo = &self.repo;
         repo.mark_commit_partial(&plan.commit)?;
         let txn = Arc::new(repo.begin()?);
@@ -547,7 +605,14 @@ impl Engine {
             ObjectName::new(commit.root_meta, ObjectType::DirMeta),
             ObjectName::new(commit.root_tree, ObjectType::DirTree),
         ];
-        self.enqueue(&txn, &roots, &mut queue, &mut seen, &mut overall, &mut stored_metadata)?;
+        self.enqueue(
+            &txn,
+            &roots,
+            &mut queue,
+            &mut seen,
+            &mut overall,
+            &mut stored_metadata,
+        )?;
 
         let (results_tx, results_rx) = async_channel::unbounded::<(ObjectName, usize, Fetched)>();
         let mut tasks: Vec<glib::JoinHandle<()>> = Vec::new();
@@ -571,7 +636,12 @@ impl Engine {
                     .collect();
                 let Some(best) = candidates.iter().map(|&i| ranks[i]).min() else {
                     let tried = failed
-                        .map(|f| f.iter().map(|&i| sources[i].source.id.clone()).collect::<Vec<_>>().join(", "))
+                        .map(|f| {
+                            f.iter()
+                                .map(|&i| sources[i].source.id.clone())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
                         .unwrap_or_default();
                     abort_all(&mut tasks);
                     return Err(if sources.iter().any(|s| s.alive) {
@@ -642,7 +712,14 @@ impl Engine {
                                 bytes,
                             });
                         }
-                        self.enqueue(&txn, &children, &mut queue, &mut seen, &mut overall, &mut stored_metadata)?;
+                        self.enqueue(
+                            &txn,
+                            &children,
+                            &mut queue,
+                            &mut seen,
+                            &mut overall,
+                            &mut stored_metadata,
+                        )?;
                     }
                     Fetched::NotFound => {
                         failed_on.entry(name).or_default().push(i);
@@ -688,10 +765,14 @@ impl Engine {
 
         let commit_name = ObjectName::new(plan.commit, ObjectType::Commit);
         if let Some(detached) = &plan.detached {
-            txn.stage_bytes(&ObjectName::new(plan.commit, ObjectType::CommitMeta), detached)?;
+            txn.stage_bytes(
+                &ObjectName::new(plan.commit, ObjectType::CommitMeta),
+                detached,
+            )?;
         }
         txn.stage_bytes(&commit_name, &plan.commit_bytes)?;
-        let txn = Arc::try_unwrap(txn).map_err(|_| RepoError::format("transaction", "still in use"))?;
+        let txn =
+            Arc::try_unwrap(txn).map_err(|_| RepoError::format("transaction", "still in use"))?;
         gio::spawn_blocking(move || txn.commit())
             .await
             .unwrap_or_else(|_| Err(RepoError::format("commit", "worker panicked")))?;
@@ -740,12 +821,22 @@ impl Engine {
             }
         }
         // Estimate the total from the average object so far.
-        let average = overall.bytes_done.checked_div(overall.objects_done).unwrap_or(0);
-        overall.bytes_total = overall.bytes_done + (overall.objects_total - overall.objects_done) * average;
+        let average = overall
+            .bytes_done
+            .checked_div(overall.objects_done)
+            .unwrap_or(0);
+        overall.bytes_total =
+            overall.bytes_done + (overall.objects_total - overall.objects_done) * average;
         Ok(())
     }
 
-    fn emit_progress(&self, target: &Target, overall: &mut OverallProgress, sources: &[EngineSource], started: Instant) {
+    fn emit_progress(
+        &self,
+        target: &Target,
+        overall: &mut OverallProgress,
+        sources: &[EngineSource],
+        started: Instant,
+    ) {
         let elapsed = started.elapsed().as_secs_f64();
         let remaining = overall.bytes_total.saturating_sub(overall.bytes_done);
         overall.eta_seconds = (overall.bytes_done > 0 && elapsed > 1.0)
@@ -788,7 +879,11 @@ fn short(c: &Checksum) -> String {
 
 fn tree_children(tree: &DirTree) -> Vec<ObjectName> {
     let mut out = Vec::with_capacity(tree.files.len() + tree.dirs.len() * 2);
-    out.extend(tree.files.iter().map(|f| ObjectName::new(f.checksum, ObjectType::File)));
+    out.extend(
+        tree.files
+            .iter()
+            .map(|f| ObjectName::new(f.checksum, ObjectType::File)),
+    );
     for d in &tree.dirs {
         out.push(ObjectName::new(d.meta, ObjectType::DirMeta));
         out.push(ObjectName::new(d.tree, ObjectType::DirTree));
@@ -831,25 +926,43 @@ fn stage_file_object(txn: &Transaction, name: &ObjectName, path: &std::path::Pat
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // The whole drive gone is a lost source, not a missing object.
-            return match path.ancestors().nth(3).is_some_and(|root| root.join("config").exists()) {
+            return match path
+                .ancestors()
+                .nth(3)
+                .is_some_and(|root| root.join("config").exists())
+            {
                 true => Fetched::NotFound,
-                false => Fetched::Failed(TransportError::Lost(format!("{} vanished", path.display()))),
+                false => {
+                    Fetched::Failed(TransportError::Lost(format!("{} vanished", path.display())))
+                }
             };
         }
         Err(e) => return Fetched::Failed(TransportError::Lost(e.to_string())),
     };
     let reader = BufReader::with_capacity(128 * 1024, file);
-    classify(txn.stage_with(name, |out| verify_filez(reader, &name.checksum, out).map(|(_, n)| n)), Vec::new())
+    classify(
+        txn.stage_with(name, |out| {
+            verify_filez(reader, &name.checksum, out).map(|(_, n)| n)
+        }),
+        Vec::new(),
+    )
 }
 
 fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
     match name.kind {
         ObjectType::File => {
             let result = match &body {
-                Body::Memory(bytes) => txn.stage_with(name, |out| verify_filez(&bytes[..], &name.checksum, out).map(|(_, n)| n)),
+                Body::Memory(bytes) => txn.stage_with(name, |out| {
+                    verify_filez(&bytes[..], &name.checksum, out).map(|(_, n)| n)
+                }),
                 Body::File { path, .. } => match std::fs::File::open(path) {
                     Ok(file) => txn.stage_with(name, |out| {
-                        verify_filez(BufReader::with_capacity(128 * 1024, file), &name.checksum, out).map(|(_, n)| n)
+                        verify_filez(
+                            BufReader::with_capacity(128 * 1024, file),
+                            &name.checksum,
+                            out,
+                        )
+                        .map(|(_, n)| n)
                     }),
                     Err(e) => Err(RepoError::io(path, e)),
                 },
@@ -886,7 +999,10 @@ fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
                 },
                 _ => Vec::new(),
             };
-            classify(txn.stage_bytes(name, &bytes).map(|_| bytes.len() as u64), children)
+            classify(
+                txn.stage_bytes(name, &bytes).map(|_| bytes.len() as u64),
+                children,
+            )
         }
     }
 }

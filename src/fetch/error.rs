@@ -7,7 +7,10 @@ pub enum FetchError {
     #[error("{source_name} is not an OSTree repository that can be read")]
     NotServing { source_name: String },
     #[error("{source_name} does not have {ref_name}")]
-    RefNotFound { source_name: String, ref_name: String },
+    RefNotFound {
+        source_name: String,
+        ref_name: String,
+    },
     #[error("{source_name} does not have object {object}")]
     ObjectNotFound { source_name: String, object: String },
     #[error("{source_name} sent a bad object: {error}")]

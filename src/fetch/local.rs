@@ -41,7 +41,11 @@ impl LocalSource {
     /// The commit a ref points at: `refs/mirrors/COLLECTION/REF` (what `ostree
     /// create-usb` writes), then `refs/heads/REF` when the source's own collection
     /// matches or is unknown.
-    pub fn resolve_ref(&self, collection_id: Option<&str>, ref_name: &str) -> Result<Checksum, FetchError> {
+    pub fn resolve_ref(
+        &self,
+        collection_id: Option<&str>,
+        ref_name: &str,
+    ) -> Result<Checksum, FetchError> {
         let source_err = |error| FetchError::Source {
             source_name: self.name.clone(),
             error,

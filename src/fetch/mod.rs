@@ -8,4 +8,3 @@ pub mod transport;
 
 pub use error::FetchError;
 pub use local::LocalSource;
-

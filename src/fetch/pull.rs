@@ -68,7 +68,10 @@ pub struct PullProgress {
 #[derive(Clone, Debug, serde::Serialize)]
 pub enum PullEvent {
     /// The commit is verified and its tree walked: totals are known.
-    Planned { commit: Checksum, progress: PullProgress },
+    Planned {
+        commit: Checksum,
+        progress: PullProgress,
+    },
     Progress(PullProgress),
 }
 
@@ -107,7 +110,8 @@ pub fn pull(
     let detached = match source.open(&meta_name)? {
         Some(_) => {
             let bytes = read_limited(source, &meta_name)?;
-            variant_from_bytes("detached metadata", METADATA_TYPE, &bytes).map_err(|error| bad(source, error))?;
+            variant_from_bytes("detached metadata", METADATA_TYPE, &bytes)
+                .map_err(|error| bad(source, error))?;
             Some(bytes)
         }
         None => None,
@@ -147,7 +151,12 @@ pub fn pull(
         outcome.bytes_fetched += commit_bytes.len() as u64;
     }
     txn.commit()?;
-    refs::write_ref(repo.root(), &request.destination, request.ref_name, &commit_checksum)?;
+    refs::write_ref(
+        repo.root(),
+        &request.destination,
+        request.ref_name,
+        &commit_checksum,
+    )?;
     repo.clear_commit_partial(&commit_checksum)?;
     Ok(outcome)
 }
@@ -248,7 +257,12 @@ fn walk_tree(
         files: Vec::new(),
         bytes_total: 0,
     };
-    metadata_object(txn, source, &ObjectName::new(commit.root_meta, ObjectType::DirMeta), outcome)?;
+    metadata_object(
+        txn,
+        source,
+        &ObjectName::new(commit.root_meta, ObjectType::DirMeta),
+        outcome,
+    )?;
     let mut pending = vec![commit.root_tree];
     while let Some(tree_checksum) = pending.pop() {
         if !seen_trees.insert(tree_checksum) {
@@ -273,7 +287,12 @@ fn walk_tree(
         }
         for dir in &tree.dirs {
             if seen_metas.insert(dir.meta) {
-                metadata_object(txn, source, &ObjectName::new(dir.meta, ObjectType::DirMeta), outcome)?;
+                metadata_object(
+                    txn,
+                    source,
+                    &ObjectName::new(dir.meta, ObjectType::DirMeta),
+                    outcome,
+                )?;
             }
             pending.push(dir.tree);
         }
@@ -308,13 +327,17 @@ fn fetch_files(
 
     let fetch_one = |checksum: &Checksum| -> Result<u64, FetchError> {
         let name = ObjectName::new(*checksum, ObjectType::File);
-        let file = source.open(&name)?.ok_or_else(|| not_found(source, &name))?;
+        let file = source
+            .open(&name)?
+            .ok_or_else(|| not_found(source, &name))?;
         let reader = BufReader::with_capacity(READ_BUFFER, file);
-        txn.stage_with(&name, |out| verify_filez(reader, checksum, out).map(|(_, n)| n))
-            .map_err(|error| match error {
-                RepoError::Io { .. } => FetchError::Local(error),
-                error => bad(source, error),
-            })
+        txn.stage_with(&name, |out| {
+            verify_filez(reader, checksum, out).map(|(_, n)| n)
+        })
+        .map_err(|error| match error {
+            RepoError::Io { .. } => FetchError::Local(error),
+            error => bad(source, error),
+        })
     };
 
     // Workers drop their sender when they finish, which wakes this thread at once.
@@ -326,7 +349,9 @@ fn fetch_files(
                 let _finished_tx = finished_tx;
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((checksum, _)) = plan.files.get(i) else { break };
+                    let Some((checksum, _)) = plan.files.get(i) else {
+                        break;
+                    };
                     match fetch_one(checksum) {
                         Ok(n) => {
                             bytes_done.fetch_add(n, Ordering::Relaxed);
@@ -345,7 +370,10 @@ fn fetch_files(
         let mut last_checkpoint = Instant::now();
         while let Err(RecvTimeoutError::Timeout) = finished_rx.recv_timeout(PROGRESS_INTERVAL) {
             if request.cancel.load(Ordering::Relaxed) {
-                first_error.lock().expect("lock").get_or_insert(FetchError::Cancelled);
+                first_error
+                    .lock()
+                    .expect("lock")
+                    .get_or_insert(FetchError::Cancelled);
                 stop.store(true, Ordering::Relaxed);
             }
             on_event(&PullEvent::Progress(progress(
@@ -365,7 +393,10 @@ fn fetch_files(
         return Err(error);
     }
     let bytes = bytes_done.load(Ordering::Relaxed);
-    on_event(&PullEvent::Progress(progress(done.load(Ordering::Relaxed), bytes)));
+    on_event(&PullEvent::Progress(progress(
+        done.load(Ordering::Relaxed),
+        bytes,
+    )));
     outcome.objects_fetched += plan.files.len() as u64;
     outcome.bytes_fetched += bytes;
     Ok(())

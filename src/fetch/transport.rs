@@ -34,7 +34,10 @@ pub enum TransportError {
 impl TransportError {
     /// Whether the source as a whole is gone (rather than one request failing).
     pub fn source_is_gone(&self) -> bool {
-        matches!(self, TransportError::Unreachable(_) | TransportError::Lost(_))
+        matches!(
+            self,
+            TransportError::Unreachable(_) | TransportError::Lost(_)
+        )
     }
 }
 
@@ -93,14 +96,18 @@ pub fn new_session(settings: &HttpSettings) -> soup::Session {
 #[derive(Clone, Debug)]
 pub enum Transport {
     File(PathBuf),
-    Http { session: soup::Session, base: String },
+    Http {
+        session: soup::Session,
+        base: String,
+    },
 }
 
 impl Transport {
     /// `file://…`, a plain path, or `http(s)://…`.
     pub fn for_uri(uri: &str, session: &soup::Session) -> Result<Self, TransportError> {
         if uri.starts_with("http://") || uri.starts_with("https://") {
-            glib::Uri::parse(uri, glib::UriFlags::NONE).map_err(|e| TransportError::Io(e.to_string()))?;
+            glib::Uri::parse(uri, glib::UriFlags::NONE)
+                .map_err(|e| TransportError::Io(e.to_string()))?;
             return Ok(Transport::Http {
                 session: session.clone(),
                 base: uri.trim_end_matches('/').to_owned(),
@@ -113,7 +120,9 @@ impl Transport {
             return Ok(Transport::File(path));
         }
         if uri.contains("://") {
-            return Err(TransportError::Io(format!("{uri}: only file, http and https are supported")));
+            return Err(TransportError::Io(format!(
+                "{uri}: only file, http and https are supported"
+            )));
         }
         Ok(Transport::File(PathBuf::from(uri)))
     }
@@ -140,7 +149,12 @@ impl Transport {
 
     /// Fetches `relative`; a body over `SPILL_SIZE` is written to a new file in
     /// `spill_dir` (when given) as it arrives.
-    pub async fn get(&self, relative: &str, limit: u64, spill_dir: Option<&Path>) -> Result<Body, TransportError> {
+    pub async fn get(
+        &self,
+        relative: &str,
+        limit: u64,
+        spill_dir: Option<&Path>,
+    ) -> Result<Body, TransportError> {
         match self {
             Transport::File(root) => {
                 let path = root.join(relative);
@@ -199,7 +213,8 @@ async fn http_get(
     limit: u64,
     spill_dir: Option<&Path>,
 ) -> Result<Body, TransportError> {
-    let origin = glib::Uri::parse(uri, glib::UriFlags::NONE).map_err(|e| TransportError::Io(e.to_string()))?;
+    let origin = glib::Uri::parse(uri, glib::UriFlags::NONE)
+        .map_err(|e| TransportError::Io(e.to_string()))?;
     let mut target = origin.clone();
     for _ in 0..=MAX_REDIRECTS {
         let message = soup::Message::from_uri("GET", &target);
@@ -273,7 +288,9 @@ async fn read_body(
         }
     }
     if declared > 0 && total != declared as u64 {
-        return Err(TransportError::Lost(format!("got {total} of {declared} bytes")));
+        return Err(TransportError::Lost(format!(
+            "got {total} of {declared} bytes"
+        )));
     }
     Ok(match spill {
         Some((path, _)) => Body::File { path, len: total },

@@ -52,7 +52,8 @@ fn checkout_file(repo: &Repo, checksum: &Checksum, path: &Path) -> Result<()> {
     let mut hasher = Sha256::new();
     hasher.update(header.checksum_header_bytes());
     if header.is_symlink() {
-        std::os::unix::fs::symlink(&header.symlink_target, path).map_err(|e| RepoError::io(path, e))?;
+        std::os::unix::fs::symlink(&header.symlink_target, path)
+            .map_err(|e| RepoError::io(path, e))?;
     } else {
         let mut out = OpenOptions::new()
             .write(true)
@@ -65,15 +66,14 @@ fn checkout_file(repo: &Repo, checksum: &Checksum, path: &Path) -> Result<()> {
         let mut total = 0u64;
         if header.size > 0 {
             loop {
-                let n = content
-                    .read(&mut chunk)
-                    .map_err(|e| corrupt(&name, e))?;
+                let n = content.read(&mut chunk).map_err(|e| corrupt(&name, e))?;
                 if n == 0 {
                     break;
                 }
                 total += n as u64;
                 hasher.update(&chunk[..n]);
-                out.write_all(&chunk[..n]).map_err(|e| RepoError::io(path, e))?;
+                out.write_all(&chunk[..n])
+                    .map_err(|e| RepoError::io(path, e))?;
             }
         }
         if total != header.size {

@@ -34,10 +34,18 @@ pub fn verify_object(repo: &Repo, name: &ObjectName) -> Result<()> {
     match name.kind {
         ObjectType::File => {
             let file = repo.open_object(name)?;
-            verify_filez(BufReader::with_capacity(128 * 1024, file), &name.checksum, &mut io::sink())?;
+            verify_filez(
+                BufReader::with_capacity(128 * 1024, file),
+                &name.checksum,
+                &mut io::sink(),
+            )?;
         }
         ObjectType::CommitMeta => {
-            variant_from_bytes("detached metadata", METADATA_TYPE, &repo.read_object_bytes(name)?)?;
+            variant_from_bytes(
+                "detached metadata",
+                METADATA_TYPE,
+                &repo.read_object_bytes(name)?,
+            )?;
         }
         kind => {
             let bytes = repo.read_object_bytes(name)?;

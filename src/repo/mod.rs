@@ -6,12 +6,12 @@ pub mod error;
 
 pub use checksum::{Checksum, ObjectName, ObjectType};
 pub use error::{RepoError, Result};
-pub mod filez;
-pub mod objects;
-pub mod store;
-pub mod fsck;
 pub mod checkout;
-pub mod refs;
 pub mod config;
+pub mod filez;
+pub mod fsck;
+pub mod objects;
+pub mod refs;
+pub mod store;
 pub mod summary;
 pub mod summary_gen;

@@ -109,7 +109,9 @@ impl Repo {
     }
 
     fn commit_partial_path(&self, commit: &Checksum) -> PathBuf {
-        self.root.join("state").join(format!("{commit}.commitpartial"))
+        self.root
+            .join("state")
+            .join(format!("{commit}.commitpartial"))
     }
 
     /// Whether a pull of `commit` started and did not finish (libostree's marker).
@@ -207,7 +209,9 @@ impl Repo {
 }
 
 fn remove_stale_staging(tmp: &Path) {
-    let Ok(entries) = fs::read_dir(tmp) else { return };
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -272,7 +276,10 @@ fn ensure_object_mode(file: &File) -> io::Result<()> {
 /// Starts writing a large staged file to disk now, so the checkpoint's `syncfs`
 /// finds little left to flush.
 fn start_writeback(file: &File) {
-    if file.metadata().is_ok_and(|m| m.len() >= WRITEBACK_THRESHOLD) {
+    if file
+        .metadata()
+        .is_ok_and(|m| m.len() >= WRITEBACK_THRESHOLD)
+    {
         // Only a hint: durability comes from the checkpoint's syncfs.
         unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
@@ -309,7 +316,8 @@ impl Transaction {
     }
 
     fn staging_path(&self, name: &ObjectName) -> PathBuf {
-        self.dir.join(format!("{}.{}", name.checksum, name.kind.extension()))
+        self.dir
+            .join(format!("{}.{}", name.checksum, name.kind.extension()))
     }
 
     /// Stored, or staged in this transaction.
@@ -330,7 +338,10 @@ impl Transaction {
 
     /// Stages bytes the caller has verified against `name`.
     pub fn stage_bytes(&self, name: &ObjectName, bytes: &[u8]) -> Result<()> {
-        self.stage_with(name, |out| out.write_all(bytes).map_err(|e| RepoError::io(&self.dir, e)))
+        self.stage_with(name, |out| {
+            out.write_all(bytes)
+                .map_err(|e| RepoError::io(&self.dir, e))
+        })
     }
 
     /// Stages an object written by `write`, which must verify it as it writes and
@@ -352,7 +363,9 @@ impl Transaction {
             .map_err(|e| RepoError::io(&path, e))?;
         let mut out = BufWriter::with_capacity(128 * 1024, file);
         let result = write(&mut out).and_then(|value| {
-            let file = out.into_inner().map_err(|e| RepoError::io(&path, e.into_error()))?;
+            let file = out
+                .into_inner()
+                .map_err(|e| RepoError::io(&path, e.into_error()))?;
             start_writeback(&file);
             ensure_object_mode(&file).map_err(|e| RepoError::io(&path, e))?;
             Ok(value)
@@ -374,7 +387,9 @@ impl Transaction {
     /// Stages a copy of an object file verified by `verify`, which reads `source`
     /// and writes into the staging file.
     pub fn stage_copy(&self, name: &ObjectName, source: &mut impl Read) -> Result<u64> {
-        self.stage_with(name, |out| io::copy(source, out).map_err(|e| RepoError::io(&self.dir, e)))
+        self.stage_with(name, |out| {
+            io::copy(source, out).map_err(|e| RepoError::io(&self.dir, e))
+        })
     }
 
     /// Number of objects staged since the last checkpoint.
@@ -438,7 +453,11 @@ mod tests {
     fn staged_objects_appear_after_checkpoint_only() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repo::create_layout(dir.path()).unwrap();
-        fs::write(dir.path().join("config"), "[core]\nrepo_version=1\nmode=archive-z2\n").unwrap();
+        fs::write(
+            dir.path().join("config"),
+            "[core]\nrepo_version=1\nmode=archive-z2\n",
+        )
+        .unwrap();
         let bytes = b"some dirmeta-ish bytes".to_vec();
         let name = ObjectName::new(Checksum::digest(&bytes), ObjectType::DirMeta);
         let txn = repo.begin().unwrap();
@@ -447,7 +466,10 @@ mod tests {
         assert!(!repo.has_object(&name));
         txn.checkpoint().unwrap();
         assert!(repo.has_object(&name));
-        let mode = fs::metadata(repo.object_path(&name)).unwrap().permissions().mode();
+        let mode = fs::metadata(repo.object_path(&name))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o644);
         txn.commit().unwrap();
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("tmp"))

@@ -13,7 +13,8 @@ use crate::repo::summary::{Summary, SummaryRef};
 
 fn summary_ref(repo: &Repo, name: &str, checksum: Checksum) -> Result<SummaryRef> {
     let (commit, bytes) = repo.load_commit(&checksum)?;
-    let mut entry = SummaryRef::new(name, checksum, bytes.len() as u64).with_timestamp(commit.timestamp);
+    let mut entry =
+        SummaryRef::new(name, checksum, bytes.len() as u64).with_timestamp(commit.timestamp);
     if let Some(version) = commit.version() {
         entry = entry.with_version(version);
     }

@@ -104,7 +104,6 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> UsbError + '_ {
     }
 }
 
-
 /// What to copy where.
 #[derive(Clone, Debug)]
 pub struct UsbOptions {
