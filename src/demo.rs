@@ -343,6 +343,13 @@ impl DemoWorld {
             Some(dir) => {
                 let dir = PathBuf::from(dir);
                 fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+                let empty = fs::read_dir(&dir).map_err(io_error(&dir))?.next().is_none();
+                if !empty {
+                    return Err(DemoError::Other(format!(
+                        "{DIR_ENV}={} is not empty",
+                        dir.display()
+                    )));
+                }
                 (dir, false)
             }
             None => {

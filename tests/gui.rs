@@ -275,7 +275,8 @@ fn gui_demo_downloads_from_several_sources_and_moves_the_ref() {
     let config = json!({
         "scenario": "demo",
         "command": [FERRY, "--demo"],
-        "env": {"FERRY_DEMO_DIR": demo},
+        // Slower than the demo by default, so that progress is seen at leisure.
+        "env": {"FERRY_DEMO_DIR": demo, "FERRY_DEMO_RATE": "400k"},
         "screenshots": shots,
         "strings": english(),
         "rows": {
@@ -402,6 +403,25 @@ fn gui_shows_why_an_update_cannot_be_trusted() {
     });
     drive(config, work.path());
     assert!(shots.join("error.png").is_file());
+}
+
+#[test]
+fn gui_preferences_share_updates_with_nearby_computers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let world = World::new("org.example.GuiShare", false, true);
+    let work = tempdir("ferry-gui-share-");
+    let mut strings = english();
+    strings["preferences"] = "Preferences".into();
+    strings["preferences_title"] = "Preferences".into();
+    strings["share"] = "Share updates with nearby computers".into();
+    let config = json!({
+        "scenario": "share",
+        "command": world.ferry(&[]),
+        "strings": strings,
+        // Ferry serves on its own port; nothing is advertised (LAN interfaces off).
+        "summary_url": format!("http://127.0.0.1:{}/0/summary", ferry::share::DEFAULT_PORT),
+    });
+    drive(config, work.path());
 }
 
 /// Unmounts a mount point on drop if it is still mounted.

@@ -278,11 +278,14 @@ def download(win, list_name, rows_expected_active, update_label, ready_titles, s
                 values = seen.setdefault(row_name, [])
                 if not values or values[-1] != v:
                     values.append(v)
-        moving = [r for r, values in seen.items() if any(x > 0 for x in values)]
-        if shot and not shot_taken and len(moving) >= min(2, len(rows_expected_active)):
+        # The picture is worth taking once two sources have each given a fair part.
+        giving = [r for r, values in seen.items() if values and values[-1] >= 0.15]
+        if shot and not shot_taken and len(giving) >= 2:
             screenshot(shot)
             shot_taken = True
         if any(win.has_label(t) for t in ready_titles):
+            if shot and not shot_taken:
+                raise Failure(f"the download ended before two sources gave much: {seen}")
             break
         if time.monotonic() > deadline:
             raise Failure(f"the download did not finish; progress seen: {seen}")
@@ -442,11 +445,68 @@ def scenario_error(win):
     screenshot("error")
 
 
+def menu_item(win, label):
+    """Opens the main menu and clicks one of its items."""
+    menu_button = wait_for(
+        "the main menu button",
+        lambda: next((n for n in win.nodes() if role(n) == "push button"
+                      and role(next(iter(children(n)), None) or n) == "push button"), None),
+        5,
+    )
+    win.click(next(iter(children(menu_button))))
+    item = wait_for(
+        f"the menu item {label!r}",
+        lambda: next((n for n in win.nodes() if role(n) == "menu item" and name(n) == label), None),
+        5,
+    )
+    win.click(item)
+    log(f"menu: {label}")
+
+
+def fetch(url):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, len(response.read())
+    except Exception as error:  # noqa: BLE001 - any failure means "not served"
+        return None, str(error)
+
+
+def scenario_share(win):
+    s = CONFIG["strings"]
+    wait_status(win, s["available"], 60)
+    url = CONFIG["summary_url"]
+    if fetch(url)[0] is not None:
+        raise Failure(f"{url} answers before sharing is switched on")
+    menu_item(win, s["preferences"])
+    prefs = Window(wait_for(
+        "the preferences window",
+        lambda: next((n for n in children(win.app) if name(n) == s["preferences_title"]), None),
+        10,
+    ))
+
+    def share_switch():
+        return next((n for n in prefs.nodes() if role(n) in ("switch", "toggle button", "check box")
+                     and name(n).startswith(s["share"])), None)
+
+    switch = wait_for("the sharing switch", share_switch, 5)
+    for want in (True, False):
+        prefs.mouse_click(switch)
+        wait_for(f"the switch to be {'on' if want else 'off'}", lambda: checked(switch) == want, 5)
+        if want:
+            status, size = wait_for(f"{url} to be served", lambda: (lambda r: r if r[0] == 200 else None)(fetch(url)), 10)
+            log(f"sharing on: {url} answers {status} with {size} bytes")
+        else:
+            wait_for(f"{url} to stop", lambda: fetch(url)[0] is None, 10)
+            log("sharing off: nothing answers")
+
+
 SCENARIOS = {
     "demo": scenario_demo,
     "usb": scenario_usb,
     "german": scenario_german,
     "error": scenario_error,
+    "share": scenario_share,
 }
 
 
