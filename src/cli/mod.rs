@@ -7,7 +7,7 @@ mod output;
 mod repo_cmds;
 pub mod share;
 pub mod sources;
-pub(crate) mod update;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -29,20 +29,12 @@ extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-pub(crate) fn targets(config: &RepoConfig) -> Result<Vec<Target>, String> {
-    let tracked = config.tracked().map_err(|e| e.to_string())?;
-    if tracked.is_empty() {
+fn targets(config: &RepoConfig) -> Result<Vec<Target>, String> {
+    let targets = Target::tracked(config).map_err(|e| e.to_string())?;
+    if targets.is_empty() {
         return Err("nothing is tracked yet: add a ref with “ferryctl track REMOTE REF”".into());
     }
-    tracked
-        .into_iter()
-        .map(|t| {
-            Ok(Target {
-                remote: config.remote(&t.remote).map_err(|e| e.to_string())?,
-                ref_name: t.ref_name,
-            })
-        })
-        .collect()
+    Ok(targets)
 }
 
 /// The sources discovery settled on, restricted to `only` when given.

@@ -29,7 +29,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use crate::fetch::transport::{new_session, Body, HttpSettings, Transport, TransportError};
-use crate::repo::config::RemoteConfig;
+use crate::repo::config::{RemoteConfig, RepoConfig};
 use crate::repo::filez::verify_filez;
 use crate::repo::objects::{Commit, DirMeta, DirTree};
 use crate::repo::refs::{self, RefKind};
@@ -73,6 +73,22 @@ pub enum EngineError {
 pub struct Target {
     pub remote: RemoteConfig,
     pub ref_name: String,
+}
+
+impl Target {
+    /// The refs the repository tracks (`ferryctl track`), with their remotes.
+    pub fn tracked(config: &RepoConfig) -> Result<Vec<Target>, RepoError> {
+        config
+            .tracked()?
+            .into_iter()
+            .map(|t| {
+                Ok(Target {
+                    remote: config.remote(&t.remote)?,
+                    ref_name: t.ref_name,
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

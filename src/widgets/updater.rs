@@ -666,13 +666,10 @@ impl FerryUpdater {
     fn load_installed(&self) -> Result<Vec<Target>, Blocked> {
         let path = PathBuf::from(self.repo_path());
         let config = RepoConfig::load(&path).map_err(|e| Blocked::Failed(e.to_string()))?;
-        let tracked = config
-            .tracked()
-            .map_err(|e| Blocked::Failed(e.to_string()))?;
-        if tracked.is_empty() {
+        let targets = Target::tracked(&config).map_err(|e| Blocked::Failed(e.to_string()))?;
+        if targets.is_empty() {
             return Err(Blocked::NothingTracked);
         }
-        let targets = crate::cli::update::targets(&config).map_err(Blocked::Failed)?;
         let repo = Repo::open(&path).map_err(|e| Blocked::Failed(e.to_string()))?;
         let installed = targets
             .iter()
