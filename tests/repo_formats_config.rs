@@ -506,6 +506,11 @@ fn ref_name_validation_matches_ostree() {
         if name.contains(':') || name.contains('\n') || name.contains('\0') || name.is_empty() {
             continue;
         }
+        // ostree resolves an all-hex name as a partial checksum first, so `--create`
+        // of e.g. "1" fails when the base commit's checksum happens to start with it.
+        if name.bytes().all(|b| b.is_ascii_hexdigit()) && commit.starts_with(name) {
+            continue;
+        }
         let by_ostree = ostree_status(&repo, &["refs", &format!("--create={name}"), commit]);
         assert_eq!(
             by_ostree.is_ok(),

@@ -11,7 +11,8 @@ use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::summary::{Summary, SummaryRef};
 
-fn summary_ref(repo: &Repo, name: &str, checksum: Checksum) -> Result<SummaryRef> {
+/// A summary entry for `name` → `checksum`: commit size, timestamp and version.
+pub fn summary_ref(repo: &Repo, name: &str, checksum: Checksum) -> Result<SummaryRef> {
     let (commit, bytes) = repo.load_commit(&checksum)?;
     let mut entry =
         SummaryRef::new(name, checksum, bytes.len() as u64).with_timestamp(commit.timestamp);

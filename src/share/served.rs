@@ -30,6 +30,7 @@ use crate::repo::config::RepoConfig;
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::summary::{Summary, SummaryRef, SUMMARY_FILE, SUMMARY_SIG_FILE};
+use crate::repo::summary_gen::summary_ref;
 use crate::repo::{Checksum, RepoError};
 
 use super::closure;
@@ -128,16 +129,6 @@ impl CompletenessCache {
         }
         complete
     }
-}
-
-fn summary_ref(repo: &Repo, name: &str, checksum: Checksum) -> Result<SummaryRef, RepoError> {
-    let (commit, bytes) = repo.load_commit(&checksum)?;
-    let mut entry =
-        SummaryRef::new(name, checksum, bytes.len() as u64).with_timestamp(commit.timestamp);
-    if let Some(version) = commit.version() {
-        entry = entry.with_version(version);
-    }
-    Ok(entry)
 }
 
 /// Finds the refs `repo` can serve completely.
