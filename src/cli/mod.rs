@@ -78,6 +78,12 @@ pub enum Command {
         #[arg(long)]
         object_events: bool,
     },
+    /// Sign a commit with an ed25519 secret key (base64, 64 bytes: seed then public key)
+    Sign {
+        rev: String,
+        #[arg(long, value_name = "FILE")]
+        ed25519_secret: PathBuf,
+    },
     /// Check a commit out into a new directory
     Checkout { rev: String, destination: PathBuf },
     /// Share the repository with nearby computers over HTTP
@@ -111,6 +117,10 @@ pub fn main() -> ExitCode {
             sources,
             object_events,
         } => update::update(&repo, &cli.discovery, &sources, cli.json, object_events),
+        Command::Sign {
+            rev,
+            ed25519_secret,
+        } => repo_cmds::sign(&repo, &rev, &ed25519_secret),
         Command::Checkout { rev, destination } => repo_cmds::checkout(&repo, &rev, &destination),
         Command::Serve(args) => share::run_serve(&repo, &args, cli.json),
         Command::PrepareUsb(args) => share::run_prepare_usb(&repo, &args, cli.json),

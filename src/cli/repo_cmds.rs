@@ -411,3 +411,35 @@ pub fn checkout(path: &Path, rev: &str, destination: &Path) -> CmdResult {
     println!("Checked out {commit} to {}", destination.display());
     Ok(ExitCode::SUCCESS)
 }
+
+/// Adds an ed25519 signature to a commit's detached metadata, as `ostree sign`
+/// does (for publishers, and for tests: Debian's `ostree` has no ed25519).
+pub fn sign(path: &Path, rev: &str, secret_file: &Path) -> CmdResult {
+    let repo = open_repo(path)?;
+    let commit = resolve_rev(&repo, rev)?;
+    let secret = std::fs::read_to_string(secret_file)
+        .map_err(|e| format!("cannot read {}: {e}", secret_file.display()))?;
+    let secret = secret.trim();
+    let (_, commit_bytes) = repo.load_commit(&commit).map_err(|e| e.to_string())?;
+    let signature = trust::sign_ed25519(secret, &commit_bytes).map_err(|e| e.to_string())?;
+    let existing = repo
+        .load_detached_metadata(&commit)
+        .map_err(|e| e.to_string())?
+        .map(|bytes| trust::parse_detached_metadata(&bytes))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let metadata = trust::append_ed25519_signature(existing.as_ref(), &signature)
+        .map_err(|e| e.to_string())?;
+    // Detached metadata is named by its commit, not its content: staging and
+    // renaming it replaces the old signatures atomically.
+    let txn = repo.begin().map_err(|e| e.to_string())?;
+    txn.stage_bytes(
+        &ObjectName::new(commit, ObjectType::CommitMeta),
+        metadata.data(),
+    )
+    .map_err(|e| e.to_string())?;
+    txn.commit().map_err(|e| e.to_string())?;
+    let public = trust::public_key_from_secret(secret).map_err(|e| e.to_string())?;
+    println!("Signed {commit} with ed25519 key {public}");
+    Ok(ExitCode::SUCCESS)
+}
