@@ -20,7 +20,6 @@
 //! out as typed events on a channel, at most every `PROGRESS_INTERVAL`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::BufReader;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,8 +28,8 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use crate::fetch::transport::{new_session, Body, HttpSettings, Transport, TransportError};
+use crate::fetch::{CHECKPOINT_INTERVAL, MAX_METADATA_SIZE, PROGRESS_INTERVAL};
 use crate::repo::config::{RemoteConfig, RepoConfig};
-use crate::repo::filez::verify_filez;
 use crate::repo::objects::{Commit, DirMeta, DirTree};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::{Repo, Transaction};
@@ -38,11 +37,8 @@ use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
 use crate::sources::{Source, SourceKind};
 use crate::trust::{self, CommitToVerify, TrustPolicy};
 
-const MAX_METADATA_SIZE: u64 = 10 * 1024 * 1024;
 /// No file object Ferry accepts is larger (a sanity bound on a lying server).
 const MAX_FILE_OBJECT_SIZE: u64 = 16 * 1024 * 1024 * 1024;
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_HTTP_IN_FLIGHT: usize = 32;
 const INITIAL_HTTP_IN_FLIGHT: usize = 4;
 
@@ -955,33 +951,17 @@ fn stage_file_object(txn: &Transaction, name: &ObjectName, path: &std::path::Pat
         }
         Err(e) => return Fetched::Failed(TransportError::Lost(e.to_string())),
     };
-    let reader = BufReader::with_capacity(128 * 1024, file);
-    classify(
-        txn.stage_with(name, |out| {
-            verify_filez(reader, &name.checksum, out).map(|(_, n)| n)
-        }),
-        Vec::new(),
-    )
+    classify(txn.stage_filez(name, file), Vec::new())
 }
 
 fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
     match name.kind {
         ObjectType::File => {
             let result = match &body {
-                Body::Memory(bytes) => txn.stage_with(name, |out| {
-                    verify_filez(&bytes[..], &name.checksum, out).map(|(_, n)| n)
-                }),
-                Body::File { path, .. } => match std::fs::File::open(path) {
-                    Ok(file) => txn.stage_with(name, |out| {
-                        verify_filez(
-                            BufReader::with_capacity(128 * 1024, file),
-                            &name.checksum,
-                            out,
-                        )
-                        .map(|(_, n)| n)
-                    }),
-                    Err(e) => Err(RepoError::io(path, e)),
-                },
+                Body::Memory(bytes) => txn.stage_filez(name, &bytes[..]),
+                Body::File { path, .. } => std::fs::File::open(path)
+                    .map_err(|e| RepoError::io(path, e))
+                    .and_then(|file| txn.stage_filez(name, file)),
             };
             if let Body::File { path, .. } = &body {
                 if path.starts_with(txn.staging_dir()) {

@@ -8,27 +8,19 @@
 //! complete and durable.
 
 use std::collections::HashSet;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::fetch::error::FetchError;
 use crate::fetch::local::LocalSource;
-use crate::repo::filez::verify_filez;
+use crate::fetch::{CHECKPOINT_INTERVAL, MAX_METADATA_SIZE, PROGRESS_INTERVAL};
 use crate::repo::objects::{variant_from_bytes, Commit, DirMeta, DirTree, METADATA_TYPE};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
-
-/// Metadata objects larger than this are refused (ostree's limit is 10 MiB).
-const MAX_METADATA_SIZE: u64 = 10 * 1024 * 1024;
-const READ_BUFFER: usize = 128 * 1024;
-/// Progress events at most this often (the GUI samples them further).
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
-/// Verified objects move into the store this often, so a killed pull resumes.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What the trust check is given: the commit exactly as received.
 pub struct CommitToCheck<'a> {
@@ -330,11 +322,7 @@ fn fetch_files(
         let file = source
             .open(&name)?
             .ok_or_else(|| not_found(source, &name))?;
-        let reader = BufReader::with_capacity(READ_BUFFER, file);
-        txn.stage_with(&name, |out| {
-            verify_filez(reader, checksum, out).map(|(_, n)| n)
-        })
-        .map_err(|error| match error {
+        txn.stage_filez(&name, file).map_err(|error| match error {
             RepoError::Io { .. } => FetchError::Local(error),
             error => bad(source, error),
         })
