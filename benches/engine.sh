@@ -33,6 +33,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source "$top/benches/lib.sh"
 
 # nginx serving DIR on ADDR:PORT, optionally inside a namespace.
 start_nginx() {
@@ -68,35 +70,6 @@ CONF
     return 1
 }
 
-make_small() {
-    python3 - "$1" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-rng = random.Random(42)
-for i in range(5000):
-    d = os.path.join(root, f"d{i % 50:02d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 16384)))
-PY
-}
-
-# make_large DIR COUNT MIB
-make_large() {
-    python3 - "$1" "$2" "$3" <<'PY'
-import os, random, sys
-root, count, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(7)
-os.makedirs(root, exist_ok=True)
-half = (mib << 20) // 2
-text = b"".join(b"line %d of a compressible file\n" % i for i in range(half // 20))[:half]
-for i in range(count):
-    with open(os.path.join(root, f"big{i:02d}"), "wb") as f:
-        f.write(rng.randbytes(half))
-        f.write(text)
-PY
-}
-
 # new_repo DIR TREE: an ostree archive repo with one commit of TREE on os/bench.
 new_repo() {
     ostree --repo="$1" init --mode=archive --collection-id=org.example.Bench
@@ -117,16 +90,6 @@ ostree_client() {
     ostree --repo="$1" init --mode=archive
     ostree --repo="$1" remote add origin "$2" --no-gpg-verify
 }
-
-# measure OUTFILE CMD...: runs CMD, writes "seconds peak_kib" to OUTFILE.
-measure() {
-    local out=$1
-    shift
-    /usr/bin/time -o "$out" -f "%e %M" "$@" >"$work/stdout" 2>"$work/stderr" ||
-        { cat "$work/stderr" >&2; return 1; }
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # runs_of LABEL CMD...: median wall time and RSS of RUNS runs; a `prepare` function
 # set by the caller resets the destination before each run.

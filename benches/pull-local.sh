@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: `ferryctl pull file://` vs `ostree pull-local` and
-# `ostree pull file://`, on (a) 5,000 small files of 1-16 KiB and (b) 20 files of
-# 20 MiB (half random, half compressible). Reports wall time, peak RSS and ratios.
+# Side-by-side benchmark: `ferryctl pull file://` vs `ostree pull-local`,
+# `ostree pull file://` and `ostree pull-local --untrusted`, on (a) 5,000 small
+# files of 1-16 KiB and (b) 20 files of 20 MiB (half random, half compressible).
+# Reports wall time, peak RSS and ratios, plus the cost of sha256 over the
+# dataset's content on one core: the part of Ferry's work that ostree skips
+# unless told --untrusted.
 #
 # The source repository sits on its own loop-mounted ext4 image, as a USB drive
-# would, so neither tool can hardlink objects across. Every run starts with an
-# empty destination and warm caches (the source is read once beforehand).
+# would, so neither tool can hardlink objects across. Every run starts with a new,
+# empty destination, warm caches (the source is read once beforehand) and no dirty
+# pages left by the run before (sync).
 # Needs root (loop mount). Usage: sudo benches/pull-local.sh [RUNS]
 set -euo pipefail
 
@@ -21,94 +25,93 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source "$top/benches/lib.sh"
 
 truncate -s 2G "$work/usb.img"
 mkfs.ext4 -q -L FERRYBENCH "$work/usb.img"
 mkdir -p "$mnt"
 mount -o loop "$work/usb.img" "$mnt"
 
-make_small() {
+# sha256_seconds TREE: seconds to hash every file of TREE on one core (page cache).
+sha256_seconds() {
     python3 - "$1" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-rng = random.Random(42)
-for i in range(5000):
-    d = os.path.join(root, f"d{i % 50:02d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 16384)))
+import hashlib, os, sys, time
+paths = [os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs]
+blobs = [open(p, "rb").read() for p in paths]
+start = time.perf_counter()
+for blob in blobs:
+    hashlib.sha256(blob).digest()
+print(f"{time.perf_counter() - start:.3f} {sum(map(len, blobs))}")
 PY
 }
 
-make_large() {
-    python3 - "$1" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-rng = random.Random(7)
-os.makedirs(root, exist_ok=True)
-text = b"".join(b"line %d of a compressible file\n" % i for i in range(400000))[: 10 << 20]
-for i in range(20):
-    with open(os.path.join(root, f"big{i:02d}"), "wb") as f:
-        f.write(rng.randbytes(10 << 20))
-        f.write(text)
-PY
-}
-
-# Prints "seconds peak_kib" for one command.
-measure() {
-    /usr/bin/time -o "$work/time" -f "%e %M" "$@" >/dev/null 2>"$work/stderr" ||
-        { cat "$work/stderr" >&2; return 1; }
-    cat "$work/time"
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+tools=(ferry ostree-pull-local ostree-pull ostree-pull-local-untrusted)
 
 bench_dataset() {
-    local name=$1 maker=$2
-    local src="$mnt/$name-repo" tree="$work/$name-tree"
-    $maker "$tree"
+    local name=$1 maker=$2 tree="$work/$1-tree" src="$mnt/$1-repo"
+    shift 2
+    "$maker" "$tree" "$@"
+    read -r hash_seconds content_bytes < <(sha256_seconds "$tree")
     ostree --repo="$src" init --mode=archive --collection-id=org.example.Bench
     ostree --repo="$src" commit -b os/bench --tree=dir="$tree" -s bench >/dev/null
     rm -rf "$tree"
-    cat "$src"/objects/*/* >/dev/null  # warm the cache for every contender alike
+    cat "$src"/objects/*/* >/dev/null # warm the cache for every contender alike
 
-    declare -A times rss
-    for tool in ferry ostree-pull-local ostree-pull; do
-        local t_list="" r_list=""
-        for _ in $(seq "$runs"); do
-            local dest="$work/dest"
-            rm -rf "$dest"
+    # Round-robin over the tools, so drift in the machine's state hits all alike.
+    # Every run gets a fresh destination directory, deleted only after the dataset:
+    # ext4 slows down creating files next to thousands it has just deleted.
+    declare -A t_lists r_lists
+    local tool run dest
+    for run in $(seq "$runs"); do
+        for tool in "${tools[@]}"; do
+            dest="$work/dest-$name-$tool-$run"
             case $tool in
             ferry)
                 "$ferryctl" --repo "$dest" init >/dev/null
                 "$ferryctl" --repo "$dest" remote add origin "file://$src" --collection-id org.example.Bench --no-verify 2>/dev/null
-                read -r t r < <(measure "$ferryctl" --repo "$dest" pull "file://$src" os/bench --remote origin)
-                [ "$(ostree --repo="$dest" rev-parse origin:os/bench)" = "$(ostree --repo="$src" rev-parse os/bench)" ]
+                command=("$ferryctl" --repo "$dest" pull "file://$src" os/bench --remote origin)
                 ;;
             ostree-pull-local)
                 ostree --repo="$dest" init --mode=archive
-                read -r t r < <(measure ostree --repo="$dest" pull-local "$src" os/bench)
+                command=(ostree --repo="$dest" pull-local "$src" os/bench)
                 ;;
             ostree-pull)
                 ostree --repo="$dest" init --mode=archive
                 ostree --repo="$dest" remote add origin "file://$src" --no-gpg-verify
-                read -r t r < <(measure ostree --repo="$dest" pull origin os/bench)
+                command=(ostree --repo="$dest" pull origin os/bench)
+                ;;
+            ostree-pull-local-untrusted)
+                ostree --repo="$dest" init --mode=archive
+                command=(ostree --repo="$dest" pull-local --untrusted "$src" os/bench)
                 ;;
             esac
-            t_list+="$t"$'\n'
-            r_list+="$r"$'\n'
+            sync
+            measure "$work/m" "${command[@]}"
+            read -r t r <"$work/m"
+            [ "$(ostree --repo="$dest" rev-parse "$(ostree --repo="$dest" refs | head -n1)")" = \
+                "$(ostree --repo="$src" rev-parse os/bench)" ]
+            t_lists[$tool]+="$t"$'\n'
+            r_lists[$tool]+="$r"$'\n'
         done
-        times[$tool]=$(printf '%s' "$t_list" | median)
-        rss[$tool]=$(printf '%s' "$r_list" | median)
     done
-    for tool in ferry ostree-pull-local ostree-pull; do
+    rm -rf "$work"/dest-*
+    declare -A times rss
+    for tool in "${tools[@]}"; do
+        times[$tool]=$(printf '%s' "${t_lists[$tool]}" | median)
+        rss[$tool]=$(printf '%s' "${r_lists[$tool]}" | median)
+    done
+    for tool in "${tools[@]}"; do
         awk -v n="$name" -v tool="$tool" -v t="${times[$tool]}" -v r="${rss[$tool]}" \
-            -v tp="${times[ostree-pull-local]}" -v tq="${times[ostree-pull]}" \
-            'BEGIN { printf "| %s | %s | %.2f s | %.1f MiB | %.2f× | %.2f× |\n", n, tool, t, r / 1024, t / tp, t / tq }'
+            -v a="${times[ostree-pull-local]}" -v b="${times[ostree-pull]}" \
+            -v c="${times[ostree-pull-local-untrusted]}" \
+            'BEGIN { printf "| %s | %s | %.2f s | %.1f MiB | %.2f× | %.2f× | %.2f× |\n", n, tool, t, r / 1024, t / a, t / b, t / c }'
     done
+    awk -v n="$name" -v s="$hash_seconds" -v bytes="$content_bytes" -v a="${times[ostree-pull-local]}" \
+        'BEGIN { printf "| %s | sha256 of %.0f MiB of content, one core | %.2f s | | %.2f× | | |\n", n, bytes / 1048576, s, s / a }'
 }
 
-echo "| dataset | tool | wall (median of $runs) | peak RSS | vs pull-local | vs pull file:// |"
-echo "|---|---|---|---|---|---|"
+echo "| dataset | tool | wall (median of $runs) | peak RSS | vs pull-local | vs pull file:// | vs pull-local --untrusted |"
+echo "|---|---|---|---|---|---|---|"
 bench_dataset small make_small
-bench_dataset large make_large
+bench_dataset large make_large 20 20

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -133,8 +133,7 @@ pub fn pull(
     };
     if !complete {
         repo.mark_commit_partial(&commit_checksum)?;
-        let plan = walk_tree(&txn, source, &commit, &mut outcome)?;
-        fetch_files(&txn, request, &plan, &mut outcome, on_event)?;
+        fetch_closure(&txn, request, &commit, &mut outcome, on_event)?;
         if let Some(bytes) = &detached {
             txn.stage_bytes(&meta_name, bytes)?;
         }
@@ -229,26 +228,28 @@ fn metadata_object(
     Ok(bytes)
 }
 
+/// What the walk found missing.
+#[derive(Default)]
 struct FilePlan {
-    files: Vec<(Checksum, u64)>,
+    files: u64,
     bytes_total: u64,
 }
 
-/// Walks the tree depth first, fetching metadata, and lists the missing files.
+/// Walks the tree depth first, fetching metadata, and hands each missing file to
+/// `missing` as soon as it is found. Stops early when `stop` is set.
 fn walk_tree(
     txn: &Transaction,
     source: &LocalSource,
     commit: &Commit,
     outcome: &mut PullOutcome,
+    stop: &AtomicBool,
+    missing: &mut dyn FnMut(Checksum),
 ) -> Result<FilePlan, FetchError> {
     let mut seen_files = HashSet::new();
     let mut seen_trees = HashSet::new();
     // Directories share dirmetas: each is fetched (or counted as present) once.
     let mut seen_metas = HashSet::from([commit.root_meta]);
-    let mut plan = FilePlan {
-        files: Vec::new(),
-        bytes_total: 0,
-    };
+    let mut plan = FilePlan::default();
     metadata_object(
         txn,
         source,
@@ -257,6 +258,9 @@ fn walk_tree(
     )?;
     let mut pending = vec![commit.root_tree];
     while let Some(tree_checksum) = pending.pop() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         if !seen_trees.insert(tree_checksum) {
             continue;
         }
@@ -273,9 +277,9 @@ fn walk_tree(
                 continue;
             }
             let path = source.root().join(name.relative_path());
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            plan.bytes_total += size;
-            plan.files.push((file.checksum, size));
+            plan.bytes_total += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            plan.files += 1;
+            missing(file.checksum);
         }
         for dir in &tree.dirs {
             if seen_metas.insert(dir.meta) {
@@ -292,30 +296,24 @@ fn walk_tree(
     Ok(plan)
 }
 
-/// Verifies and stages the missing file objects on worker threads.
-fn fetch_files(
+/// Walks the commit's tree on this thread while worker threads verify and stage
+/// the missing file objects it finds, so copying starts with the first one.
+fn fetch_closure(
     txn: &Transaction,
     request: &PullRequest<'_>,
-    plan: &FilePlan,
+    commit: &Commit,
     outcome: &mut PullOutcome,
     on_event: &(dyn Fn(&PullEvent) + Sync),
 ) -> Result<(), FetchError> {
     let source = request.source;
-    let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
     let bytes_done = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let first_error: Mutex<Option<FetchError>> = Mutex::new(None);
-    let progress = |objects_done, bytes_done| PullProgress {
-        objects_done,
-        objects_total: plan.files.len() as u64,
-        bytes_done,
-        bytes_total: plan.bytes_total,
+    let fail = |error: FetchError| {
+        first_error.lock().expect("lock").get_or_insert(error);
+        stop.store(true, Ordering::Relaxed);
     };
-    on_event(&PullEvent::Planned {
-        commit: outcome.commit,
-        progress: progress(0, 0),
-    });
 
     let fetch_one = |checksum: &Checksum| -> Result<u64, FetchError> {
         let name = ObjectName::new(*checksum, ObjectType::File);
@@ -328,41 +326,64 @@ fn fetch_files(
         })
     };
 
+    let (queue_tx, queue_rx) = std::sync::mpsc::channel::<Checksum>();
+    let queue_rx = Mutex::new(queue_rx);
     // Workers drop their sender when they finish, which wakes this thread at once.
     let (finished_tx, finished_rx) = std::sync::mpsc::channel::<()>();
+    let mut plan = FilePlan::default();
     std::thread::scope(|scope| {
         for _ in 0..request.workers.max(1) {
             let finished_tx = finished_tx.clone();
-            scope.spawn(|| {
+            let (queue_rx, fetch_one, fail) = (&queue_rx, &fetch_one, &fail);
+            let (stop, done, bytes_done) = (&stop, &done, &bytes_done);
+            scope.spawn(move || {
                 let _finished_tx = finished_tx;
                 while !stop.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((checksum, _)) = plan.files.get(i) else {
+                    // The queue closes when the walk is over.
+                    let Ok(checksum) = queue_rx.lock().expect("lock").recv() else {
                         break;
                     };
-                    match fetch_one(checksum) {
+                    match fetch_one(&checksum) {
                         Ok(n) => {
                             bytes_done.fetch_add(n, Ordering::Relaxed);
                             done.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e) => {
-                            first_error.lock().expect("lock").get_or_insert(e);
-                            stop.store(true, Ordering::Relaxed);
-                        }
+                        Err(e) => fail(e),
                     }
                 }
             });
         }
         drop(finished_tx);
+        let walked = walk_tree(txn, source, commit, outcome, &stop, &mut |checksum| {
+            if request.cancel.load(Ordering::Relaxed) {
+                fail(FetchError::Cancelled);
+            }
+            // A send fails only when every worker has stopped on an error.
+            let _ = queue_tx.send(checksum);
+        });
+        drop(queue_tx);
+        match walked {
+            Ok(walked) => plan = walked,
+            Err(e) => fail(e),
+        }
+        let progress = |objects_done, bytes_done| PullProgress {
+            objects_done,
+            objects_total: plan.files,
+            bytes_done,
+            bytes_total: plan.bytes_total,
+        };
+        on_event(&PullEvent::Planned {
+            commit: outcome.commit,
+            progress: progress(
+                done.load(Ordering::Relaxed),
+                bytes_done.load(Ordering::Relaxed),
+            ),
+        });
         // This thread reports progress and checkpoints while the workers run.
         let mut last_checkpoint = Instant::now();
         while let Err(RecvTimeoutError::Timeout) = finished_rx.recv_timeout(PROGRESS_INTERVAL) {
             if request.cancel.load(Ordering::Relaxed) {
-                first_error
-                    .lock()
-                    .expect("lock")
-                    .get_or_insert(FetchError::Cancelled);
-                stop.store(true, Ordering::Relaxed);
+                fail(FetchError::Cancelled);
             }
             on_event(&PullEvent::Progress(progress(
                 done.load(Ordering::Relaxed),
@@ -370,8 +391,7 @@ fn fetch_files(
             )));
             if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
                 if let Err(e) = txn.checkpoint() {
-                    first_error.lock().expect("lock").get_or_insert(e.into());
-                    stop.store(true, Ordering::Relaxed);
+                    fail(e.into());
                 }
                 last_checkpoint = Instant::now();
             }
@@ -381,11 +401,13 @@ fn fetch_files(
         return Err(error);
     }
     let bytes = bytes_done.load(Ordering::Relaxed);
-    on_event(&PullEvent::Progress(progress(
-        done.load(Ordering::Relaxed),
-        bytes,
-    )));
-    outcome.objects_fetched += plan.files.len() as u64;
+    on_event(&PullEvent::Progress(PullProgress {
+        objects_done: done.load(Ordering::Relaxed),
+        objects_total: plan.files,
+        bytes_done: bytes,
+        bytes_total: plan.bytes_total,
+    }));
+    outcome.objects_fetched += plan.files;
     outcome.bytes_fetched += bytes;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! uncompressed form (file header + content), so verifying one means inflating it.
 //! Verification streams: memory stays the same whatever the file's size.
 
+use std::cell::RefCell;
 use std::io::{self, BufRead, Read, Write};
 
 use glib::prelude::*;
@@ -119,173 +120,211 @@ fn frame(data: &[u8]) -> Vec<u8> {
 
 /// Reads the framed archive header from the start of a `.filez` stream.
 pub fn read_archive_header(reader: &mut impl Read, name: &ObjectName) -> Result<FileHeader> {
-    let corrupt = |reason: &str| RepoError::CorruptObject {
-        name: *name,
-        reason: reason.to_owned(),
-    };
     let mut prefix = [0u8; 8];
     reader
         .read_exact(&mut prefix)
-        .map_err(|_| corrupt("truncated header"))?;
-    let len = u32::from_be_bytes(prefix[..4].try_into().expect("4 bytes"));
-    if len > MAX_HEADER_SIZE {
-        return Err(corrupt("oversized header"));
-    }
-    let mut data = vec![0u8; len as usize];
+        .map_err(|_| corrupt(name, "truncated header"))?;
+    let mut data = vec![0u8; header_length(&prefix, name)?];
     reader
         .read_exact(&mut data)
-        .map_err(|_| corrupt("truncated header"))?;
-    let v = variant_from_bytes("file header", ARCHIVE_HEADER_TYPE, &data)
-        .map_err(|_| corrupt("malformed header"))?;
+        .map_err(|_| corrupt(name, "truncated header"))?;
+    parse_archive_header(&data, name)
+}
+
+fn corrupt(name: &ObjectName, reason: impl Into<String>) -> RepoError {
+    RepoError::CorruptObject {
+        name: *name,
+        reason: reason.into(),
+    }
+}
+
+/// The length of the header variant announced by the 8-byte frame prefix.
+fn header_length(prefix: &[u8; 8], name: &ObjectName) -> Result<usize> {
+    let len = u32::from_be_bytes(prefix[..4].try_into().expect("4 bytes"));
+    if len > MAX_HEADER_SIZE {
+        return Err(corrupt(name, "oversized header"));
+    }
+    Ok(len as usize)
+}
+
+fn parse_archive_header(data: &[u8], name: &ObjectName) -> Result<FileHeader> {
+    let v = variant_from_bytes("file header", ARCHIVE_HEADER_TYPE, data)
+        .map_err(|_| corrupt(name, "malformed header"))?;
     let header = FileHeader::from_archive_variant(&v);
     header.validate(name)?;
     Ok(header)
 }
 
-/// A buffered reader that copies every byte it reads from `inner` into `sink`, so a
-/// `.filez` can be verified and stored in one pass.
-struct TeeReader<'a, R, W> {
-    inner: R,
-    sink: &'a mut W,
-    buf: Box<[u8]>,
-    pos: usize,
-    cap: usize,
+/// Checks a `.filez` fed to it in pieces against its name: parses the header,
+/// inflates the content and hashes both as ostree does. Memory stays the same
+/// whatever the object's size.
+pub struct FilezCheck {
+    name: ObjectName,
+    /// The frame prefix and header variant, until the header is complete.
+    pending_header: Vec<u8>,
+    header: Option<FileHeader>,
+    inflate: flate2::Decompress,
+    hasher: Sha256,
+    content_bytes: u64,
+    /// Whether any compressed byte came after the header.
+    compressed: bool,
+    stream_end: bool,
 }
 
-impl<'a, R: Read, W: Write> TeeReader<'a, R, W> {
-    fn new(inner: R, sink: &'a mut W) -> Self {
+impl FilezCheck {
+    pub fn new(expected: &Checksum) -> Self {
         Self {
-            inner,
-            sink,
-            buf: vec![0u8; CHUNK].into_boxed_slice(),
-            pos: 0,
-            cap: 0,
+            name: ObjectName::new(*expected, ObjectType::File),
+            pending_header: Vec::new(),
+            header: None,
+            inflate: flate2::Decompress::new(false),
+            hasher: Sha256::new(),
+            content_bytes: 0,
+            compressed: false,
+            stream_end: false,
         }
+    }
+
+    /// Takes the next bytes of the object. `scratch` receives inflated content; any
+    /// size works, a larger one means fewer rounds.
+    pub fn update(&mut self, mut data: &[u8], scratch: &mut [u8]) -> Result<()> {
+        if self.header.is_none() {
+            data = self.take_header(data)?;
+            if self.header.is_none() {
+                return Ok(());
+            }
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.stream_end {
+            return Err(corrupt(&self.name, "data after the compressed content"));
+        }
+        self.compressed = true;
+        let size = self.header.as_ref().map_or(0, |h| h.size);
+        while !data.is_empty() || !self.stream_end {
+            let (before_in, before_out) = (self.inflate.total_in(), self.inflate.total_out());
+            let status = self
+                .inflate
+                .decompress(data, scratch, flate2::FlushDecompress::None)
+                .map_err(|e| corrupt(&self.name, e.to_string()))?;
+            let consumed = (self.inflate.total_in() - before_in) as usize;
+            let produced = (self.inflate.total_out() - before_out) as usize;
+            data = &data[consumed..];
+            self.content_bytes += produced as u64;
+            if self.content_bytes > size {
+                return Err(corrupt(&self.name, "content longer than its header says"));
+            }
+            self.hasher.update(&scratch[..produced]);
+            if status == flate2::Status::StreamEnd {
+                self.stream_end = true;
+                if !data.is_empty() {
+                    return Err(corrupt(&self.name, "data after the compressed content"));
+                }
+            }
+            // Stop when the input is used up and the output was not cut short.
+            if consumed == 0 && produced == 0 || data.is_empty() && produced < scratch.len() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Collects the frame prefix and header variant; returns the bytes after them.
+    fn take_header<'d>(&mut self, data: &'d [u8]) -> Result<&'d [u8]> {
+        let wanted = if self.pending_header.len() < 8 {
+            8
+        } else {
+            let prefix: [u8; 8] = self.pending_header[..8].try_into().expect("8 bytes");
+            8 + header_length(&prefix, &self.name)?
+        };
+        let take = (wanted - self.pending_header.len()).min(data.len());
+        self.pending_header.extend_from_slice(&data[..take]);
+        let rest = &data[take..];
+        if self.pending_header.len() < wanted {
+            return Ok(rest);
+        }
+        if wanted == 8 {
+            // The prefix is complete: now the variant it announces.
+            return self.take_header(rest);
+        }
+        let header = parse_archive_header(&self.pending_header[8..], &self.name)?;
+        self.hasher.update(header.checksum_header_bytes());
+        self.header = Some(header);
+        self.pending_header = Vec::new();
+        Ok(rest)
+    }
+
+    /// Ends the object: checks it was complete and matches its name.
+    pub fn finish(self) -> Result<FileHeader> {
+        let name = self.name;
+        let header = self
+            .header
+            .ok_or_else(|| corrupt(&name, "truncated header"))?;
+        // A symlink (or an empty file) may carry no deflate stream at all.
+        if self.compressed && !self.stream_end {
+            return Err(corrupt(&name, "truncated compressed content"));
+        }
+        if self.content_bytes != header.size {
+            return Err(corrupt(
+                &name,
+                format!(
+                    "content is {} bytes, header says {}",
+                    self.content_bytes, header.size
+                ),
+            ));
+        }
+        let actual = Checksum(self.hasher.finalize().into());
+        if actual != name.checksum {
+            return Err(RepoError::ChecksumMismatch {
+                expected: name,
+                actual: actual.to_hex(),
+            });
+        }
+        Ok(header)
     }
 }
 
-impl<R: Read, W: Write> Read for TeeReader<'_, R, W> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: Read, W: Write> BufRead for TeeReader<'_, R, W> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.pos == self.cap {
-            let n = self.inner.read(&mut self.buf)?;
-            self.sink.write_all(&self.buf[..n])?;
-            self.pos = 0;
-            self.cap = n;
-        }
-        Ok(&self.buf[self.pos..self.cap])
-    }
-
-    fn consume(&mut self, amount: usize) {
-        self.pos = (self.pos + amount).min(self.cap);
-    }
+thread_local! {
+    /// Read and inflate buffers, reused by every verification on the thread: a
+    /// pull verifies thousands of small objects, and fresh zeroed buffers for
+    /// each cost more than the verification itself.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Verifies a `.filez` read from `source` against `expected`, copying its bytes
 /// unchanged into `sink`. Returns the header and the number of bytes copied.
 pub fn verify_filez(
-    source: impl Read,
+    mut source: impl Read,
     expected: &Checksum,
     sink: &mut impl Write,
 ) -> Result<(FileHeader, u64)> {
     let name = ObjectName::new(*expected, ObjectType::File);
-    let mut counted = CountingWriter {
-        inner: sink,
-        count: 0,
-    };
-    let (header, actual) = {
-        let mut tee = TeeReader::new(source, &mut counted);
-        let header = read_archive_header(&mut tee, &name)?;
-        let actual = hash_content(&header, &mut tee, &name)?;
-        if !tee.fill_buf().map_err(|e| io_corrupt(&name, e))?.is_empty() {
-            return Err(RepoError::CorruptObject {
-                name,
-                reason: "data after the compressed content".into(),
-            });
+    // Taken out rather than borrowed, so a nested verification gets its own.
+    let mut scratch = SCRATCH.with(|cell| cell.take());
+    scratch.resize(2 * CHUNK, 0);
+    let (input, output) = scratch.split_at_mut(CHUNK);
+    let mut check = FilezCheck::new(expected);
+    let mut copied = 0u64;
+    let result = loop {
+        let n = match source.read(input) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(corrupt(&name, e.to_string())),
+        };
+        // A failing sink is the destination's fault (a full disk), not the object's.
+        if let Err(e) = sink.write_all(&input[..n]) {
+            break Err(RepoError::io(name.relative_path(), e));
         }
-        (header, actual)
-    };
-    if actual != *expected {
-        return Err(RepoError::ChecksumMismatch {
-            expected: name,
-            actual: actual.to_hex(),
-        });
-    }
-    Ok((header, counted.count))
-}
-
-fn io_corrupt(name: &ObjectName, e: io::Error) -> RepoError {
-    RepoError::CorruptObject {
-        name: *name,
-        reason: e.to_string(),
-    }
-}
-
-/// Inflates the content after the header and returns the object checksum.
-fn hash_content(
-    header: &FileHeader,
-    compressed: &mut impl BufRead,
-    name: &ObjectName,
-) -> Result<Checksum> {
-    let mut hasher = Sha256::new();
-    hasher.update(header.checksum_header_bytes());
-    let mut total = 0u64;
-    // A symlink (or an empty file) may carry no deflate stream at all.
-    if !compressed
-        .fill_buf()
-        .map_err(|e| io_corrupt(name, e))?
-        .is_empty()
-    {
-        let mut decoder = flate2::bufread::DeflateDecoder::new(compressed);
-        let mut chunk = vec![0u8; CHUNK];
-        loop {
-            let n = decoder.read(&mut chunk).map_err(|e| io_corrupt(name, e))?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            if total > header.size {
-                return Err(RepoError::CorruptObject {
-                    name: *name,
-                    reason: "content longer than its header says".into(),
-                });
-            }
-            hasher.update(&chunk[..n]);
+        copied += n as u64;
+        if let Err(e) = check.update(&input[..n], output) {
+            break Err(e);
         }
-    }
-    if total != header.size {
-        return Err(RepoError::CorruptObject {
-            name: *name,
-            reason: format!("content is {total} bytes, header says {}", header.size),
-        });
-    }
-    Ok(Checksum(hasher.finalize().into()))
-}
-
-struct CountingWriter<'a, W> {
-    inner: &'a mut W,
-    count: u64,
-}
-
-impl<W: Write> Write for CountingWriter<'_, W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(data)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
+    };
+    SCRATCH.with(|cell| cell.replace(scratch));
+    result?;
+    Ok((check.finish()?, copied))
 }
 
 /// Opens a `.filez` for reading its content: the header and an inflating reader.
@@ -369,6 +408,88 @@ mod tests {
             verify_filez(&filez[..], &other, &mut Vec::new()),
             Err(RepoError::ChecksumMismatch { .. })
         ));
+    }
+
+    /// Feeds `filez` to a `FilezCheck` in pieces of the given sizes (cycled).
+    fn check_in_pieces(filez: &[u8], checksum: &Checksum, sizes: &[usize]) -> Result<FileHeader> {
+        let mut check = FilezCheck::new(checksum);
+        let mut scratch = [0u8; 7]; // tiny, so inflating takes many rounds
+        let mut rest = filez;
+        for size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at((*size).min(rest.len()));
+            check.update(piece, &mut scratch)?;
+            rest = tail;
+        }
+        check.finish()
+    }
+
+    #[test]
+    fn pieces_of_any_size_verify_alike() {
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut filez = Vec::new();
+        let checksum = write_filez(
+            &regular(content.len() as u64),
+            &mut &content[..],
+            &mut filez,
+        )
+        .unwrap();
+        for sizes in [&[1][..], &[3, 1, 7], &[8], &[9, 4096], &[filez.len()]] {
+            let header = check_in_pieces(&filez, &checksum, sizes).unwrap();
+            assert_eq!(header.size, content.len() as u64, "pieces {sizes:?}");
+        }
+        // Cut anywhere (inside the header, inside the stream), it is refused.
+        for cut in [0, 3, 8, 20, filez.len() / 2, filez.len() - 1] {
+            let error = check_in_pieces(&filez[..cut], &checksum, &[5]).unwrap_err();
+            assert!(
+                matches!(error, RepoError::CorruptObject { .. }),
+                "cut {cut}: {error}"
+            );
+        }
+        let mut trailing = filez.clone();
+        trailing.extend_from_slice(b"junk");
+        let error = check_in_pieces(&trailing, &checksum, &[1]).unwrap_err();
+        assert!(error.to_string().contains("data after"), "{error}");
+        let mut flipped = filez.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 1;
+        assert!(check_in_pieces(&flipped, &checksum, &[64]).is_err());
+    }
+
+    #[test]
+    fn content_longer_than_header_is_refused() {
+        let content = vec![b'x'; 1000];
+        let mut filez = Vec::new();
+        write_filez(&regular(1000), &mut &content[..], &mut filez).unwrap();
+        // The same stream, announced as 10 bytes long.
+        let short = regular(10);
+        let mut lying = short.archive_header_bytes();
+        lying.extend_from_slice(&filez[regular(1000).archive_header_bytes().len()..]);
+        let error =
+            verify_filez(&lying[..], &Checksum::digest(b"any"), &mut io::sink()).unwrap_err();
+        assert!(
+            error.to_string().contains("longer than its header"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_failing_sink_is_an_io_error_not_a_corrupt_object() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from_raw_os_error(libc::ENOSPC))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut filez = Vec::new();
+        let checksum = write_filez(&regular(5), &mut &b"hello"[..], &mut filez).unwrap();
+        let error = verify_filez(&filez[..], &checksum, &mut Full).unwrap_err();
+        assert!(matches!(error, RepoError::Io { .. }), "{error}");
     }
 
     #[test]

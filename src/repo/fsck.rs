@@ -2,7 +2,7 @@
 //! commit has its whole closure.
 
 use std::collections::HashSet;
-use std::io::{self, BufReader};
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -34,11 +34,7 @@ pub fn verify_object(repo: &Repo, name: &ObjectName) -> Result<()> {
     match name.kind {
         ObjectType::File => {
             let file = repo.open_object(name)?;
-            verify_filez(
-                BufReader::with_capacity(128 * 1024, file),
-                &name.checksum,
-                &mut io::sink(),
-            )?;
+            verify_filez(file, &name.checksum, &mut io::sink())?;
         }
         ObjectType::CommitMeta => {
             variant_from_bytes(

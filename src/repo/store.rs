@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -20,8 +20,6 @@ use crate::repo::objects::{Commit, DirMeta, DirTree};
 
 /// Archive objects are world-readable, so a drive written here works elsewhere.
 const OBJECT_MODE: u32 = 0o644;
-/// Read buffer for verifying `.filez` objects as they are staged.
-const FILEZ_READ_BUFFER: usize = 128 * 1024;
 const WRITEBACK_THRESHOLD: u64 = 1024 * 1024;
 const STAGING_PREFIX: &str = "staging-ferry-";
 
@@ -390,9 +388,8 @@ impl Transaction {
     /// Stages a `.filez` read from `source`, verified against `name` as it is copied.
     /// Returns the number of bytes stored.
     pub fn stage_filez(&self, name: &ObjectName, source: impl Read) -> Result<u64> {
-        let reader = BufReader::with_capacity(FILEZ_READ_BUFFER, source);
         self.stage_with(name, |out| {
-            verify_filez(reader, &name.checksum, out).map(|(_, n)| n)
+            verify_filez(source, &name.checksum, out).map(|(_, n)| n)
         })
     }
 
