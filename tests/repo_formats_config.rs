@@ -3,6 +3,9 @@
 //! Everything happens in temporary directories; the only URLs are `file://` paths
 //! and unrouted example names that nothing ever fetches.
 
+#[path = "common/cmd.rs"]
+mod cmd;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,8 @@ use ferry::repo::refs::{
 use ferry::repo::summary::{Summary, SummaryRef};
 use ferry::repo::{Checksum, RepoError};
 
+use cmd::{run_output, run_status};
+
 /// Runs `ostree --repo=REPO ARGS…`, which must succeed; returns stdout.
 fn ostree(repo: &Path, args: &[&str]) -> String {
     let out = ostree_status(repo, args);
@@ -27,15 +32,15 @@ fn ostree(repo: &Path, args: &[&str]) -> String {
 
 /// Runs `ostree --repo=REPO ARGS…`; Ok(stdout) or Err(stderr).
 fn ostree_status(repo: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .expect("the ostree CLI must be installed to run these tests");
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
+    let (ok, stdout, stderr) = run_status(
+        Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(args),
+    );
+    if ok {
+        Ok(stdout)
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        Err(stderr)
     }
 }
 
@@ -220,24 +225,19 @@ fn make_gpg_key(dir: &Path) -> PathBuf {
     let home = dir.join("gnupg");
     fs::create_dir(&home).unwrap();
     let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args([
-                "--batch",
-                "--quiet",
-                "--pinentry-mode=loopback",
-                "--passphrase",
-                "",
-            ])
-            .args(args)
-            .output()
-            .expect("gpg must be installed");
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        run_output(
+            Command::new("gpg")
+                .env("GNUPGHOME", &home)
+                .args([
+                    "--batch",
+                    "--quiet",
+                    "--pinentry-mode=loopback",
+                    "--passphrase",
+                    "",
+                ])
+                .args(args),
+        )
+        .stdout
     };
     gpg(&[
         "--quick-gen-key",

@@ -93,14 +93,23 @@ fn libostree_finds_ferry_on_the_lan() {
     assert_eq!(served.origin_ref().as_deref(), Some(commit.as_str()));
     let client = OstreeClient::new(&gpg);
 
-    let lan = Lan::new();
-    let _server_avahi = Avahi::start(
+    let lan = Lan::named("ferry-share", "fs");
+    let _server_avahi = Avahi::start_with(
         &lan.a,
         &lan.veth_a,
-        &format!("server-{}", lan.suffix),
-        false,
+        AvahiOptions {
+            host_name: Some(format!("server-{}", lan.suffix)),
+            system_bus: false,
+        },
     );
-    let client_avahi = Avahi::start(&lan.b, &lan.veth_b, &format!("client-{}", lan.suffix), true);
+    let client_avahi = Avahi::start_with(
+        &lan.b,
+        &lan.veth_b,
+        AvahiOptions {
+            host_name: Some(format!("client-{}", lan.suffix)),
+            system_bus: true,
+        },
+    );
 
     let mut cmd = ferryctl_in(&lan.a, &served.path, &lan.veth_a);
     cmd.args(["--json", "serve", "--port", "0", "--advertise"]);
@@ -166,18 +175,22 @@ fn ferry_finds_ferry_on_the_lan() {
     let served = FerryRepo::with_upstream(&upstream, &gpg);
     let client = FerryRepo::new("http://invalid.invalid/", &gpg);
 
-    let lan = Lan::new();
-    let _server_avahi = Avahi::start(
+    let lan = Lan::named("ferry-share", "fs");
+    let _server_avahi = Avahi::start_with(
         &lan.a,
         &lan.veth_a,
-        &format!("server-{}", lan.suffix),
-        false,
+        AvahiOptions {
+            host_name: Some(format!("server-{}", lan.suffix)),
+            system_bus: false,
+        },
     );
-    let _client_avahi = Avahi::start(
+    let _client_avahi = Avahi::start_with(
         &lan.b,
         &lan.veth_b,
-        &format!("client-{}", lan.suffix),
-        false,
+        AvahiOptions {
+            host_name: Some(format!("client-{}", lan.suffix)),
+            system_bus: false,
+        },
     );
 
     let mut cmd = ferryctl_in(&lan.a, &served.path, &lan.veth_a);

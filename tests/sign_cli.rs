@@ -2,27 +2,29 @@
 //! detached metadata in the documented format, and a remote with `sign-verify`
 //! accepts exactly the commits signed by its key.
 
+#[path = "common/cmd.rs"]
+mod cmd;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 const FERRYCTL: &str = env!("CARGO_BIN_EXE_ferryctl");
 
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .env("FERRY_LAN_INTERFACES", "none")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+/// `program ARGS…` with LAN discovery off.
+fn command(program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args).env("FERRY_LAN_INTERFACES", "none");
+    cmd
 }
 
+/// Runs `program ARGS…`; its output, whatever the exit status.
+fn run(program: &str, args: &[&str]) -> Output {
+    cmd::output(&mut command(program, args))
+}
+
+/// Runs `program ARGS…`, which must succeed; its stdout.
 fn ok(program: &str, args: &[&str]) -> String {
-    let output = run(program, args);
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    cmd::run(&mut command(program, args))
 }
 
 /// (secret key file contents, public key), both base64, made by Python's

@@ -18,7 +18,7 @@ use ferry::trust::{
 };
 use glib::prelude::*;
 use glib::{Variant, VariantTy};
-use trust_env::{python_keypair, python_sign, python_verifies, run, Gpg, OstreeRepo};
+use trust_env::{output, python_keypair, python_sign, python_verifies, run, Gpg, OstreeRepo};
 
 const COLLECTION: &str = "org.example.Os";
 
@@ -638,11 +638,7 @@ fn ostree_pull_accepts_a_keyring_imported_by_ferry() {
     let other_fpr = other.gen_key("other@example.org", "ed25519", "sign", "never");
     f.server.commit("os/stable", &[]);
     f.server.gpg_sign("os/stable", &other, &other_fpr);
-    let out = client
-        .ostree()
-        .args(["pull", "origin", "os/stable"])
-        .output()
-        .unwrap();
+    let out = output(client.ostree().args(["pull", "origin", "os/stable"]));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,7 +1,7 @@
-//! Test environment for tests/sources_*.rs: real `ostree` repositories, loop-mounted
-//! ext4 drives under /media, network namespaces joined by veth pairs with a real
-//! avahi-daemon and a Python HTTP server, and `ferryctl sources` processes whose
-//! output is read line by line with arrival times.
+//! Test environment for tests/sources_*.rs (and tests/gui.rs): real `ostree`
+//! repositories, loop-mounted ext4 drives under /media, network namespaces joined by
+//! veth pairs with a real avahi-daemon (common/lan.rs) and a Python HTTP server, and
+//! `ferryctl sources` processes whose output is read line by line with arrival times.
 //!
 //! Everything created is removed by a Drop guard, also when a test fails. Every
 //! external command must succeed: a test that cannot build its environment fails.
@@ -19,45 +19,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "cmd.rs"]
+mod cmd;
+#[path = "lan.rs"]
+mod lan;
+
+#[allow(unused_imports)] // Not every test binary uses all of them.
+pub use cmd::{kill_group, run, run_status};
+#[allow(unused_imports)] // Not every test binary uses all of them.
+pub use lan::{random_suffix, Avahi, Lan, Netns, ADDR_A, ADDR_B};
+
 /// The collection of the upstream repository.
 pub const COLLECTION: &str = "org.example.Os";
 /// The tracked ref.
 pub const REF: &str = "os/stable";
 
-/// Runs a command, asserts it succeeded, returns its stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-/// Runs a command and returns (success, stdout, stderr) without asserting.
-pub fn run_status(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 pub fn ferryctl_path() -> &'static str {
     env!("CARGO_BIN_EXE_ferryctl")
-}
-
-/// Six random hex digits, for names that must not collide between test runs.
-pub fn random_suffix() -> String {
-    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
 /// An `ostree` archive repository made by the real tool, with one commit on `REF`.
@@ -367,30 +345,6 @@ impl Drop for Watcher {
     }
 }
 
-/// SIGTERM to the child's process group, then SIGKILL if it lingers; reaps it.
-pub fn kill_group(child: &mut Child) {
-    let pgid = child.id() as libc::pid_t;
-    // SAFETY: signalling a process group we created; no memory is involved.
-    unsafe {
-        libc::kill(-pgid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            // The leader is gone; make sure nothing else of the group survives.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let _ = child.wait();
-}
-
 /// An event line `{"event": EVENT, "source": {"id": …}}` for a source whose id
 /// starts with `prefix`.
 pub fn is_event(value: &Value, event: &str, id_prefix: &str) -> bool {
@@ -406,221 +360,6 @@ pub fn offered<'a>(source: &'a Value, collection: &str, ref_name: &str) -> Optio
         .as_array()?
         .iter()
         .find(|r| r["collection_id"] == collection && r["ref"] == ref_name)
-}
-
-/// A network namespace, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(name: &str) -> Self {
-        run(Command::new("ip").args(["netns", "add", name]));
-        let ns = Self {
-            name: name.to_owned(),
-        };
-        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// A command run inside the namespace.
-    pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, program]);
-        cmd
-    }
-
-    pub fn exec_ok(&self, argv: &[&str]) -> String {
-        let mut cmd = self.command(argv[0]);
-        cmd.args(&argv[1..]);
-        run(&mut cmd)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Two namespaces joined by a veth pair: `a` (10.77.0.1) and `b` (10.77.0.2).
-pub struct Lan {
-    pub a: Netns,
-    pub b: Netns,
-    pub veth_a: String,
-    pub veth_b: String,
-}
-
-pub const ADDR_A: &str = "10.77.0.1";
-pub const ADDR_B: &str = "10.77.0.2";
-
-impl Lan {
-    pub fn new() -> Self {
-        let suffix = random_suffix();
-        let a = Netns::new(&format!("ferry-{suffix}-a"));
-        let b = Netns::new(&format!("ferry-{suffix}-b"));
-        let (veth_a, veth_b) = (format!("fva{suffix}"), format!("fvb{suffix}"));
-        run(Command::new("ip").args([
-            "link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b,
-        ]));
-        // Moved into the namespaces, the pair is deleted with them.
-        let moved = Command::new("ip")
-            .args(["link", "set", &veth_a, "netns", &a.name])
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new("ip")
-                .args(["link", "set", &veth_b, "netns", &b.name])
-                .status()
-                .is_ok_and(|s| s.success());
-        if !moved {
-            let _ = Command::new("ip").args(["link", "del", &veth_a]).status();
-            panic!("cannot move the veth pair into the namespaces");
-        }
-        a.exec_ok(&["ip", "addr", "add", &format!("{ADDR_A}/24"), "dev", &veth_a]);
-        b.exec_ok(&["ip", "addr", "add", &format!("{ADDR_B}/24"), "dev", &veth_b]);
-        a.exec_ok(&["ip", "link", "set", &veth_a, "up"]);
-        b.exec_ok(&["ip", "link", "set", &veth_b, "up"]);
-        Self {
-            a,
-            b,
-            veth_a,
-            veth_b,
-        }
-    }
-}
-
-/// A real avahi-daemon inside a namespace, in a private mount namespace whose
-/// `/run/avahi-daemon` and `/etc/avahi/services` are directories of our own.
-/// Services are static `.service` files in [`Avahi::services_dir`].
-pub struct Avahi {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Avahi {
-    pub fn start(ns: &Netns, interface: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for sub in ["run", "services"] {
-            fs::create_dir(dir.path().join(sub)).unwrap();
-        }
-        fs::write(
-            dir.path().join("avahi-daemon.conf"),
-            format!(
-                "[server]\nuse-ipv4=yes\nuse-ipv6=yes\nallow-interfaces={interface}\n\
-                 enable-dbus=no\nratelimit-interval-usec=1000000\nratelimit-burst=1000\n\
-                 [wide-area]\nenable-wide-area=no\n[publish]\npublish-hinfo=no\n\
-                 publish-workstation=no\n"
-            ),
-        )
-        .unwrap();
-        // The host must have the directories to bind over.
-        fs::create_dir_all("/run/avahi-daemon").unwrap();
-        let d = dir.path().display();
-        let script = format!(
-            "set -e; mount --make-rprivate /; \
-             mount --bind {d}/run /run/avahi-daemon; \
-             mount --bind {d}/services /etc/avahi/services; \
-             exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f {d}/avahi-daemon.conf"
-        );
-        let mut cmd = ns.command("unshare");
-        cmd.args(["-m", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("avahi.log")).unwrap());
-        cmd.process_group(0);
-        let child = cmd.spawn().expect("avahi-daemon");
-        let avahi = Self { child, dir };
-        // Wait until it runs (it answers queries once its host name is established).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = avahi.log();
-            if log.contains("Server startup complete") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "avahi-daemon did not start:\n{log}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        avahi
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("avahi.log")).unwrap_or_default()
-    }
-
-    pub fn services_dir(&self) -> PathBuf {
-        self.dir.path().join("services")
-    }
-
-    /// Publishes a static service with binary TXT records (value bytes base64).
-    pub fn publish(&self, file: &str, instance: &str, port: u16, txt: &[(String, Vec<u8>)]) {
-        use base64::Engine;
-        let records: String = txt
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "    <txt-record value-format=\"binary-base64\">{k}={}</txt-record>\n",
-                    base64::engine::general_purpose::STANDARD.encode(v)
-                )
-            })
-            .collect();
-        let xml = format!(
-            "<?xml version=\"1.0\" standalone='no'?>\n\
-             <!DOCTYPE service-group SYSTEM \"avahi-service.dtd\">\n\
-             <service-group>\n  <name>{instance}</name>\n  <service>\n\
-             <type>_ostree_repo._tcp</type>\n    <port>{port}</port>\n{records}  </service>\n\
-             </service-group>\n"
-        );
-        // Write then rename, so avahi never reads half a file.
-        let tmp = self.dir.path().join(format!(".{file}.tmp"));
-        fs::write(&tmp, xml).unwrap();
-        fs::rename(&tmp, self.services_dir().join(file)).unwrap();
-        self.reload();
-    }
-
-    /// Removes a static service: avahi withdraws it (mDNS goodbye).
-    pub fn withdraw(&self, file: &str) {
-        fs::remove_file(self.services_dir().join(file)).unwrap();
-        self.reload();
-    }
-
-    fn reload(&self) {
-        // avahi-daemon is the process the script exec'd into.
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP);
-        }
-    }
-
-    /// Waits until the log says `instance` was established.
-    pub fn wait_established(&self, instance: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let needle = format!("Service \"{instance}\"");
-        loop {
-            let log = self.log();
-            if log
-                .lines()
-                .any(|l| l.contains(&needle) && l.contains("successfully established"))
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "avahi did not establish {instance}:\n{log}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Avahi {
-    fn drop(&mut self) {
-        kill_group(&mut self.child);
-    }
 }
 
 /// `python3 -m http.server` inside a namespace, serving `dir` on `addr:port`.

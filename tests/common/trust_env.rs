@@ -4,47 +4,17 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use ferry::repo::Checksum;
 use glib::Variant;
 
-/// Runs a command, asserts it succeeded, returns its stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
+#[path = "cmd.rs"]
+mod cmd;
 
-/// Runs a command with `input` on stdin, asserts success, returns stdout.
-pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> String {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
+pub use cmd::{output, run, run_with_input};
 
 /// A throwaway GNUPGHOME. Its gpg-agent is stopped on drop.
 pub struct Gpg {
@@ -145,11 +115,8 @@ impl Gpg {
         if armor {
             cmd.arg("--armor");
         }
-        let out = cmd.arg(who).output().unwrap();
-        assert!(
-            out.status.success() && !out.stdout.is_empty(),
-            "gpg --export {who}"
-        );
+        let out = cmd::run_output(cmd.arg(who));
+        assert!(!out.stdout.is_empty(), "gpg --export {who}");
         out.stdout
     }
 
@@ -192,18 +159,12 @@ impl Gpg {
     pub fn detach_sign(&self, who: &str, data: &[u8]) -> Vec<u8> {
         let input = self.home().join("to-sign");
         fs::write(&input, data).unwrap();
-        let out = self
-            .cmd()
-            .args(["--local-user", who, "--detach-sign", "--output", "-"])
-            .arg(&input)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        cmd::run_output(
+            self.cmd()
+                .args(["--local-user", who, "--detach-sign", "--output", "-"])
+                .arg(&input),
+        )
+        .stdout
     }
 }
 

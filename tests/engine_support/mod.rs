@@ -13,13 +13,18 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ferry::repo::objects::{Commit, DirTree};
 use ferry::repo::{Checksum, ObjectName, ObjectType};
 use serde_json::Value;
+
+#[path = "../common/cmd.rs"]
+mod cmd;
+
+use cmd::{describe, output, text};
 
 pub const COLLECTION: &str = "org.example.Os";
 pub const REF: &str = "os/stable";
@@ -38,36 +43,12 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("create a temporary directory")
 }
 
-fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for arg in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&arg.to_string_lossy());
-    }
-    s
-}
-
 /// Runs a command to completion and panics, with its output, unless it succeeded.
-pub fn run_ok(cmd: &mut Command) -> Output {
-    let what = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+pub use cmd::run_output as run_ok;
 
-pub fn stdout_of(cmd: &mut Command) -> String {
-    String::from_utf8_lossy(&run_ok(cmd).stdout)
-        .trim()
-        .to_owned()
+/// Its stdout, trimmed; panics unless it succeeded.
+pub fn stdout_of(command: &mut Command) -> String {
+    cmd::run(command).trim().to_owned()
 }
 
 pub fn ostree(repo: &Path) -> Command {
@@ -504,15 +485,12 @@ impl Client {
         let mut cmd = self.update_command(discovery, extra);
         let command = describe(&cmd);
         let started = Instant::now();
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ferryctl update");
+        let out = output(&mut cmd);
         UpdateRun::new(
             command,
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            text(&out.stdout),
+            text(&out.stderr),
             started.elapsed(),
         )
     }

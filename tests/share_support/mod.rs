@@ -14,52 +14,28 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../common/cmd.rs"]
+mod cmd;
+#[path = "../common/lan.rs"]
+mod lan;
+
+#[allow(unused_imports)] // Not every test binary uses all of them.
+pub use cmd::{describe, kill_group, output, run, text};
+#[allow(unused_imports)] // Not every test binary uses all of them.
+pub use lan::{random_suffix, Avahi, AvahiOptions, Lan, Netns, ADDR_A, ADDR_B};
+
 pub const COLLECTION: &str = "org.example.Os";
 pub const REF: &str = "os/stable";
 
 /// A path no test should ever write to (keeps ferryctl off a real repository).
 const NO_DATA_HOME: &str = "/dev/null/ferry-share-test";
-
-pub fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for arg in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&arg.to_string_lossy());
-    }
-    s
-}
-
-/// Runs a command to completion; its output, whatever the exit status.
-pub fn output(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
-}
-
-/// Runs a command, asserts success, returns stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "{} failed ({}):\n{}\n{}",
-        describe(cmd),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 pub fn ferryctl_path() -> &'static str {
     env!("CARGO_BIN_EXE_ferryctl")
@@ -82,10 +58,6 @@ pub fn ostree(repo: &Path) -> Command {
     cmd
 }
 
-pub fn random_suffix() -> String {
-    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
-}
-
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("ferry-share-")
@@ -97,27 +69,6 @@ pub fn random_file(path: &Path, len: usize) {
     let mut data = vec![0u8; len];
     rand::Rng::fill(&mut rand::rng(), &mut data[..]);
     fs::write(path, data).expect("write random file");
-}
-
-/// SIGTERM to the child's process group, then SIGKILL; reaps it.
-pub fn kill_group(child: &mut Child) {
-    let pgid = child.id() as libc::pid_t;
-    // SAFETY: signalling a process group this test created.
-    unsafe {
-        libc::kill(-pgid, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: as above; whatever is left of the group goes.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let _ = child.wait();
 }
 
 // ---------------------------------------------------------------------------
@@ -437,206 +388,6 @@ impl Drop for LoopDrive {
             }
         }
         let _ = fs::remove_dir(&self.mount_point);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Network namespaces and avahi
-// ---------------------------------------------------------------------------
-
-/// A network namespace, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(name: &str) -> Self {
-        run(Command::new("ip").args(["netns", "add", name]));
-        let ns = Self {
-            name: name.to_owned(),
-        };
-        run(ns.command("ip").args(["link", "set", "lo", "up"]));
-        ns
-    }
-
-    /// `program` run inside the namespace.
-    pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, program]);
-        cmd
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-pub const ADDR_A: &str = "10.77.0.1";
-pub const ADDR_B: &str = "10.77.0.2";
-
-/// Two namespaces (two computers) joined by a veth pair with random names.
-pub struct Lan {
-    pub suffix: String,
-    pub veth_a: String,
-    pub veth_b: String,
-    // Dropped last: deleting a namespace deletes its end of the pair.
-    pub a: Netns,
-    pub b: Netns,
-}
-
-impl Lan {
-    pub fn new() -> Self {
-        let suffix = random_suffix();
-        let a = Netns::new(&format!("ferry-share-{suffix}-a"));
-        let b = Netns::new(&format!("ferry-share-{suffix}-b"));
-        let (veth_a, veth_b) = (format!("fsa{suffix}"), format!("fsb{suffix}"));
-        run(Command::new("ip").args([
-            "link", "add", &veth_a, "type", "veth", "peer", "name", &veth_b,
-        ]));
-        let moved = [(&veth_a, &a), (&veth_b, &b)].iter().all(|(veth, ns)| {
-            Command::new("ip")
-                .args(["link", "set", veth, "netns", &ns.name])
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-        if !moved {
-            let _ = Command::new("ip").args(["link", "del", &veth_a]).status();
-            panic!("cannot move the veth pair into the namespaces");
-        }
-        run(a
-            .command("ip")
-            .args(["addr", "add", &format!("{ADDR_A}/24"), "dev", &veth_a]));
-        run(b
-            .command("ip")
-            .args(["addr", "add", &format!("{ADDR_B}/24"), "dev", &veth_b]));
-        run(a.command("ip").args(["link", "set", &veth_a, "up"]));
-        run(b.command("ip").args(["link", "set", &veth_b, "up"]));
-        Self {
-            suffix,
-            veth_a,
-            veth_b,
-            a,
-            b,
-        }
-    }
-}
-
-/// A real avahi-daemon in a namespace, in a private mount namespace with its own
-/// `/run/avahi-daemon` and `/etc/avahi/services` and, with D-Bus, its own system
-/// bus at `/run/dbus` (what libostree's LAN finder talks to). Commands run "on that
-/// computer" with [`Avahi::command`] (nsenter into its network and mount
-/// namespaces; relative paths do not work there).
-pub struct Avahi {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Avahi {
-    pub fn start(ns: &Netns, interface: &str, host_name: &str, dbus: bool) -> Self {
-        let dir = tempdir();
-        for sub in ["run", "services", "dbus"] {
-            fs::create_dir(dir.path().join(sub)).unwrap();
-        }
-        fs::write(
-            dir.path().join("avahi-daemon.conf"),
-            format!(
-                "[server]\nhost-name={host_name}\nuse-ipv4=yes\nuse-ipv6=yes\n\
-                 allow-interfaces={interface}\nenable-dbus={}\n\
-                 ratelimit-interval-usec=1000000\nratelimit-burst=1000\n\
-                 [wide-area]\nenable-wide-area=no\n\
-                 [publish]\npublish-hinfo=no\npublish-workstation=no\n",
-                if dbus { "yes" } else { "no" }
-            ),
-        )
-        .unwrap();
-        // The host must have the directories bound over.
-        for d in ["/run/avahi-daemon", "/run/dbus"] {
-            fs::create_dir_all(d).unwrap();
-        }
-        let d = dir.path().display();
-        let bus = if dbus {
-            "dbus-daemon --system --nofork --nopidfile & \
-             for i in $(seq 100); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.05; done; "
-        } else {
-            ""
-        };
-        let script = format!(
-            "set -e; mount --make-rprivate /; \
-             mount --bind {d}/run /run/avahi-daemon; \
-             mount --bind {d}/dbus /run/dbus; \
-             mount --bind {d}/services /etc/avahi/services; \
-             {bus}exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f {d}/avahi-daemon.conf"
-        );
-        let mut cmd = ns.command("unshare");
-        cmd.args(["-m", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("avahi.log")).unwrap());
-        cmd.process_group(0);
-        let child = cmd.spawn().expect("avahi-daemon");
-        let avahi = Self { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !avahi.log().contains("Server startup complete") {
-            assert!(
-                Instant::now() < deadline,
-                "avahi-daemon did not start:\n{}",
-                avahi.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        avahi
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("avahi.log")).unwrap_or_default()
-    }
-
-    /// `program` run in avahi's network and mount namespaces.
-    pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &self.child.id().to_string(), "-m", "-n", program]);
-        cmd
-    }
-
-    /// `avahi-browse -rpt _ostree_repo._tcp`: the resolved lines (`=;…`).
-    pub fn browse(&self) -> Vec<String> {
-        let out = output(
-            self.command("avahi-browse")
-                .args(["-rpt", "_ostree_repo._tcp"]),
-        );
-        text(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with('='))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Waits until `pred` holds for the resolved services.
-    pub fn wait_browse(&self, timeout: Duration, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let lines = self.browse();
-            if pred(&lines) {
-                return lines;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "avahi-browse never saw what was expected; last:\n{}\navahi log:\n{}",
-                lines.join("\n"),
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Drop for Avahi {
-    fn drop(&mut self) {
-        kill_group(&mut self.child);
     }
 }
 

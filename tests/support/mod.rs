@@ -14,7 +14,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use ferry::repo::filez::{write_filez, FileHeader};
 use ferry::repo::objects::{Commit, DirMeta, DirTree};
@@ -22,6 +22,11 @@ use ferry::repo::{Checksum, ObjectName, ObjectType};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
+
+#[path = "../common/cmd.rs"]
+mod cmd;
+
+pub use cmd::Run;
 
 /// The collection id every test repository uses.
 pub const COLLECTION: &str = "org.example.Os";
@@ -50,107 +55,9 @@ const NO_DATA_HOME: &str = "/dev/null/ferry-test-data-home";
 // Running commands
 // ---------------------------------------------------------------------------
 
-/// A finished command: exit status and its output as text.
-#[derive(Debug)]
-pub struct Run {
-    pub command: String,
-    pub success: bool,
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    fn from_output(command: String, out: Output) -> Self {
-        Run {
-            command,
-            success: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// Panics with the whole output unless the command succeeded.
-    pub fn ok(self) -> Self {
-        assert!(
-            self.success,
-            "{} failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
-            self.command, self.code, self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Panics with the whole output unless the command failed (non-zero exit, not a
-    /// crash by signal).
-    pub fn failed(self) -> Self {
-        assert!(
-            !self.success && self.code.is_some(),
-            "{} was expected to fail with an exit code ({:?}):\nstdout:\n{}\nstderr:\n{}",
-            self.command,
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// stdout parsed as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{} did not print JSON ({e}):\n{}",
-                self.command, self.stdout
-            )
-        })
-    }
-
-    /// The single error line of a failed `ferryctl`: stderr minus `WARNING:` lines
-    /// must be exactly one non-empty line, `ferryctl: …`, without a panic or a
-    /// backtrace. Returns the message after `ferryctl: `.
-    pub fn error_sentence(&self) -> String {
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with("WARNING:"))
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "{}: expected one error line on stderr, got:\n{}",
-            self.command,
-            self.stderr
-        );
-        let line = lines[0];
-        assert!(
-            !line.contains("panicked") && !line.contains("RUST_BACKTRACE"),
-            "{}: crashed instead of reporting an error:\n{}",
-            self.command,
-            self.stderr
-        );
-        line.strip_prefix("ferryctl: ")
-            .unwrap_or_else(|| panic!("{}: error line is not `ferryctl: …`: {line}", self.command))
-            .to_owned()
-    }
-}
-
-fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for arg in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&arg.to_string_lossy());
-    }
-    s
-}
-
 /// Runs `cmd` to completion (stdin closed) and captures its output.
 pub fn run(cmd: &mut Command) -> Run {
-    let command = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    Run::from_output(command, out)
+    cmd::capture(cmd)
 }
 
 /// Runs `cmd` and asserts success.
