@@ -10,10 +10,19 @@
 # would, so neither tool can hardlink objects across. Every run starts with a new,
 # empty destination, warm caches (the source is read once beforehand) and no dirty
 # pages left by the run before (sync).
-# Needs root (loop mount). Usage: sudo benches/pull-local.sh [RUNS]
+#
+# DEST says where the destinations go: `disk` (default), new directories on the
+# filesystem holding /var/tmp, like a system repository; or `image`, a new ext4
+# image per dataset, loop-mounted with direct I/O, so no earlier activity on the
+# disk can weigh on a run. Nothing is deleted while a dataset is measured: ext4
+# creates files slowly next to thousands it has just deleted (it skips recently
+# freed inodes), so on `disk`, results are only clean when the filesystem has not
+# just deleted many files (wait a few minutes after a previous run).
+# Needs root (loop mounts). Usage: sudo benches/pull-local.sh [RUNS] [disk|image]
 set -euo pipefail
 
 runs=${1:-3}
+dest_fs=${2:-disk}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --release --no-default-features --bin ferryctl --manifest-path "$top/Cargo.toml" >&2
 ferryctl="$top/target/release/ferryctl"
@@ -22,6 +31,8 @@ work=$(mktemp -d /var/tmp/ferry-bench.XXXXXX)
 mnt="$work/usb"
 cleanup() {
     umount "$mnt" 2>/dev/null || true
+    umount "$work/dest-fs" 2>/dev/null || true
+    [ -z "${dest_loop:-}" ] || losetup -d "$dest_loop" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -59,13 +70,20 @@ bench_dataset() {
     cat "$src"/objects/*/* >/dev/null # warm the cache for every contender alike
 
     # Round-robin over the tools, so drift in the machine's state hits all alike.
-    # Every run gets a fresh destination directory, deleted only after the dataset:
-    # ext4 slows down creating files next to thousands it has just deleted.
+    # Every run gets a new destination, deleted only after the dataset.
+    local dest_root="$work/dest-fs"
+    mkdir -p "$dest_root"
+    if [ "$dest_fs" = image ]; then
+        truncate -s 8G "$work/dest.img"
+        mkfs.ext4 -q "$work/dest.img"
+        dest_loop=$(losetup --direct-io=on -f --show "$work/dest.img")
+        mount "$dest_loop" "$dest_root"
+    fi
     declare -A t_lists r_lists
     local tool run dest
     for run in $(seq "$runs"); do
         for tool in "${tools[@]}"; do
-            dest="$work/dest-$name-$tool-$run"
+            dest="$dest_root/$name-$tool-$run"
             case $tool in
             ferry)
                 "$ferryctl" --repo "$dest" init >/dev/null
@@ -95,7 +113,13 @@ bench_dataset() {
             r_lists[$tool]+="$r"$'\n'
         done
     done
-    rm -rf "$work"/dest-*
+    if [ "$dest_fs" = image ]; then
+        umount "$dest_root"
+        losetup -d "$dest_loop"
+        dest_loop=
+        rm -f "$work/dest.img"
+    fi
+    rm -rf "$dest_root"
     declare -A times rss
     for tool in "${tools[@]}"; do
         times[$tool]=$(printf '%s' "${t_lists[$tool]}" | median)
@@ -111,6 +135,8 @@ bench_dataset() {
         'BEGIN { printf "| %s | sha256 of %.0f MiB of content, one core | %.2f s | | %.2f× | | |\n", n, bytes / 1048576, s, s / a }'
 }
 
+echo "Destinations on: $dest_fs"
+echo
 echo "| dataset | tool | wall (median of $runs) | peak RSS | vs pull-local | vs pull file:// | vs pull-local --untrusted |"
 echo "|---|---|---|---|---|---|---|"
 bench_dataset small make_small

@@ -250,6 +250,8 @@ impl Layout {
                 .arg(format!("--add-metadata-string=version={version}"))
                 .arg(format!("--subject=Ferry Demo OS {version}"))
                 .arg(format!("--timestamp=@{}", days_ago(age)))
+                // The size index lets the window say how much there is to download.
+                .arg("--generate-sizes")
                 .args(&sign_args))?;
             commits.push(
                 run(ostree(&upstream).args(["rev-parse", REF]))?

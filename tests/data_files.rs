@@ -131,3 +131,34 @@ fn potfiles_lists_every_translatable_file() {
         }
     }
 }
+
+/// `meson install` puts `ferry-serve.service` in the systemd user unit directory
+/// under the prefix (systemd's `systemduserunitdir` with our prefix, or
+/// PREFIX/lib/systemd/user without systemd's pkg-config file: the same place).
+/// Only the unit is installed (`--tags systemd`, `--no-rebuild`), so nothing is
+/// compiled.
+#[test]
+fn meson_installs_the_serve_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = dir.path().join("build");
+    let destdir = dir.path().join("dest");
+    assert_success(
+        Command::new("meson")
+            .arg("setup")
+            .arg(&build)
+            .arg(root())
+            .arg("--prefix=/opt/ferry"),
+    );
+    assert_success(
+        Command::new("meson")
+            .args(["install", "--no-rebuild", "--tags", "systemd", "-C"])
+            .arg(&build)
+            .arg("--destdir")
+            .arg(&destdir),
+    );
+    let installed = destdir.join("opt/ferry/lib/systemd/user/ferry-serve.service");
+    let unit = fs::read_to_string(&installed)
+        .unwrap_or_else(|e| panic!("{} was not installed: {e}", installed.display()));
+    let source = fs::read_to_string(root().join("data/ferry-serve.service")).unwrap();
+    assert_eq!(unit, source);
+}

@@ -1487,3 +1487,67 @@ fn interop_ostree_create_usb_layout_on_a_drive() {
     assert_checkout_matches(&client, &up.tree);
     eprintln!("create-usb pull took {:?}", started.elapsed());
 }
+
+#[test]
+fn size_index_forecasts_the_download_as_ostree_counts_it() {
+    let up = Upstream::new(20, 3000);
+    let fresh = Server::start(&up.repo, ServeOptions::default());
+    let client = Client::new(&fresh.url(), Trust::None);
+    // A commit without `ostree.sizes`: the download size is unknown, not zero.
+    let plans = client.check(&[]);
+    assert!(plans[0]["download"].is_null(), "{plans}");
+    client.update(&[], &[]).ok();
+    let old = up.latest().to_owned();
+    let installed = up.snapshot("installed");
+
+    change_tree(&up.tree, 4, 99);
+    let new = stdout_of(
+        ostree(&up.repo)
+            .args(["commit", "-b", REF, "--generate-sizes", "-s", "v2"])
+            .arg(format!("--tree=dir={}", up.tree.display()))
+            .arg(format!("--timestamp=@{}", T0 + 5000)),
+    );
+    ostree_summary(&up.repo);
+
+    // Expected: the objects of the new closure the client lacks, at their stored size.
+    let lacking: Vec<String> = closure(&up.repo, &new)
+        .difference(&closure(&up.repo, &old))
+        .filter(|o| !o.ends_with(".commit"))
+        .cloned()
+        .collect();
+    let bytes: u64 = lacking
+        .iter()
+        .map(|o| fs::metadata(up.repo.join(object_path(o))).unwrap().len())
+        .sum();
+    let plans = client.check(&[]);
+    let download = &plans[0]["download"];
+    assert_eq!(download["objects"], lacking.len() as u64, "{plans}");
+    assert_eq!(download["bytes"], bytes, "{plans}");
+
+    // ostree counts the same from the index, against a repository holding what the
+    // client holds plus the new commit object.
+    let commit_object = object_path(&format!("{new}.commit"));
+    fs::create_dir_all(installed.join(&commit_object).parent().unwrap()).unwrap();
+    fs::copy(up.repo.join(&commit_object), installed.join(&commit_object)).unwrap();
+    let sizes = stdout_of(ostree(&installed).args(["show", "--print-sizes", &new]));
+    let needed_objects = format!("Number of objects (needed/total): {}/", lacking.len());
+    assert!(sizes.contains(&needed_objects), "{sizes}");
+    let needed_bytes = format!(
+        "Compressed size (needed/total): {}/",
+        glib::format_size(bytes)
+    );
+    assert!(sizes.contains(&needed_bytes), "{sizes}");
+
+    // The progress total is the forecast from the first event on, and exact.
+    let run = client.update(&[], &[]).ok();
+    let progress = run.of_kind("progress");
+    assert_eq!(
+        progress[0]["overall"]["bytes_total"],
+        bytes,
+        "{}",
+        run.debug()
+    );
+    let last = &progress.last().unwrap()["overall"];
+    assert_eq!(last["bytes_done"], bytes, "{}", run.debug());
+    assert_installed(&client, &new);
+}

@@ -5,7 +5,9 @@
 //! say. Runs as root (loop mounts under /media); everything started is stopped and
 //! everything mounted is unmounted, also when a test fails.
 //!
-//! The demo and error scenarios also write the screenshots in data/screenshots.
+//! The demo and error scenarios also take screenshots, into target/screenshots
+//! (see [`screenshots_dir`]); `FERRY_UPDATE_SCREENSHOTS=1` writes them to
+//! data/screenshots instead, the ones the README shows.
 
 #![allow(clippy::zombie_processes)] // children are reaped by kill_group
 
@@ -39,6 +41,22 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where screenshots go: `target/screenshots` (under `CARGO_TARGET_DIR` when it is
+/// set), so that a test run leaves the committed ones in data/screenshots, and so
+/// the git tree, untouched; data/screenshots itself only with
+/// `FERRY_UPDATE_SCREENSHOTS=1`, to refresh what the README shows.
+fn screenshots_dir() -> PathBuf {
+    if std::env::var_os("FERRY_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        return root().join("data/screenshots");
+    }
+    // A relative CARGO_TARGET_DIR is relative to where cargo ran: the package root
+    // (the tests' working directory) here.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| root().join("target"), |dir| root().join(dir));
+    target.join("screenshots")
 }
 
 fn tempdir(prefix: &str) -> tempfile::TempDir {
@@ -270,7 +288,7 @@ fn gui_demo_downloads_from_several_sources_and_moves_the_ref() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempdir("ferry-gui-demo-");
     let demo = work.path().join("demo");
-    let shots = root().join("data/screenshots");
+    let shots = screenshots_dir();
     fs::create_dir_all(&shots).unwrap();
     let config = json!({
         "scenario": "demo",
@@ -279,6 +297,7 @@ fn gui_demo_downloads_from_several_sources_and_moves_the_ref() {
         "env": {"FERRY_DEMO_DIR": demo, "FERRY_DEMO_RATE": "400k"},
         "screenshots": shots,
         "strings": english(),
+        "download_line": " to download",
         "rows": {
             "Demo USB stick": "Has version 41 — newer than yours, not the newest",
             "Computer at 127.0.0.2": "Has version 42 — newer than yours",
@@ -390,7 +409,7 @@ fn gui_shows_why_an_update_cannot_be_trusted() {
     // The remote verifies signatures, but nothing is signed.
     let world = World::new("org.example.GuiError", true, false);
     let work = tempdir("ferry-gui-error-");
-    let shots = root().join("data/screenshots");
+    let shots = screenshots_dir();
     fs::create_dir_all(&shots).unwrap();
     let config = json!({
         "scenario": "error",

@@ -12,12 +12,10 @@
 //!   `ostree create-usb` does. With `--json` it prints JSON lines (`planned`,
 //!   `ref-started`, `progress`, `ref-copied`) and finally `{"event":"done",…}`.
 
-use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,10 +25,9 @@ use serde_json::json;
 
 use crate::cli::output::{format_size, format_timestamp, print_json_line, Throttle};
 use crate::repo::summary::SummaryRef;
-use crate::share::advertise::{advert_for, AdvertSettings, Advertiser};
-use crate::share::server::{RepoServer, ServedSummary, ServerConfig};
+use crate::share::server::{ServedSummary, ServerConfig};
 use crate::share::usb::{self, UsbEvent, UsbOptions};
-use crate::share::{parse_rate, DEFAULT_PORT};
+use crate::share::{parse_rate, Sharing, DEFAULT_PORT};
 use crate::sources::LanInterfaces;
 
 /// `ferryctl serve` arguments.
@@ -120,10 +117,6 @@ fn refs_json(summary: &ServedSummary) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn advert_of(summary: &ServedSummary, repo_index: u16) -> crate::sources::lan::txt::RepoAdvert {
-    advert_for(summary.collection_refs(), summary.last_modified, repo_index)
-}
-
 /// Runs `ferryctl serve` until SIGINT or SIGTERM.
 pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, String> {
     // Read before anything starts, so a bad value stops us before we listen.
@@ -147,18 +140,16 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
     config.port = args.port;
     config.address = args.address;
     config.bandwidth_limit = args.bandwidth_limit;
-    let server = RepoServer::start(config).map_err(|e| e.to_string())?;
-    let port = server.port();
-    let repo_index = server.repo_index();
-    let urls = server.urls();
-    let summary = server.summary();
+    let sharing = Sharing::start(config, &interfaces).map_err(|e| e.to_string())?;
+    let port = sharing.port();
+    let summary = sharing.server().summary();
     if json {
         print_json_line(&json!({
             "event": "serving",
             "repo": repo,
             "port": port,
-            "repo_index": repo_index,
-            "urls": urls,
+            "repo_index": sharing.server().repo_index(),
+            "urls": sharing.urls(),
             "bandwidth_limit": args.bandwidth_limit,
             "summary_last_modified": summary.last_modified,
             "refs": refs_json(&summary),
@@ -169,7 +160,7 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
             repo.display(),
             offered_refs(&summary).len()
         );
-        for url in &urls {
+        for url in sharing.urls() {
             println!("  {url}");
         }
         if let Some(rate) = args.bandwidth_limit {
@@ -177,57 +168,40 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
         }
     }
 
-    let advertiser: Rc<RefCell<Option<Advertiser>>> = Rc::new(RefCell::new(None));
-    if args.advertise {
-        if interfaces.is_off() {
-            eprintln!("WARNING: not advertising: FERRY_LAN_INTERFACES turns LAN sharing off.");
+    if args.advertise && interfaces.is_off() {
+        eprintln!("WARNING: not advertising: FERRY_LAN_INTERFACES turns LAN sharing off.");
+    }
+    if let Some((fullname, settings)) = sharing.advertisement() {
+        if json {
+            print_json_line(&json!({
+                "event": "advertised",
+                "name": fullname,
+                "host": settings.host,
+                "port": port,
+                "summary_last_modified": summary.last_modified,
+            }));
         } else {
-            let settings = AdvertSettings::new(port, repo_index, args.address);
-            let started =
-                Advertiser::start(&interfaces, settings, &advert_of(&summary, repo_index))
-                    .map_err(|e| e.to_string())?;
-            if let Some(started) = started {
-                if json {
-                    print_json_line(&json!({
-                        "event": "advertised",
-                        "name": started.fullname(),
-                        "host": started.settings().host,
-                        "port": port,
-                        "summary_last_modified": summary.last_modified,
-                    }));
-                } else {
-                    println!(
-                        "Advertising “{}” to nearby computers",
-                        started.settings().instance
-                    );
-                }
-                advertiser.replace(Some(started));
-            }
+            println!("Advertising “{}” to nearby computers", settings.instance);
         }
     }
-    {
-        let advertiser = advertiser.clone();
-        server.connect_summary_changed(move |summary| {
-            if let Some(advertiser) = advertiser.borrow().as_ref() {
-                if let Err(e) = advertiser.update(&advert_of(summary, repo_index)) {
-                    eprintln!("ferryctl: {e}");
-                }
-            }
-            if json {
-                print_json_line(&json!({
-                    "event": "summary-changed",
-                    "summary_last_modified": summary.last_modified,
-                    "refs": refs_json(summary),
-                }));
-            } else {
-                println!(
-                    "Now serving {} ref(s) (summary of {})",
-                    offered_refs(summary).len(),
-                    format_timestamp(summary.last_modified)
-                );
-            }
-        });
-    }
+    sharing.connect_summary_changed(move |summary, advert_error| {
+        if let Some(e) = advert_error {
+            eprintln!("ferryctl: {e}");
+        }
+        if json {
+            print_json_line(&json!({
+                "event": "summary-changed",
+                "summary_last_modified": summary.last_modified,
+                "refs": refs_json(summary),
+            }));
+        } else {
+            println!(
+                "Now serving {} ref(s) (summary of {})",
+                offered_refs(summary).len(),
+                format_timestamp(summary.last_modified)
+            );
+        }
+    });
     if !json {
         println!("Press Ctrl+C to stop.");
     }
@@ -248,13 +222,11 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
         main_loop.run();
     }
 
-    let withdrawn = advertiser.take().map(Advertiser::withdraw);
-    server.stop();
-    match withdrawn {
-        Some(Err(e)) => eprintln!("ferryctl: {e}"),
-        Some(Ok(())) if json => print_json_line(&json!({ "event": "withdrawn" })),
-        Some(Ok(())) => println!("Withdrew the advertisement"),
-        None => {}
+    match sharing.stop() {
+        Err(e) => eprintln!("ferryctl: {e}"),
+        Ok(true) if json => print_json_line(&json!({ "event": "withdrawn" })),
+        Ok(true) => println!("Withdrew the advertisement"),
+        Ok(false) => {}
     }
     if json {
         print_json_line(&json!({ "event": "stopped" }));

@@ -73,8 +73,12 @@ fn describe_plan(plan: &RefPlan) -> String {
             plan.remote, plan.ref_name, plan.commit
         )
     } else {
+        let download = plan
+            .download
+            .map(|d| format!(", {} to download", format_size(d.bytes)))
+            .unwrap_or_default();
         format!(
-            "{}:{} → {} ({version}{}), from {}",
+            "{}:{} → {} ({version}{}{download}), from {}",
             plan.remote,
             plan.ref_name,
             plan.commit,

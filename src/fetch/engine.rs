@@ -115,6 +115,9 @@ pub struct OverallProgress {
     pub objects_done: u64,
     pub objects_total: u64,
     pub eta_seconds: Option<u64>,
+    /// What the commit's size index says the pull downloads, if it has one.
+    #[serde(skip)]
+    pub forecast_bytes: Option<u64>,
 }
 
 /// The commit chosen for one ref.
@@ -133,10 +136,39 @@ pub struct RefPlan {
     pub sources: Vec<String>,
     /// Commits offered by some source that failed trust, with why.
     pub rejected: Vec<RejectedCommit>,
+    /// What the update will download, when the commit carries `ostree.sizes`.
+    pub download: Option<DownloadSize>,
     #[serde(skip)]
     commit_bytes: Vec<u8>,
     #[serde(skip)]
     detached: Option<Vec<u8>>,
+}
+
+/// The objects of a commit that are not stored yet, from its `ostree.sizes` index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DownloadSize {
+    pub objects: u64,
+    /// Bytes to download (archived size).
+    pub bytes: u64,
+    /// Bytes those objects take once checked out.
+    pub unpacked: u64,
+}
+
+impl DownloadSize {
+    /// Sums the entries of `commit`'s size index that `repo` lacks; `None` when the
+    /// commit has no index.
+    pub fn missing_from(repo: &Repo, commit: &Commit) -> Option<Self> {
+        let mut seen = HashSet::new();
+        let mut size = Self::default();
+        for entry in commit.sizes()? {
+            if seen.insert(entry.name) && !repo.has_object(&entry.name) {
+                size.objects += 1;
+                size.bytes += entry.archived;
+                size.unpacked += entry.unpacked;
+            }
+        }
+        Some(size)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -472,6 +504,16 @@ impl Engine {
             .filter(|(c, _, _)| *c == commit_checksum)
             .map(|(_, _, i)| sources[*i].source.id.clone())
             .collect();
+        // One stat per object of the commit: off the main thread.
+        let download = if up_to_date {
+            Some(DownloadSize::default())
+        } else {
+            let repo = self.repo.clone();
+            let commit = commit.clone();
+            gio::spawn_blocking(move || DownloadSize::missing_from(&repo, &commit))
+                .await
+                .unwrap_or(None)
+        };
         let plan = RefPlan {
             remote: remote.name.clone(),
             ref_name: target.ref_name.clone(),
@@ -483,6 +525,7 @@ impl Engine {
             up_to_date,
             sources: holders,
             rejected,
+            download,
             commit_bytes,
             detached,
         };
@@ -611,7 +654,10 @@ impl Engine {
         let mut queue: VecDeque<ObjectName> = VecDeque::new();
         let mut seen: HashSet<ObjectName> = HashSet::new();
         let mut failed_on: HashMap<ObjectName, Vec<usize>> = HashMap::new();
-        let mut overall = OverallProgress::default();
+        let mut overall = OverallProgress {
+            forecast_bytes: plan.download.map(|d| d.bytes),
+            ..OverallProgress::default()
+        };
         let mut stored_metadata = 0u64;
         let roots = [
             ObjectName::new(commit.root_meta, ObjectType::DirMeta),
@@ -832,13 +878,18 @@ impl Engine {
                 pending.extend(tree_children(&tree));
             }
         }
-        // Estimate the total from the average object so far.
-        let average = overall
-            .bytes_done
-            .checked_div(overall.objects_done)
-            .unwrap_or(0);
-        overall.bytes_total =
-            overall.bytes_done + (overall.objects_total - overall.objects_done) * average;
+        overall.bytes_total = match overall.forecast_bytes {
+            // The commit's own size index beats any estimate.
+            Some(forecast) => forecast.max(overall.bytes_done),
+            // Else estimate from the average object so far.
+            None => {
+                let average = overall
+                    .bytes_done
+                    .checked_div(overall.objects_done)
+                    .unwrap_or(0);
+                overall.bytes_done + (overall.objects_total - overall.objects_done) * average
+            }
+        };
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 use glib::prelude::*;
 use glib::{Variant, VariantDict, VariantTy};
 
-use crate::repo::checksum::Checksum;
+use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
 use crate::repo::error::{RepoError, Result};
 
 pub const COMMIT_TYPE: &str = "(a{sv}aya(say)sstayay)";
@@ -301,6 +301,59 @@ impl Commit {
     }
 }
 
+/// One entry of a commit's `ostree.sizes` index (`ostree commit --generate-sizes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectSize {
+    pub name: ObjectName,
+    /// Bytes as stored in an archive repository (what a pull downloads).
+    pub archived: u64,
+    /// Bytes once checked out.
+    pub unpacked: u64,
+}
+
+impl Commit {
+    /// The `ostree.sizes` index, if the commit carries one. Each entry is the
+    /// 32-byte checksum, the archived and unpacked sizes as LEB128 varints, then
+    /// (since ostree 2020.1) one byte of object type; older entries are file
+    /// objects. `None` when absent or malformed: sizes are only a forecast.
+    pub fn sizes(&self) -> Option<Vec<ObjectSize>> {
+        let index = self.metadata_value("ostree.sizes", "aay")?;
+        (0..index.n_children())
+            .map(|i| parse_size_entry(index.child_value(i).fixed_array::<u8>().ok()?))
+            .collect()
+    }
+}
+
+fn parse_size_entry(entry: &[u8]) -> Option<ObjectSize> {
+    let checksum = Checksum::from_bytes(entry.get(..32)?).ok()?;
+    let mut rest = &entry[32..];
+    let mut varint = || -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, tail) = rest.split_first()?;
+            rest = tail;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    };
+    let archived = varint()?;
+    let unpacked = varint()?;
+    let kind = match rest {
+        [] | [1] => ObjectType::File,
+        [2] => ObjectType::DirTree,
+        [3] => ObjectType::DirMeta,
+        _ => return None,
+    };
+    Some(ObjectSize {
+        name: ObjectName::new(checksum, kind),
+        archived,
+        unpacked,
+    })
+}
+
 /// An empty `a{sv}`.
 pub fn empty_metadata() -> Variant {
     VariantDict::new(None).end()
@@ -309,6 +362,32 @@ pub fn empty_metadata() -> Variant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_entries_as_ostree_writes_them() {
+        let c = Checksum::digest(b"x");
+        let entry = |tail: &[u8]| [c.as_bytes().as_slice(), tail].concat();
+        // 100069 = 0xe5 0x8d 0x06 in LEB128; type byte 1 = file.
+        assert_eq!(
+            parse_size_entry(&entry(&[0xe5, 0x8d, 0x06, 0x23, 0x01])),
+            Some(ObjectSize {
+                name: ObjectName::new(c, ObjectType::File),
+                archived: 100_069,
+                unpacked: 0x23,
+            })
+        );
+        let dirmeta = parse_size_entry(&entry(&[0x0c, 0x0c, 0x03])).unwrap();
+        assert_eq!(dirmeta.name.kind, ObjectType::DirMeta);
+        // Entries from before the type byte are file objects.
+        assert_eq!(
+            parse_size_entry(&entry(&[5, 6])).unwrap().name.kind,
+            ObjectType::File
+        );
+        for bad in [&[][..], &[0x80], &[5], &[5, 6, 9], &[5, 6, 1, 0]] {
+            assert_eq!(parse_size_entry(&entry(bad)), None, "{bad:?}");
+        }
+        assert_eq!(parse_size_entry(&[0; 31]), None);
+    }
 
     #[test]
     fn dirtree_round_trip_and_unsafe_names() {

@@ -7,6 +7,8 @@
 //! - [`served`]: which refs can be served and the summary listing them.
 //! - [`paths`]: the strict whitelist of request paths.
 //! - [`advertise`]: the `_ostree_repo._tcp` DNS-SD service (mdns-sd).
+//! - [`sharing`]: [`Sharing`], the server and its advertisement started and stopped
+//!   together, as `ferryctl serve` and the app share updates.
 //! - [`usb`]: `prepare-usb`, writing a drive libostree's mount finder reads.
 //!
 //! Nothing here imports GTK.
@@ -16,12 +18,15 @@ pub mod closure;
 pub mod paths;
 pub mod served;
 pub mod server;
+pub mod sharing;
 pub mod throttle;
 pub mod usb;
 
 use std::path::PathBuf;
 
 use crate::repo::RepoError;
+
+pub use sharing::Sharing;
 
 /// The TCP port eos-updater serves on; `ferryctl serve` uses it by default.
 pub const DEFAULT_PORT: u16 = 43381;

@@ -10,7 +10,6 @@
 mod application;
 pub mod format;
 mod preferences;
-mod sharing;
 mod source_object;
 mod source_row;
 mod updater;

@@ -26,12 +26,13 @@ use crate::repo::config::RepoConfig;
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::Checksum;
+use crate::share::server::ServerConfig;
+use crate::share::{ShareError, Sharing};
 use crate::sources::{
-    sort_sources, Discovery, DiscoveryOptions, Source, SourceEvent, SourceKind, SourceState,
-    LOG_DOMAIN,
+    sort_sources, Discovery, DiscoveryOptions, LanInterfaces, Source, SourceEvent, SourceKind,
+    SourceState, LOG_DOMAIN,
 };
 use crate::widgets::format;
-use crate::widgets::sharing::Sharing;
 use crate::widgets::FerrySource;
 
 /// The source choice that uses every source.
@@ -836,7 +837,7 @@ impl FerryUpdater {
                         .replace("{date}", &format::date(plan.timestamp)),
                     None => gettext("A new version from {date}")
                         .replace("{date}", &format::date(plan.timestamp)),
-                };
+                } + &download_line(&pending);
                 self.show_status(
                     Status::Available,
                     &gettext("Update Available"),
@@ -847,7 +848,8 @@ impl FerryUpdater {
                 let n = u32::try_from(many.len()).unwrap_or(u32::MAX);
                 let description =
                     ngettext("{} update is available.", "{} updates are available.", n)
-                        .replace("{}", &n.to_string());
+                        .replace("{}", &n.to_string())
+                        + &download_line(many);
                 self.show_status(
                     Status::Available,
                     &gettext("Updates Available"),
@@ -1074,11 +1076,10 @@ impl FerryUpdater {
             return;
         }
         let limit = u64::from(imp.bandwidth_limit.get()) * 1024;
-        let demo = imp.demo.get();
-        match Sharing::start(
+        match start_sharing(
             Path::new(&self.repo_path()),
             (limit > 0).then_some(limit),
-            demo,
+            imp.demo.get(),
         ) {
             Ok(sharing) => {
                 imp.sharing.replace(Some(sharing));
@@ -1088,6 +1089,62 @@ impl FerryUpdater {
                 self.toast(&gettext("Updates cannot be shared: {}").replace("{}", &e.to_string()));
             }
         }
+    }
+}
+
+/// Serves `repo` on Ferry's port, sending at most `bandwidth_limit` bytes per
+/// second, and advertises it on the interfaces `FERRY_LAN_INTERFACES` allows.
+/// `loopback_only` (the demonstration) serves on 127.0.0.1 and advertises nothing.
+fn start_sharing(
+    repo: &Path,
+    bandwidth_limit: Option<u64>,
+    loopback_only: bool,
+) -> Result<Sharing, ShareError> {
+    let interfaces = if loopback_only {
+        LanInterfaces::Off
+    } else {
+        // A bad value only costs the advertisement: serving still helps peers
+        // given by hand.
+        LanInterfaces::from_env().unwrap_or_else(|e| {
+            glib::g_warning!(LOG_DOMAIN, "not advertising: {e}");
+            LanInterfaces::Off
+        })
+    };
+    let mut config = ServerConfig::new(repo);
+    config.bandwidth_limit = bandwidth_limit;
+    if loopback_only {
+        config.address = Some(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let sharing = Sharing::start(config, &interfaces)?;
+    sharing.connect_summary_changed(|_, advert_error| {
+        if let Some(e) = advert_error {
+            glib::g_warning!(LOG_DOMAIN, "cannot update the advertisement: {e}");
+        }
+    });
+    glib::g_message!(
+        LOG_DOMAIN,
+        "sharing {} at {}",
+        repo.display(),
+        sharing.urls().join(", ")
+    );
+    Ok(sharing)
+}
+
+/// “\n12.3 MB to download” when every pending plan knows its size, else nothing.
+fn download_line(pending: &[&RefPlan]) -> String {
+    let sizes: Option<Vec<u64>> = pending
+        .iter()
+        .map(|p| p.download.map(|d| d.bytes))
+        .collect();
+    match sizes {
+        Some(sizes) => {
+            // Translators: {} is a size such as “12.3 MB”.
+            format!(
+                "\n{}",
+                gettext("{} to download").replace("{}", &glib::format_size(sizes.iter().sum()))
+            )
+        }
+        None => String::new(),
     }
 }
 

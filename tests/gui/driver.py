@@ -307,6 +307,14 @@ def scenario_demo(win):
     rows = wait_rows(win, s["sources"], CONFIG["rows"], 30)
     if len(rows) != len(CONFIG["rows"]):
         raise Failure(f"expected rows {list(CONFIG['rows'])}, found {list(rows)}")
+    # The demo's commits carry a size index, so the window says what is to download.
+    wanted = CONFIG.get("download_line")
+    if wanted:
+        wait_for(
+            f"a label ending in {wanted!r}",
+            lambda: next((l for l in win.labels() if l.endswith(wanted)), None),
+            10,
+        )
     screenshot("update-available")
     seen = download(win, s["sources"], CONFIG["active_rows"], s["update"], [s["ready"]], "downloading")
     sharing = [r for r, values in seen.items() if max(values) > 0]
