@@ -730,6 +730,9 @@ impl Engine {
                 let transport = sources[chosen].transport.clone();
                 let txn = txn.clone();
                 let results_tx = results_tx.clone();
+                // Finished tasks' handles are let go, so the list stays as short as
+                // what is in flight.
+                tasks.retain(|task| !task.source().is_destroyed());
                 tasks.push(glib::MainContext::default().spawn_local(async move {
                     let outcome = fetch_object(&transport, &txn, name).await;
                     let _ = results_tx.send((name, chosen, outcome)).await;
