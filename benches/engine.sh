@@ -77,16 +77,24 @@ new_repo() {
     ostree --repo="$1" summary -u >/dev/null
 }
 
+# fresh_dir LINK: points LINK at a new, empty directory. Earlier ones are kept until
+# the script ends: ext4 creates files slowly next to thousands it has just deleted,
+# which would weigh on whichever tool runs next.
+fresh_dir() {
+    rm -f "$1"
+    ln -s "$(mktemp -d "$work/run.XXXXXX")" "$1"
+}
+
 # ferry_client DIR URL: a Ferry repo tracking os/bench of a remote at URL.
 ferry_client() {
-    rm -rf "$1"
+    fresh_dir "$1"
     "$ferryctl" --repo "$1" init >/dev/null
     "$ferryctl" --repo "$1" remote add origin "$2" --collection-id org.example.Bench --no-verify 2>/dev/null
     "$ferryctl" --repo "$1" track origin os/bench >/dev/null
 }
 
 ostree_client() {
-    rm -rf "$1"
+    fresh_dir "$1"
     ostree --repo="$1" init --mode=archive
     ostree --repo="$1" remote add origin "$2" --no-gpg-verify
 }
@@ -99,6 +107,7 @@ runs_of() {
     local t_list="" r_list=""
     for _ in $(seq "$runs"); do
         prepare
+        sync
         measure "$work/m" "$@"
         read -r t r <"$work/m"
         t_list+="$t"$'\n'
