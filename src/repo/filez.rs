@@ -379,9 +379,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn write_then_verify() {
-        let content = b"hello world".repeat(1000);
+    /// A regular file's `.filez` and its checksum.
+    fn filez_of(content: &[u8]) -> (Vec<u8>, Checksum) {
         let mut filez = Vec::new();
         let checksum = write_filez(
             &regular(content.len() as u64),
@@ -389,6 +388,13 @@ mod tests {
             &mut filez,
         )
         .unwrap();
+        (filez, checksum)
+    }
+
+    #[test]
+    fn write_then_verify() {
+        let content = b"hello world".repeat(1000);
+        let (filez, checksum) = filez_of(&content);
         let mut copy = Vec::new();
         let (header, n) = verify_filez(&filez[..], &checksum, &mut copy).unwrap();
         assert_eq!(header.size, content.len() as u64);
@@ -429,13 +435,7 @@ mod tests {
     #[test]
     fn pieces_of_any_size_verify_alike() {
         let content: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
-        let mut filez = Vec::new();
-        let checksum = write_filez(
-            &regular(content.len() as u64),
-            &mut &content[..],
-            &mut filez,
-        )
-        .unwrap();
+        let (filez, checksum) = filez_of(&content);
         for sizes in [&[1][..], &[3, 1, 7], &[8], &[9, 4096], &[filez.len()]] {
             let header = check_in_pieces(&filez, &checksum, sizes).unwrap();
             assert_eq!(header.size, content.len() as u64, "pieces {sizes:?}");

@@ -44,6 +44,11 @@ pub fn output(cmd: &mut Command) -> Output {
 /// Returns the raw output (stdout may be binary).
 pub fn run_output(cmd: &mut Command) -> Output {
     let out = output(cmd);
+    assert_succeeded(cmd, &out);
+    out
+}
+
+fn assert_succeeded(cmd: &Command, out: &Output) {
     assert!(
         out.status.success(),
         "{}",
@@ -54,7 +59,6 @@ pub fn run_output(cmd: &mut Command) -> Output {
             &text(&out.stderr)
         )
     );
-    out
 }
 
 /// Runs a command, asserts it succeeded, returns its stdout.
@@ -78,16 +82,7 @@ pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> String {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)));
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        failure(
-            &describe(cmd),
-            out.status,
-            &text(&out.stdout),
-            &text(&out.stderr)
-        )
-    );
+    assert_succeeded(cmd, &out);
     text(&out.stdout)
 }
 
