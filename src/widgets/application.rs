@@ -207,7 +207,7 @@ impl FerryApplication {
             (
                 "no-lan",
                 OptionArg::None,
-                gettext("Do not look for nearby computers"),
+                gettext("Do not use the local network: neither look for nearby computers nor announce this one"),
                 None,
             ),
             (

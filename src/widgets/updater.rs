@@ -167,6 +167,9 @@ mod imp {
         pub(super) progress_timer: RefCell<Option<glib::SourceId>>,
         pub(super) network: RefCell<Option<(gio::NetworkMonitor, glib::SignalHandlerId)>>,
         pub(super) sharing: RefCell<Option<Sharing>>,
+        /// The interfaces discovery browses, which sharing also advertises on: one
+        /// setting (`FERRY_LAN_INTERFACES`, `--no-lan`) for all mDNS traffic.
+        pub(super) lan_interfaces: RefCell<Option<LanInterfaces>>,
         /// Shut down: work still in flight must not start anything new.
         pub(super) stopped: Cell<bool>,
     }
@@ -493,6 +496,7 @@ impl FerryUpdater {
                 )
             }
         };
+        imp.lan_interfaces.replace(Some(options.lan.clone()));
         let discovery = match Discovery::start(&repo, options) {
             Ok(discovery) => discovery,
             Err(e) => {
@@ -1076,10 +1080,16 @@ impl FerryUpdater {
             return;
         }
         let limit = u64::from(imp.bandwidth_limit.get()) * 1024;
+        let interfaces = imp
+            .lan_interfaces
+            .borrow()
+            .clone()
+            .unwrap_or(LanInterfaces::Off);
         match start_sharing(
             Path::new(&self.repo_path()),
             (limit > 0).then_some(limit),
             imp.demo.get(),
+            interfaces,
         ) {
             Ok(sharing) => {
                 imp.sharing.replace(Some(sharing));
@@ -1093,22 +1103,18 @@ impl FerryUpdater {
 }
 
 /// Serves `repo` on Ferry's port, sending at most `bandwidth_limit` bytes per
-/// second, and advertises it on the interfaces `FERRY_LAN_INTERFACES` allows.
+/// second, and advertises it on `interfaces` (the ones discovery uses).
 /// `loopback_only` (the demonstration) serves on 127.0.0.1 and advertises nothing.
 fn start_sharing(
     repo: &Path,
     bandwidth_limit: Option<u64>,
     loopback_only: bool,
+    interfaces: LanInterfaces,
 ) -> Result<Sharing, ShareError> {
     let interfaces = if loopback_only {
         LanInterfaces::Off
     } else {
-        // A bad value only costs the advertisement: serving still helps peers
-        // given by hand.
-        LanInterfaces::from_env().unwrap_or_else(|e| {
-            glib::g_warning!(LOG_DOMAIN, "not advertising: {e}");
-            LanInterfaces::Off
-        })
+        interfaces
     };
     let mut config = ServerConfig::new(repo);
     config.bandwidth_limit = bandwidth_limit;
