@@ -1304,8 +1304,9 @@ fn sigint_cancels_mid_pull_cleanly_then_rerun_completes() {
 fn usb_drive_pulled_out_mid_pull_http_completes() {
     let up = Upstream::new(800, 400);
     let commit = up.latest().to_owned();
-    let drive = UsbDrive::new("FERRYTEST", 64);
-    let on_drive = drive.mount.join("repo");
+    let drive = LoopDrive::new("FERRYTEST");
+    drive.mount();
+    let on_drive = drive.mount_point.join("repo");
     copy_dir(&up.repo, &on_drive);
     drive.sync();
     let usb_id = format!("static:{}", file_uri(&on_drive));
@@ -1453,22 +1454,23 @@ fn interop_ostree_repo_served_by_plain_python_http_server() {
 fn interop_ostree_create_usb_layout_on_a_drive() {
     let up = Upstream::new(80, 900);
     let commit = up.latest().to_owned();
-    let drive = UsbDrive::new("FERRYUSB", 32);
+    let drive = LoopDrive::builder("FERRYUSB").size_mib(32).build();
+    drive.mount();
     run_ok(
         ostree(&up.repo)
             .arg("create-usb")
-            .arg(&drive.mount)
+            .arg(&drive.mount_point)
             .args([COLLECTION, REF]),
     );
     assert!(drive
-        .mount
+        .mount_point
         .join(".ostree/repo/refs/mirrors")
         .join(COLLECTION)
         .join(REF)
         .exists());
     let sideload = up.dir.path().join("sideload");
     fs::create_dir(&sideload).unwrap();
-    symlink(&drive.mount, &sideload.join("stick"));
+    symlink(&drive.mount_point, &sideload.join("stick"));
     // The configured remote is unreachable: the drive is all there is.
     let client = Client::new(&format!("http://127.0.0.1:{}", refused_port()), Trust::None);
     let discovery = ["--sideload-dir", sideload.to_str().unwrap()];

@@ -335,13 +335,11 @@ fn gui_usb_stick_comes_and_goes_and_one_chosen_source_is_the_only_one_used() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let world = World::new("org.example.GuiUsb", false, true);
     assert_eq!(world.installed(), world.commits[0]);
-    let mut drive_image = LoopDrive::new("FERRYGUI");
+    let drive_image = LoopDrive::new("FERRYGUI");
     drive_image.prepare(|mount| world.upstream.create_usb(mount, REF));
     let mount_point = drive_image.mount_point.clone();
     let blank = LoopDrive::new("FERRYCOPY");
-    // The driver mounts and unmounts; these guards unmount whatever is left.
-    let _unmount = Unmount(mount_point.clone());
-    let _unmount_blank = Unmount(blank.mount_point.clone());
+    // The driver mounts and unmounts; dropping the drives unmounts whatever is left.
     let work = tempdir("ferry-gui-usb-");
     let config = json!({
         "scenario": "usb",
@@ -441,23 +439,4 @@ fn gui_preferences_share_updates_with_nearby_computers() {
         "summary_url": format!("http://127.0.0.1:{}/0/summary", ferry::share::DEFAULT_PORT),
     });
     drive(config, work.path());
-}
-
-/// Unmounts a mount point on drop if it is still mounted.
-struct Unmount(PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let target = self.0.display().to_string();
-        if mounts.lines().any(|l| l.split(' ').nth(1) == Some(&target)) {
-            let unmounted = Command::new("umount")
-                .arg(&self.0)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !unmounted {
-                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-            }
-        }
-    }
 }

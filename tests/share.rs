@@ -315,8 +315,8 @@ fn libostree_reads_ferry_usb_drives() {
     let ferry = FerryRepo::with_upstream(&upstream, &gpg);
 
     // Default layout: MOUNT/.ostree/repo, every tracked ref.
-    let mut drive = LoopDrive::new(64 << 20);
-    drive.mount(false);
+    let drive = LoopDrive::new("FERRYTEST");
+    drive.mount();
     let events = prepare_usb(&ferry, &drive.mount_point, &[]);
     assert!(events.iter().any(|e| e["event"] == "planned"), "{events:?}");
     assert!(
@@ -372,8 +372,8 @@ fn libostree_reads_ferry_usb_drives() {
     drive.umount();
 
     // --destination-repo: MOUNT/DIR, linked from .ostree/repos.d.
-    let mut drive2 = LoopDrive::new(64 << 20);
-    drive2.mount(false);
+    let drive2 = LoopDrive::new("FERRYTEST");
+    drive2.mount();
     let events = prepare_usb(
         &ferry,
         &drive2.mount_point,
@@ -433,8 +433,8 @@ fn ferry_reads_drives_written_by_ostree() {
     let gpg = Gpg::new();
     let upstream = Upstream::new(&gpg, 500_000);
     let commit = upstream.rev(REF);
-    let mut drive = LoopDrive::new(64 << 20);
-    drive.mount(false);
+    let drive = LoopDrive::new("FERRYTEST");
+    drive.mount();
     run(ostree(&upstream.path)
         .arg("create-usb")
         .arg(&drive.mount_point)
@@ -494,8 +494,11 @@ fn prepare_usb_refuses_a_read_only_drive() {
     let gpg = Gpg::new();
     let upstream = Upstream::new(&gpg, 100_000);
     let ferry = FerryRepo::with_upstream(&upstream, &gpg);
-    let mut drive = LoopDrive::new(16 << 20);
-    drive.mount(true);
+    let drive = LoopDrive::builder("FERRYTEST")
+        .size_mib(16)
+        .read_only(true)
+        .build();
+    drive.mount();
     let out = output(ferry.ferryctl().arg("prepare-usb").arg(&drive.mount_point));
     let message = error_line(&out);
     assert!(message.contains("read-only"), "{message}");
@@ -513,8 +516,8 @@ fn prepare_usb_refuses_a_too_small_drive() {
     // 3 MB of incompressible data does not fit a 2 MiB drive (~800 kB free).
     let upstream = Upstream::new(&gpg, 3_000_000);
     let ferry = FerryRepo::with_upstream(&upstream, &gpg);
-    let mut drive = LoopDrive::new(2 << 20);
-    drive.mount(false);
+    let drive = LoopDrive::builder("FERRYTEST").size_mib(2).build();
+    drive.mount();
     let out = output(ferry.ferryctl().arg("prepare-usb").arg(&drive.mount_point));
     let message = error_line(&out);
     assert!(message.contains("not enough space"), "{message}");

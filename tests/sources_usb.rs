@@ -52,7 +52,7 @@ fn sources_usb_drive_appears_and_disappears_within_a_second() {
     let commit = s.upstream.rev_parse(REF);
     let timestamp = s.upstream.commit_timestamp(REF);
     let label = format!("FERRY{}", &random_suffix()[..4]).to_uppercase();
-    let mut drive = LoopDrive::new(&label);
+    let drive = LoopDrive::new(&label);
     drive.prepare(|mount| s.upstream.create_usb(mount, REF));
 
     let mut cmd = s.client.ferryctl();
@@ -128,7 +128,7 @@ fn sources_usb_symlink_escaping_the_drive_is_rejected() {
     let outside = tempfile::tempdir().expect("tempdir");
     let outside_repo = OstreeRepo::create(&outside.path().join("repo"), COLLECTION, REF);
 
-    let mut drive = LoopDrive::new("ESCAPE");
+    let drive = LoopDrive::new("ESCAPE");
     drive.prepare(|mount| {
         s.upstream.create_usb(mount, REF);
         fs::create_dir_all(mount.join(".ostree/repos.d")).unwrap();
@@ -178,11 +178,11 @@ fn sources_usb_drive_of_another_collection_is_not_offered() {
     let dir = tempfile::tempdir().expect("tempdir");
     let other = OstreeRepo::create(&dir.path().join("other"), "org.other.Os", REF);
 
-    let mut foreign = LoopDrive::new("FOREIGN");
+    let foreign = LoopDrive::new("FOREIGN");
     foreign.prepare(|mount| other.create_usb(mount, REF));
     // A drive with the right collection, mounted at the same time: proves the
     // scan ran and that only the foreign one is left out.
-    let mut ours = LoopDrive::new("OURS");
+    let ours = LoopDrive::new("OURS");
     ours.prepare(|mount| s.upstream.create_usb(mount, REF));
     foreign.mount();
     ours.mount();
@@ -291,7 +291,7 @@ fn sources_stale_drive_is_outdated_but_still_listed() {
     let s = setup();
     let old_commit = s.upstream.rev_parse(REF);
     let old_time = s.upstream.commit_timestamp(REF);
-    let mut drive = LoopDrive::new("STALE");
+    let drive = LoopDrive::new("STALE");
     drive.prepare(|mount| s.upstream.create_usb(mount, REF));
     // The upstream moves on after the stick was made.
     let new_commit = s.upstream.commit_at(REF, "2.0", Some(old_time + 100));

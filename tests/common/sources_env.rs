@@ -21,11 +21,15 @@ use serde_json::Value;
 
 #[path = "cmd.rs"]
 mod cmd;
+#[path = "drive.rs"]
+mod drive;
 #[path = "lan.rs"]
 mod lan;
 
 #[allow(unused_imports)] // Not every test binary uses all of them.
 pub use cmd::{kill_group, run, run_status};
+#[allow(unused_imports)] // Not every test binary uses all of them.
+pub use drive::LoopDrive;
 #[allow(unused_imports)] // Not every test binary uses all of them.
 pub use lan::{random_suffix, Avahi, Lan, Netns, ADDR_A, ADDR_B};
 
@@ -165,73 +169,6 @@ impl ClientRepo {
             .arg("--repo")
             .arg(&self.path);
         cmd
-    }
-}
-
-/// A loop-mounted ext4 file system at `/media/ferry-test-<random>`.
-pub struct LoopDrive {
-    pub image: PathBuf,
-    pub mount_point: PathBuf,
-    pub label: String,
-    mounted: bool,
-    _dir: tempfile::TempDir,
-}
-
-impl LoopDrive {
-    /// Makes (but does not mount) a 64 MiB ext4 image labelled `label`.
-    pub fn new(label: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let image = dir.path().join("drive.img");
-        let file = fs::File::create(&image).expect("image");
-        file.set_len(64 << 20).expect("truncate");
-        drop(file);
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-L", label])
-            .arg(&image));
-        let mount_point = PathBuf::from(format!("/media/ferry-test-{}", random_suffix()));
-        fs::create_dir_all(&mount_point).expect("mount point");
-        Self {
-            image,
-            mount_point,
-            label: label.to_owned(),
-            mounted: false,
-            _dir: dir,
-        }
-    }
-
-    pub fn mount(&mut self) {
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&self.image)
-            .arg(&self.mount_point));
-        self.mounted = true;
-    }
-
-    pub fn umount(&mut self) {
-        run(Command::new("umount").arg(&self.mount_point));
-        self.mounted = false;
-    }
-
-    /// Mounts, lets `fill` write to the drive, unmounts: a stick prepared elsewhere.
-    pub fn prepare(&mut self, fill: impl FnOnce(&Path)) {
-        self.mount();
-        fill(&self.mount_point);
-        run(&mut Command::new("sync"));
-        self.umount();
-    }
-}
-
-impl Drop for LoopDrive {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.mount_point).status();
-            // Lazily, if something still holds it.
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mount_point)
-                .status();
-        }
-        let _ = fs::remove_dir(&self.mount_point);
     }
 }
 

@@ -23,8 +23,12 @@ use serde_json::Value;
 
 #[path = "../common/cmd.rs"]
 mod cmd;
+#[path = "../common/drive.rs"]
+mod drive;
 
 use cmd::{describe, output, text};
+/// Loop-mounted drives.
+pub use drive::LoopDrive;
 
 pub const COLLECTION: &str = "org.example.Os";
 pub const REF: &str = "os/stable";
@@ -909,83 +913,6 @@ impl Drop for GpgHome {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Loop-mounted drives
-// ---------------------------------------------------------------------------
-
-fn is_mounted(path: &Path) -> bool {
-    let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
-        return false;
-    };
-    let wanted = path.to_string_lossy().into_owned();
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(1) == Some(wanted.as_str()))
-}
-
-/// An ext4 image mounted with `-o loop` under `/media/ferry-test-XXXX`; unmounted
-/// (lazily if busy) and deleted on drop.
-pub struct UsbDrive {
-    _image_dir: tempfile::TempDir,
-    pub mount: PathBuf,
-}
-
-impl UsbDrive {
-    pub fn new(label: &str, size_mib: u64) -> Self {
-        let image_dir = tempdir();
-        let image = image_dir.path().join("usb.img");
-        fs::File::create(&image)
-            .unwrap()
-            .set_len(size_mib << 20)
-            .unwrap();
-        run_ok(
-            Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-L", label])
-                .arg(&image),
-        );
-        fs::create_dir_all("/media").unwrap();
-        let suffix: String = pseudo_random(rand::random(), 8)
-            .iter()
-            .map(|b| char::from(b'a' + b % 26))
-            .collect();
-        let mount = PathBuf::from(format!("/media/ferry-test-{suffix}"));
-        fs::create_dir(&mount).unwrap();
-        // From here on the guard owns the mount point.
-        let drive = UsbDrive {
-            _image_dir: image_dir,
-            mount,
-        };
-        run_ok(
-            Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&image)
-                .arg(&drive.mount),
-        );
-        drive
-    }
-
-    /// "Pulls the stick out": `umount -l`.
-    pub fn unmount_lazy(&self) {
-        run_ok(Command::new("umount").arg("-l").arg(&self.mount));
-    }
-
-    pub fn sync(&self) {
-        run_ok(Command::new("sync").arg("-f").arg(&self.mount));
-    }
-}
-
-impl Drop for UsbDrive {
-    fn drop(&mut self) {
-        for _ in 0..3 {
-            if !is_mounted(&self.mount) {
-                break;
-            }
-            let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-        }
-        let _ = fs::remove_dir(&self.mount);
     }
 }
 

@@ -23,11 +23,15 @@ use serde_json::Value;
 
 #[path = "../common/cmd.rs"]
 mod cmd;
+#[path = "../common/drive.rs"]
+mod drive;
 #[path = "../common/lan.rs"]
 mod lan;
 
 #[allow(unused_imports)] // Not every test binary uses all of them.
 pub use cmd::{describe, kill_group, output, run, text};
+#[allow(unused_imports)] // Not every test binary uses all of them.
+pub use drive::LoopDrive;
 #[allow(unused_imports)] // Not every test binary uses all of them.
 pub use lan::{random_suffix, Avahi, AvahiOptions, Lan, Netns, ADDR_A, ADDR_B};
 
@@ -304,90 +308,6 @@ impl OstreeClient {
 
     pub fn fsck(&self) {
         run(ostree(&self.path).arg("fsck"));
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Drives
-// ---------------------------------------------------------------------------
-
-/// A loop-mounted ext4 image at `/media/ferry-test-<random>`.
-pub struct LoopDrive {
-    pub mount_point: PathBuf,
-    image: PathBuf,
-    mounted: bool,
-    _dir: tempfile::TempDir,
-}
-
-impl LoopDrive {
-    pub fn new(size: u64) -> Self {
-        let dir = tempdir();
-        let image = dir.path().join("drive.img");
-        fs::File::create(&image).unwrap().set_len(size).unwrap();
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-L", "FERRYTEST"])
-            .arg(&image));
-        let mount_point = PathBuf::from(format!("/media/ferry-test-{}", random_suffix()));
-        fs::create_dir_all(&mount_point).unwrap();
-        Self {
-            mount_point,
-            image,
-            mounted: false,
-            _dir: dir,
-        }
-    }
-
-    pub fn mount(&mut self, read_only: bool) {
-        let options = if read_only { "loop,ro" } else { "loop" };
-        run(Command::new("mount")
-            .args(["-o", options])
-            .arg(&self.image)
-            .arg(&self.mount_point));
-        self.mounted = true;
-    }
-
-    pub fn umount(&mut self) {
-        run(Command::new("umount").arg(&self.mount_point));
-        self.mounted = false;
-    }
-
-    /// Every path on the drive (relative), except ext4's lost+found.
-    pub fn contents(&self) -> Vec<PathBuf> {
-        fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in fs::read_dir(dir).unwrap().flatten() {
-                let path = entry.path();
-                let rel = path.strip_prefix(root).unwrap().to_owned();
-                if rel == Path::new("lost+found") {
-                    continue;
-                }
-                out.push(rel);
-                if entry.file_type().unwrap().is_dir() {
-                    walk(root, &path, out);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.mount_point, &self.mount_point, &mut out);
-        out
-    }
-}
-
-impl Drop for LoopDrive {
-    fn drop(&mut self) {
-        if self.mounted {
-            let ok = Command::new("umount")
-                .arg(&self.mount_point)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount")
-                    .arg("-l")
-                    .arg(&self.mount_point)
-                    .status();
-            }
-        }
-        let _ = fs::remove_dir(&self.mount_point);
     }
 }
 
