@@ -235,6 +235,17 @@ struct FilePlan {
     bytes_total: u64,
 }
 
+impl FilePlan {
+    fn progress(&self, objects_done: u64, bytes_done: u64) -> PullProgress {
+        PullProgress {
+            objects_done,
+            objects_total: self.files,
+            bytes_done,
+            bytes_total: self.bytes_total,
+        }
+    }
+}
+
 /// Walks the tree depth first, fetching metadata, and hands each missing file to
 /// `missing` as soon as it is found. Stops early when `stop` is set.
 fn walk_tree(
@@ -366,15 +377,9 @@ fn fetch_closure(
             Ok(walked) => plan = walked,
             Err(e) => fail(e),
         }
-        let progress = |objects_done, bytes_done| PullProgress {
-            objects_done,
-            objects_total: plan.files,
-            bytes_done,
-            bytes_total: plan.bytes_total,
-        };
         on_event(&PullEvent::Planned {
             commit: outcome.commit,
-            progress: progress(
+            progress: plan.progress(
                 done.load(Ordering::Relaxed),
                 bytes_done.load(Ordering::Relaxed),
             ),
@@ -385,7 +390,7 @@ fn fetch_closure(
             if request.cancel.load(Ordering::Relaxed) {
                 fail(FetchError::Cancelled);
             }
-            on_event(&PullEvent::Progress(progress(
+            on_event(&PullEvent::Progress(plan.progress(
                 done.load(Ordering::Relaxed),
                 bytes_done.load(Ordering::Relaxed),
             )));
@@ -401,12 +406,9 @@ fn fetch_closure(
         return Err(error);
     }
     let bytes = bytes_done.load(Ordering::Relaxed);
-    on_event(&PullEvent::Progress(PullProgress {
-        objects_done: done.load(Ordering::Relaxed),
-        objects_total: plan.files,
-        bytes_done: bytes,
-        bytes_total: plan.bytes_total,
-    }));
+    on_event(&PullEvent::Progress(
+        plan.progress(done.load(Ordering::Relaxed), bytes),
+    ));
     outcome.objects_fetched += plan.files;
     outcome.bytes_fetched += bytes;
     Ok(())

@@ -1138,20 +1138,13 @@ fn start_sharing(
 
 /// “\n12.3 MB to download” when every pending plan knows its size, else nothing.
 fn download_line(pending: &[&RefPlan]) -> String {
-    let sizes: Option<Vec<u64>> = pending
-        .iter()
-        .map(|p| p.download.map(|d| d.bytes))
-        .collect();
-    match sizes {
-        Some(sizes) => {
-            // Translators: {} is a size such as “12.3 MB”.
-            format!(
-                "\n{}",
-                gettext("{} to download").replace("{}", &glib::format_size(sizes.iter().sum()))
-            )
-        }
-        None => String::new(),
-    }
+    let total: Option<u64> = pending.iter().map(|p| p.download.map(|d| d.bytes)).sum();
+    let Some(total) = total else {
+        return String::new();
+    };
+    // Translators: {} is a size such as “12.3 MB”.
+    let line = gettext("{} to download");
+    format!("\n{}", line.replace("{}", &glib::format_size(total)))
 }
 
 #[cfg(test)]
