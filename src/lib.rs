@@ -1,6 +1,6 @@
 //! Ferry: updates from nearby.
 //!
-//! The engine (`repo`, `trust`, `sources`, `fetch`, `share`) never imports GTK; the
+//! The engine (`repo`, `transport`, `trust`, `sources`, `fetch`, `share`) never imports GTK; the
 //! GUI (`widgets`, behind the `gui` feature) and `ferryctl` are two consumers of it.
 
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod repo;
 pub mod share;
 pub mod sources;
+pub mod transport;
 pub mod trust;
 
 #[cfg(feature = "gui")]

@@ -27,7 +27,6 @@ use gio::prelude::*;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::fetch::transport::{new_session, Body, HttpSettings, Transport, TransportError};
 use crate::fetch::{CHECKPOINT_INTERVAL, MAX_METADATA_SIZE, PROGRESS_INTERVAL};
 use crate::repo::config::{RemoteConfig, RepoConfig};
 use crate::repo::objects::{Commit, DirMeta, DirTree};
@@ -35,6 +34,7 @@ use crate::repo::refs::{self, RefKind};
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
 use crate::sources::{Source, SourceKind};
+use crate::transport::{Body, HttpClient, HttpSettings, Transport, TransportError};
 use crate::trust::{self, CommitToVerify, TrustPolicy};
 
 /// No file object Ferry accepts is larger (a sanity bound on a lying server).
@@ -139,9 +139,9 @@ pub struct RefPlan {
     /// What the update will download, when the commit carries `ostree.sizes`.
     pub download: Option<DownloadSize>,
     #[serde(skip)]
-    commit_bytes: Vec<u8>,
+    commit_bytes: glib::Bytes,
     #[serde(skip)]
-    detached: Option<Vec<u8>>,
+    detached: Option<glib::Bytes>,
 }
 
 /// The objects of a commit that are not stored yet, from its `ostree.sizes` index.
@@ -273,7 +273,7 @@ impl RateMeter {
 pub struct Engine {
     repo: Repo,
     settings: EngineSettings,
-    session: soup::Session,
+    http: HttpClient,
     events: async_channel::Sender<EngineEvent>,
     cancellable: gio::Cancellable,
     /// The sources of the current run as given, usable or not.
@@ -281,7 +281,7 @@ pub struct Engine {
 }
 
 /// A commit that passed trust: checksum, parsed, raw bytes, detached metadata.
-type TrustedCommit = (Checksum, Commit, Vec<u8>, Option<Vec<u8>>);
+type TrustedCommit = (Checksum, Commit, glib::Bytes, Option<glib::Bytes>);
 
 /// What a task fetching one object reports back.
 enum Fetched {
@@ -302,11 +302,11 @@ impl Engine {
         settings: EngineSettings,
         events: async_channel::Sender<EngineEvent>,
     ) -> Self {
-        let session = new_session(&settings.http);
+        let http = HttpClient::new(&settings.http);
         Self {
             repo,
             settings,
-            session,
+            http,
             events,
             cancellable: gio::Cancellable::new(),
             seen: Default::default(),
@@ -352,7 +352,7 @@ impl Engine {
             .iter()
             .filter(|s| s.state.is_usable())
             .filter_map(|s| {
-                let transport = Transport::for_uri(&s.uri, &self.session).ok()?;
+                let transport = Transport::for_uri(&s.uri, &self.http).ok()?;
                 let limit = if transport.is_file() {
                     file_limit
                 } else {
@@ -481,7 +481,12 @@ impl Engine {
             {
                 let (commit, bytes) = self.repo.load_commit(&installed)?;
                 let detached = self.repo.load_detached_metadata(&installed)?;
-                best = Some((installed, commit, bytes, detached));
+                best = Some((
+                    installed,
+                    commit,
+                    glib::Bytes::from_owned(bytes),
+                    detached.map(glib::Bytes::from_owned),
+                ));
             }
         }
         let Some((commit_checksum, commit, commit_bytes, detached)) = best else {
@@ -547,6 +552,7 @@ impl Engine {
         let mut reasons = Vec::new();
         let commit_path = ObjectName::new(checksum, ObjectType::Commit).relative_path();
         let meta_path = ObjectName::new(checksum, ObjectType::CommitMeta).relative_path();
+        let spill_dir = self.repo.root().join("tmp");
         for &i in holders {
             if !sources[i].alive {
                 continue;
@@ -559,7 +565,7 @@ impl Engine {
             };
             let bytes = match sources[i]
                 .transport
-                .get_bytes(&commit_path, MAX_METADATA_SIZE)
+                .get_bytes(&commit_path, MAX_METADATA_SIZE, &spill_dir)
                 .await
             {
                 Ok(bytes) => bytes,
@@ -587,7 +593,7 @@ impl Engine {
             // Detached metadata is not content-addressed: each holder's copy is judged.
             let detached = match sources[i]
                 .transport
-                .get_bytes(&meta_path, MAX_METADATA_SIZE)
+                .get_bytes(&meta_path, MAX_METADATA_SIZE, &spill_dir)
                 .await
             {
                 Ok(bytes) => Some(bytes),
@@ -976,7 +982,7 @@ async fn fetch_object(transport: &Transport, txn: &Arc<Transaction>, name: Objec
         MAX_METADATA_SIZE
     };
     let spill_dir = txn.staging_dir().to_path_buf();
-    let body = match transport.get(&relative, limit, Some(&spill_dir)).await {
+    let body = match transport.get(&relative, limit, &spill_dir).await {
         Ok(body) => body,
         Err(TransportError::NotFound) => return Fetched::NotFound,
         Err(e) => return Fetched::Failed(e),
@@ -1025,11 +1031,10 @@ fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
             classify(result, Vec::new())
         }
         _ => {
-            let Body::Memory(bytes) = body else {
-                return Fetched::Bad(RepoError::CorruptObject {
-                    name: *name,
-                    reason: "larger than any metadata object may be".into(),
-                });
+            // Large metadata (a directory of 20,000 entries) was spilled: mapped.
+            let bytes = match body.into_bytes() {
+                Ok(bytes) => bytes,
+                Err(e) => return Fetched::Local(RepoError::format("download", e.to_string())),
             };
             let actual = Checksum::digest(&bytes);
             if actual != name.checksum {

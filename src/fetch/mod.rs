@@ -4,14 +4,16 @@ pub mod engine;
 pub mod error;
 pub mod local;
 pub mod pull;
-pub mod transport;
 
 pub use error::FetchError;
 
 use std::time::Duration;
 
-/// Metadata objects larger than this are refused (ostree's limit is 10 MiB).
-pub(crate) const MAX_METADATA_SIZE: u64 = 10 * 1024 * 1024;
+/// Metadata objects larger than this are refused: libostree's
+/// `OSTREE_MAX_METADATA_SIZE`. Real trees need more than a few MiB (Debian's
+/// `/usr/share/man/man1` alone makes a 1.5 MB dirtree); bodies past
+/// `transport::SPILL_SIZE` are held on disk, not in memory.
+pub(crate) const MAX_METADATA_SIZE: u64 = 128 * 1024 * 1024;
 /// Progress events at most this often (the GUI samples them further).
 pub(crate) const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Verified objects move into the store this often, so a killed pull resumes.

@@ -35,12 +35,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gio::prelude::*;
-use glib::translate::from_glib_full;
 use soup::prelude::*;
 
 use crate::repo::config::RepoConfig;
 use crate::repo::store::Repo;
 use crate::repo::summary::Summary;
+use crate::transport::map_file;
 
 use super::paths::{parse_request_path, FileKind, RepoPath};
 use super::served::{servable_refs, CompletenessCache, OfferedKey, RepoFingerprint, ServableRefs};
@@ -990,27 +990,6 @@ fn open_without_symlinks(dir: &OwnedFd, relative: &str, flags: libc::c_int) -> i
         current = Some(fd);
     }
     Err(io::Error::from_raw_os_error(libc::ENOENT))
-}
-
-/// Maps `file` read-only into a `glib::Bytes` (no copy onto the heap).
-fn map_file(file: &File, len: u64) -> io::Result<glib::Bytes> {
-    if len == 0 {
-        return Ok(glib::Bytes::from_static(b""));
-    }
-    // SAFETY: plain GLib calls on a valid fd; ownership of the returned GBytes is
-    // taken, and the mapping stays alive as long as the bytes do.
-    unsafe {
-        let mut error = std::ptr::null_mut();
-        let mapped =
-            glib::ffi::g_mapped_file_new_from_fd(file.as_raw_fd(), glib::ffi::GFALSE, &mut error);
-        if mapped.is_null() {
-            let error: glib::Error = from_glib_full(error);
-            return Err(io::Error::other(error.message().to_owned()));
-        }
-        let bytes: glib::Bytes = from_glib_full(glib::ffi::g_mapped_file_get_bytes(mapped));
-        glib::ffi::g_mapped_file_unref(mapped);
-        Ok(bytes)
-    }
 }
 
 /// Lets the process hold as many descriptors as it may (connections, mapped files):

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gio::prelude::*;
-use soup::prelude::*;
 
 use super::error::{FetchError, SourcesError};
 use super::http;
@@ -95,7 +94,7 @@ struct Inner {
     local: LocalRepo,
     tracked: Vec<CollectionRef>,
     context: glib::MainContext,
-    session: soup::Session,
+    http: crate::transport::HttpClient,
     cancellable: gio::Cancellable,
     entries: RefCell<BTreeMap<String, Entry>>,
     subscribers: RefCell<Vec<async_channel::Sender<SourceEvent>>>,
@@ -215,13 +214,12 @@ impl Discovery {
             }
         }
 
-        let session = soup::Session::new();
-        session.set_timeout(
-            u32::try_from(options.http_timeout.as_secs())
+        let http = crate::transport::HttpClient::new(&crate::transport::HttpSettings {
+            timeout_secs: u32::try_from(options.http_timeout.as_secs())
                 .unwrap_or(u32::MAX)
                 .max(1),
-        );
-        session.set_user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
+            ..Default::default()
+        });
 
         let tracked = local.tracked_crefs();
         let mut options = options;
@@ -235,7 +233,7 @@ impl Discovery {
             local,
             tracked,
             context,
-            session,
+            http,
             cancellable: gio::Cancellable::new(),
             entries: RefCell::default(),
             subscribers: RefCell::default(),
@@ -534,7 +532,7 @@ impl Inner {
         }
         let guard = self.busy_guard();
         let weak = Rc::downgrade(self);
-        let session = self.session.clone();
+        let http = self.http.clone();
         let cancellable = self.cancellable.clone();
         self.spawn(async move {
             let _guard = guard;
@@ -542,7 +540,7 @@ impl Inner {
                 glib::timeout_future(delay).await;
             }
             glib::g_debug!(LOG_DOMAIN, "fetching {}", http::summary_uri(&uri));
-            let result = http::fetch_summary(&session, &uri, &cancellable).await;
+            let result = http::fetch_summary(&http, &uri, &cancellable).await;
             glib::g_debug!(
                 LOG_DOMAIN,
                 "fetched {}: {:?}",

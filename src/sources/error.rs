@@ -35,7 +35,7 @@ pub enum FetchError {
     NotFound,
     #[error("HTTP {status} {reason}")]
     Http { status: u32, reason: String },
-    #[error("summary of {0} bytes is too large")]
+    #[error("summary larger than {0} bytes")]
     TooLarge(usize),
     #[error("{0}")]
     Io(String),
