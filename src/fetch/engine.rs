@@ -20,6 +20,7 @@
 //! out as typed events on a channel, at most every `PROGRESS_INTERVAL`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,14 @@ use crate::trust::{self, CommitToVerify, TrustPolicy};
 const MAX_FILE_OBJECT_SIZE: u64 = 16 * 1024 * 1024 * 1024;
 const MAX_HTTP_IN_FLIGHT: usize = 32;
 const INITIAL_HTTP_IN_FLIGHT: usize = 4;
+/// A request running this long at under `HEDGE_RATE` bytes per second is slow:
+/// its object is asked of another source too.
+const HEDGE_AFTER: Duration = Duration::from_secs(2);
+const HEDGE_RATE: u64 = 32 * 1024;
+/// Headers and compression framing an object may add beyond its indexed size.
+const SIZE_SLACK: u64 = 1024 * 1024;
+/// How long a source whose every request is slow gets no new work.
+const STALL_PENALTY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -230,6 +239,10 @@ struct EngineSource {
     objects: u64,
     last_error: Option<String>,
     rate: RateMeter,
+    /// Stalled: lower-ranked sources take new work until then.
+    passed_over_until: Option<Instant>,
+    /// Requests this source took over from a slow one.
+    hedged: u64,
 }
 
 impl EngineSource {
@@ -280,6 +293,9 @@ pub struct Engine {
     seen: std::cell::RefCell<Vec<String>>,
 }
 
+/// Lower is preferred: not a file source, lacks the commit, internet, staleness.
+type SourceRank = (u8, u8, u8, i64);
+
 /// A commit that passed trust: checksum, parsed, raw bytes, detached metadata.
 type TrustedCommit = (Checksum, Commit, glib::Bytes, Option<glib::Bytes>);
 
@@ -291,6 +307,8 @@ enum Fetched {
         children: Vec<ObjectName>,
     },
     NotFound,
+    /// Another request brought the same object and is storing it.
+    Duplicate,
     Bad(RepoError),
     Failed(TransportError),
     Local(RepoError),
@@ -369,6 +387,8 @@ impl Engine {
                     objects: 0,
                     last_error: None,
                     rate: RateMeter::default(),
+                    passed_over_until: None,
+                    hedged: 0,
                 })
             })
             .collect()
@@ -628,7 +648,7 @@ impl Engine {
     }
 
     /// Rank of a source for this ref: lower is preferred (rules 1, 2, 7).
-    fn rank(source: &EngineSource, plan: &RefPlan) -> (u8, u8, u8, i64) {
+    fn rank(source: &EngineSource, plan: &RefPlan) -> SourceRank {
         let is_file = source.transport.is_file();
         let has_commit = plan.sources.contains(&source.source.id);
         let internet = source.source.kind == SourceKind::Internet;
@@ -678,15 +698,32 @@ impl Engine {
             &mut stored_metadata,
         )?;
 
+        let size_limits = SizeLimits::of(&commit);
         let (results_tx, results_rx) = async_channel::unbounded::<(ObjectName, usize, Fetched)>();
-        let mut tasks: Vec<glib::JoinHandle<()>> = Vec::new();
-        let mut in_flight = 0usize;
+        let mut requests = Requests::new(txn.clone(), results_tx);
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let mut last_checkpoint = Instant::now();
         let mut last_error = String::from("none");
 
         loop {
+            let now = Instant::now();
+            // Rule 8 of the scheduler: a source whose every request crawls is
+            // passed over for a while, so lower-ranked sources take the work.
+            for (i, stalled) in requests
+                .stalled_sources(sources.len(), now)
+                .into_iter()
+                .enumerate()
+            {
+                if stalled {
+                    sources[i].passed_over_until = Some(now + STALL_PENALTY);
+                }
+            }
+            let passed_over: Vec<bool> = sources
+                .iter()
+                .map(|s| s.passed_over_until.is_some_and(|t| t > now))
+                .collect();
+
             // Hand out work: each object goes to the best-ranked live source that has
             // not failed it; among equals, at random; a busy best source keeps it.
             let mut scanned = 0;
@@ -698,7 +735,7 @@ impl Engine {
                 let candidates: Vec<usize> = (0..sources.len())
                     .filter(|&i| sources[i].alive && !failed.is_some_and(|f| f.contains(&i)))
                     .collect();
-                let Some(best) = candidates.iter().map(|&i| ranks[i]).min() else {
+                if candidates.is_empty() {
                     let tried = failed
                         .map(|f| {
                             f.iter()
@@ -707,7 +744,7 @@ impl Engine {
                                 .join(", ")
                         })
                         .unwrap_or_default();
-                    abort_all(&mut tasks);
+                    requests.abort_all();
                     return Err(if sources.iter().any(|s| s.alive) {
                         EngineError::ObjectUnavailable {
                             ref_name: target.ref_name.clone(),
@@ -720,45 +757,54 @@ impl Engine {
                             last: last_error,
                         }
                     });
-                };
-                let mut free: Vec<usize> = candidates
-                    .into_iter()
-                    .filter(|&i| ranks[i] == best && sources[i].in_flight < sources[i].limit)
-                    .collect();
-                free.shuffle(&mut rand::rng());
-                let Some(&chosen) = free.first() else {
+                }
+                let Some(chosen) = pick_source(&candidates, &ranks, sources, &passed_over) else {
                     index += 1;
                     continue;
                 };
                 queue.remove(index);
-                sources[chosen].in_flight += 1;
-                in_flight += 1;
-                let transport = sources[chosen].transport.clone();
-                let txn = txn.clone();
-                let results_tx = results_tx.clone();
-                // Finished tasks' handles are let go, so the list stays as short as
-                // what is in flight.
-                tasks.retain(|task| !task.source().is_destroyed());
-                tasks.push(glib::MainContext::default().spawn_local(async move {
-                    let outcome = fetch_object(&transport, &txn, name).await;
-                    let _ = results_tx.send((name, chosen, outcome)).await;
-                }));
+                let limit = size_limits.of_object(&name);
+                requests.dispatch(name, chosen, limit, sources);
             }
 
-            if queue.is_empty() && in_flight == 0 {
+            // Hedging: a request that crawls is asked of another source too; the
+            // first verified copy wins and the other request is let go.
+            for name in requests.slow_unhedged(now) {
+                let holder = requests.sources_of(&name);
+                let failed = failed_on.get(&name);
+                let candidates: Vec<usize> = (0..sources.len())
+                    .filter(|&i| {
+                        sources[i].alive
+                            && !holder.contains(&i)
+                            && !passed_over[i]
+                            && !failed.is_some_and(|f| f.contains(&i))
+                    })
+                    .collect();
+                if let Some(chosen) = pick_best_free(&candidates, &ranks, sources) {
+                    sources[chosen].hedged += 1;
+                    let limit = size_limits.of_object(&name);
+                    requests.dispatch(name, chosen, limit, sources);
+                }
+            }
+
+            if queue.is_empty() && requests.is_empty() {
                 break;
             }
             if self.cancellable.is_cancelled() {
-                abort_all(&mut tasks);
+                requests.abort_all();
                 return Err(EngineError::Cancelled);
             }
             let received = glib::future_with_timeout(PROGRESS_INTERVAL, results_rx.recv()).await;
             if let Ok(Ok((name, i, outcome))) = received {
-                in_flight -= 1;
+                // A request let go after its object arrived from elsewhere.
+                let Some(others_in_flight) = requests.finish(&name, i, sources) else {
+                    continue;
+                };
                 let source = &mut sources[i];
-                source.in_flight -= 1;
                 match outcome {
                     Fetched::Stored { bytes, children } => {
+                        requests.cancel(&name, sources);
+                        let source = &mut sources[i];
                         source.bytes += bytes;
                         source.objects += 1;
                         source.successes += 1;
@@ -788,15 +834,22 @@ impl Engine {
                             &mut stored_metadata,
                         )?;
                     }
+                    // The other copy is being stored; its result decides.
+                    Fetched::Duplicate => {}
                     Fetched::NotFound => {
                         failed_on.entry(name).or_default().push(i);
-                        queue.push_front(name);
+                        if !others_in_flight {
+                            queue.push_front(name);
+                        }
                     }
                     Fetched::Bad(error) => {
                         let reason = format!("sent a bad object: {error}");
                         last_error = reason.clone();
                         self.drop_source(source, reason);
-                        queue.push_front(name);
+                        failed_on.entry(name).or_default().push(i);
+                        if !others_in_flight {
+                            queue.push_front(name);
+                        }
                     }
                     Fetched::Failed(error) => {
                         last_error = format!("{}: {error}", source.source.id);
@@ -808,10 +861,12 @@ impl Engine {
                             source.last_error = Some(error.to_string());
                             failed_on.entry(name).or_default().push(i);
                         }
-                        queue.push_front(name);
+                        if !others_in_flight {
+                            queue.push_front(name);
+                        }
                     }
                     Fetched::Local(error) => {
-                        abort_all(&mut tasks);
+                        requests.abort_all();
                         return Err(error.into());
                     }
                 }
@@ -838,9 +893,11 @@ impl Engine {
             )?;
         }
         txn.stage_bytes(&commit_name, &plan.commit_bytes)?;
-        let txn =
-            Arc::try_unwrap(txn).map_err(|_| RepoError::format("transaction", "still in use"))?;
-        gio::spawn_blocking(move || txn.commit())
+        // A request let go after its object came from elsewhere may still hold
+        // the transaction on a worker thread; whatever it stages late goes with
+        // the staging directory when the last holder lets go.
+        drop(requests);
+        gio::spawn_blocking(move || txn.checkpoint())
             .await
             .unwrap_or_else(|_| Err(RepoError::format("commit", "worker panicked")))?;
         let kind = RefKind::Remote(target.remote.name.clone());
@@ -939,10 +996,215 @@ impl Engine {
     }
 }
 
-fn abort_all(tasks: &mut Vec<glib::JoinHandle<()>>) {
-    for task in tasks.drain(..) {
-        task.abort();
+/// How large each object may be. The commit's size index (signed with it) names
+/// each object's size: a body well past that is cut off and its source dropped
+/// before it fills the disk. A different compression may change the archived
+/// size a little, never beyond the slack allowed here.
+struct SizeLimits {
+    index: HashMap<ObjectName, u64>,
+}
+
+impl SizeLimits {
+    fn of(commit: &Commit) -> Self {
+        let index = commit
+            .sizes()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| {
+                let size = entry.archived.max(entry.unpacked);
+                (entry.name, size + size / 8 + SIZE_SLACK)
+            })
+            .collect();
+        Self { index }
     }
+
+    fn of_object(&self, name: &ObjectName) -> u64 {
+        let bound = match name.kind {
+            ObjectType::File => MAX_FILE_OBJECT_SIZE,
+            _ => MAX_METADATA_SIZE,
+        };
+        self.index
+            .get(name)
+            .map_or(bound, |&limit| limit.min(bound))
+    }
+}
+
+/// One object asked of one source.
+struct Request {
+    source: usize,
+    started: Instant,
+    received: Arc<AtomicU64>,
+    task: glib::JoinHandle<()>,
+}
+
+impl Request {
+    /// Running `HEDGE_AFTER` or longer at under `HEDGE_RATE` on average.
+    fn is_slow(&self, now: Instant) -> bool {
+        let running = now.duration_since(self.started);
+        running >= HEDGE_AFTER
+            && (self.received.load(Ordering::Relaxed) as f64 / running.as_secs_f64())
+                < HEDGE_RATE as f64
+    }
+}
+
+/// The requests in flight, by object: one, or two once the first was slow.
+struct Requests {
+    by_object: HashMap<ObjectName, Vec<Request>>,
+    txn: Arc<Transaction>,
+    results: async_channel::Sender<(ObjectName, usize, Fetched)>,
+}
+
+impl Requests {
+    fn new(
+        txn: Arc<Transaction>,
+        results: async_channel::Sender<(ObjectName, usize, Fetched)>,
+    ) -> Self {
+        Self {
+            by_object: HashMap::new(),
+            txn,
+            results,
+        }
+    }
+
+    /// Asks source `chosen` for `name`, whose body may take `limit` bytes; the
+    /// result comes back on the results channel.
+    fn dispatch(
+        &mut self,
+        name: ObjectName,
+        chosen: usize,
+        limit: u64,
+        sources: &mut [EngineSource],
+    ) {
+        sources[chosen].in_flight += 1;
+        let transport = sources[chosen].transport.clone();
+        let txn = self.txn.clone();
+        let results = self.results.clone();
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
+        let task = glib::MainContext::default().spawn_local(async move {
+            let outcome = fetch_object(&transport, &txn, name, limit, counter).await;
+            let _ = results.send((name, chosen, outcome)).await;
+        });
+        self.by_object.entry(name).or_default().push(Request {
+            source: chosen,
+            started: Instant::now(),
+            received,
+            task,
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_object.is_empty()
+    }
+
+    fn sources_of(&self, name: &ObjectName) -> Vec<usize> {
+        self.by_object
+            .get(name)
+            .map(|list| list.iter().map(|r| r.source).collect())
+            .unwrap_or_default()
+    }
+
+    /// Objects whose only request is slow.
+    fn slow_unhedged(&self, now: Instant) -> Vec<ObjectName> {
+        self.by_object
+            .iter()
+            .filter(|(_, list)| list.len() == 1 && list[0].is_slow(now))
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// Per source: whether it has requests in flight and every one is slow.
+    fn stalled_sources(&self, count: usize, now: Instant) -> Vec<bool> {
+        let mut busy = vec![false; count];
+        let mut fast = vec![false; count];
+        for request in self.by_object.values().flatten() {
+            busy[request.source] = true;
+            if !request.is_slow(now) {
+                fast[request.source] = true;
+            }
+        }
+        busy.iter().zip(&fast).map(|(b, f)| *b && !f).collect()
+    }
+
+    /// Removes the request of `source` for `name`, whose result came in. `None`
+    /// when there is no such request (it was let go after another copy won);
+    /// else whether another request for the object is still in flight.
+    fn finish(
+        &mut self,
+        name: &ObjectName,
+        source: usize,
+        sources: &mut [EngineSource],
+    ) -> Option<bool> {
+        let list = self.by_object.get_mut(name)?;
+        let at = list.iter().position(|r| r.source == source)?;
+        list.remove(at);
+        sources[source].in_flight -= 1;
+        let others = !list.is_empty();
+        if !others {
+            self.by_object.remove(name);
+        }
+        Some(others)
+    }
+
+    /// Lets go of every request still in flight for `name`.
+    fn cancel(&mut self, name: &ObjectName, sources: &mut [EngineSource]) {
+        for request in self.by_object.remove(name).into_iter().flatten() {
+            request.task.abort();
+            sources[request.source].in_flight -= 1;
+        }
+    }
+
+    fn abort_all(&mut self) {
+        for request in self.by_object.drain().flat_map(|(_, list)| list) {
+            request.task.abort();
+        }
+    }
+}
+
+/// The source for an object among `candidates` (rule 1, 2, 6, 7): the best rank,
+/// passing over stalled sources while others remain; random among equals. `None`
+/// when every best source is busy: the object waits for one.
+fn pick_source(
+    candidates: &[usize],
+    ranks: &[SourceRank],
+    sources: &[EngineSource],
+    passed_over: &[bool],
+) -> Option<usize> {
+    let lively: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| !passed_over[i])
+        .collect();
+    let pool = if lively.is_empty() {
+        candidates
+    } else {
+        &lively
+    };
+    let best = pool.iter().map(|&i| ranks[i]).min()?;
+    let mut free: Vec<usize> = pool
+        .iter()
+        .copied()
+        .filter(|&i| ranks[i] == best && sources[i].in_flight < sources[i].limit)
+        .collect();
+    free.shuffle(&mut rand::rng());
+    free.first().copied()
+}
+
+/// The best-ranked of `candidates` with a free slot, random among equals.
+fn pick_best_free(
+    candidates: &[usize],
+    ranks: &[SourceRank],
+    sources: &[EngineSource],
+) -> Option<usize> {
+    let free: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&i| sources[i].in_flight < sources[i].limit)
+        .collect();
+    let best = free.iter().map(|&i| ranks[i]).min()?;
+    let mut equal: Vec<usize> = free.into_iter().filter(|&i| ranks[i] == best).collect();
+    equal.shuffle(&mut rand::rng());
+    equal.first().copied()
 }
 
 fn short(c: &Checksum) -> String {
@@ -964,27 +1226,39 @@ fn tree_children(tree: &DirTree) -> Vec<ObjectName> {
 }
 
 /// Fetches, verifies and stages one object from one source.
-async fn fetch_object(transport: &Transport, txn: &Arc<Transaction>, name: ObjectName) -> Fetched {
+/// Fetches, verifies and stages one object from one source; `limit` bounds its
+/// body, `received` counts the bytes as they come.
+async fn fetch_object(
+    transport: &Transport,
+    txn: &Arc<Transaction>,
+    name: ObjectName,
+    limit: u64,
+    received: Arc<AtomicU64>,
+) -> Fetched {
     let relative = name.relative_path();
     if name.kind == ObjectType::File {
         if let Transport::File(root) = transport {
             // Straight from the drive into staging, verified on the way.
             let path = root.join(&relative);
             let txn = txn.clone();
-            return gio::spawn_blocking(move || stage_file_object(&txn, &name, &path))
+            return gio::spawn_blocking(move || stage_file_object(&txn, &name, &path, &received))
                 .await
                 .unwrap_or_else(|_| Fetched::Local(RepoError::format("worker", "panicked")));
         }
     }
-    let limit = if name.kind == ObjectType::File {
-        MAX_FILE_OBJECT_SIZE
-    } else {
-        MAX_METADATA_SIZE
-    };
     let spill_dir = txn.staging_dir().to_path_buf();
-    let body = match transport.get(&relative, limit, &spill_dir).await {
+    let body = match transport
+        .get_counted(&relative, limit, &spill_dir, &received)
+        .await
+    {
         Ok(body) => body,
         Err(TransportError::NotFound) => return Fetched::NotFound,
+        Err(TransportError::TooLarge(limit)) => {
+            return Fetched::Bad(RepoError::CorruptObject {
+                name,
+                reason: format!("larger than the {limit} bytes it may take"),
+            })
+        }
         Err(e) => return Fetched::Failed(e),
     };
     let txn = txn.clone();
@@ -993,7 +1267,26 @@ async fn fetch_object(transport: &Transport, txn: &Arc<Transaction>, name: Objec
         .unwrap_or_else(|_| Fetched::Local(RepoError::format("worker", "panicked")))
 }
 
-fn stage_file_object(txn: &Transaction, name: &ObjectName, path: &std::path::Path) -> Fetched {
+/// Counts what passes through, for the scheduler's view of a request's pace.
+struct Counting<'a, R> {
+    inner: R,
+    count: &'a AtomicU64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn stage_file_object(
+    txn: &Transaction,
+    name: &ObjectName,
+    path: &std::path::Path,
+    received: &AtomicU64,
+) -> Fetched {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1011,7 +1304,11 @@ fn stage_file_object(txn: &Transaction, name: &ObjectName, path: &std::path::Pat
         }
         Err(e) => return Fetched::Failed(TransportError::Lost(e.to_string())),
     };
-    classify(txn.stage_filez(name, file), Vec::new())
+    let counting = Counting {
+        inner: file,
+        count: received,
+    };
+    classify(txn.stage_filez(name, counting), Vec::new())
 }
 
 fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
@@ -1065,7 +1362,8 @@ fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
 fn classify(result: Result<u64, RepoError>, children: Vec<ObjectName>) -> Fetched {
     match result {
         Ok(bytes) => Fetched::Stored { bytes, children },
-        Err(e @ RepoError::Io { .. }) => Fetched::Local(e),
+        Err(RepoError::AlreadyStaging(_)) => Fetched::Duplicate,
+        Err(e) if e.is_local() => Fetched::Local(e),
         Err(e) => Fetched::Bad(e),
     }
 }

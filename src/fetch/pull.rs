@@ -332,7 +332,7 @@ fn fetch_closure(
             .open(&name)?
             .ok_or_else(|| not_found(source, &name))?;
         txn.stage_filez(&name, file).map_err(|error| match error {
-            RepoError::Io { .. } => FetchError::Local(error),
+            error if error.is_local() => FetchError::Local(error),
             error => bad(source, error),
         })
     };

@@ -41,6 +41,12 @@ pub enum RepoError {
     NoSuchRemote(String),
     #[error("a remote named “{0}” already exists")]
     RemoteExists(String),
+    /// The disk of this computer is full: never the fault of a source.
+    #[error("not enough space on the disk holding {path}")]
+    NoSpace { path: PathBuf },
+    /// Another copy of this object (a hedged request) is being staged right now.
+    #[error("object {0} is being stored already")]
+    AlreadyStaging(ObjectName),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -51,10 +57,19 @@ pub enum RepoError {
 
 impl RepoError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        RepoError::Io {
-            path: path.into(),
-            source,
+        match source.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => RepoError::NoSpace { path: path.into() },
+            _ => RepoError::Io {
+                path: path.into(),
+                source,
+            },
         }
+    }
+
+    /// Whether this is trouble of this computer (its disk, its files), as opposed
+    /// to bad input from a source.
+    pub fn is_local(&self) -> bool {
+        matches!(self, RepoError::Io { .. } | RepoError::NoSpace { .. })
     }
 
     pub fn format(what: &'static str, reason: impl Into<String>) -> Self {

@@ -476,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_sink_is_an_io_error_not_a_corrupt_object() {
+    fn a_full_sink_is_a_full_disk_not_a_corrupt_object() {
         struct Full;
         impl Write for Full {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
@@ -489,7 +489,12 @@ mod tests {
         let mut filez = Vec::new();
         let checksum = write_filez(&regular(5), &mut &b"hello"[..], &mut filez).unwrap();
         let error = verify_filez(&filez[..], &checksum, &mut Full).unwrap_err();
-        assert!(matches!(error, RepoError::Io { .. }), "{error}");
+        assert!(matches!(error, RepoError::NoSpace { .. }), "{error}");
+        assert!(error.is_local());
+        assert!(
+            error.to_string().starts_with("not enough space on"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -204,6 +204,7 @@ impl Repo {
             _lock: lock,
             staged: Mutex::new(Vec::new()),
             staged_set: Mutex::new(HashSet::new()),
+            staging: Mutex::new(HashSet::new()),
             made_dirs: Mutex::new(HashSet::new()),
         })
     }
@@ -303,6 +304,8 @@ pub struct Transaction {
     /// Staged since the last checkpoint, in staging order.
     staged: Mutex<Vec<ObjectName>>,
     staged_set: Mutex<HashSet<ObjectName>>,
+    /// Being written right now: a second copy of one of these is not written.
+    staging: Mutex<HashSet<ObjectName>>,
     made_dirs: Mutex<HashSet<String>>,
 }
 
@@ -346,8 +349,26 @@ impl Transaction {
     }
 
     /// Stages an object written by `write`, which must verify it as it writes and
-    /// fail if it does not match `name`; a failure leaves nothing staged.
+    /// fail if it does not match `name`; a failure leaves nothing staged. While
+    /// one copy of an object is being written (or once it is staged), another
+    /// gets `AlreadyStaging` and writes nothing: hedged requests may bring two.
     pub fn stage_with<T>(
+        &self,
+        name: &ObjectName,
+        write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
+    ) -> Result<T> {
+        {
+            let staged = self.staged_set.lock().expect("lock");
+            if staged.contains(name) || !self.staging.lock().expect("lock").insert(*name) {
+                return Err(RepoError::AlreadyStaging(*name));
+            }
+        }
+        let result = self.write_staged(name, write);
+        self.staging.lock().expect("lock").remove(name);
+        result
+    }
+
+    fn write_staged<T>(
         &self,
         name: &ObjectName,
         write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,

@@ -3,12 +3,13 @@
 //! disk.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use gio::prelude::*;
 use soup::prelude::*;
 
-use super::{Body, HttpClient, Spill, TransportError, MAX_REDIRECTS, READ_CHUNK};
+use super::{next_read, Body, HttpClient, Spill, TransportError, MAX_REDIRECTS};
 
 fn classify_send_error(error: &glib::Error) -> TransportError {
     TransportError::Unreachable(error.message().to_owned())
@@ -23,6 +24,7 @@ pub(super) async fn http_get(
     uri: &str,
     limit: u64,
     spill_dir: &Path,
+    received: &AtomicU64,
 ) -> Result<Body, TransportError> {
     let started = Instant::now();
     let floor = client.rate_floor;
@@ -45,7 +47,15 @@ pub(super) async fn http_get(
         .map_err(|e| classify_send_error(&e))?;
         let status = message.status_code();
         match status {
-            200 => return read_body(&message, stream, limit, spill_dir, client, started).await,
+            200 => {
+                let body = Received {
+                    limit,
+                    spill_dir,
+                    started,
+                    counter: received,
+                };
+                return read_body(&message, stream, client, body).await;
+            }
             404 | 410 => return Err(TransportError::NotFound),
             301 | 302 | 303 | 307 | 308 => {
                 let location = message
@@ -66,14 +76,26 @@ pub(super) async fn http_get(
     Err(TransportError::Http(310))
 }
 
+/// Where a body goes and what bounds it.
+struct Received<'a> {
+    limit: u64,
+    spill_dir: &'a Path,
+    started: Instant,
+    counter: &'a AtomicU64,
+}
+
 async fn read_body(
     message: &soup::Message,
     stream: gio::InputStream,
-    limit: u64,
-    spill_dir: &Path,
     client: &HttpClient,
-    started: Instant,
+    to: Received<'_>,
 ) -> Result<Body, TransportError> {
+    let Received {
+        limit,
+        spill_dir,
+        started,
+        counter,
+    } = to;
     let floor = client.rate_floor;
     let declared = message
         .response_headers()
@@ -89,7 +111,8 @@ async fn read_body(
             .ok_or_else(|| floor.error())?;
         let chunk = glib::future_with_timeout(
             wait,
-            stream.read_bytes_future(READ_CHUNK, glib::Priority::DEFAULT),
+            // Never more than one byte past the cap is read.
+            stream.read_bytes_future(next_read(limit, body.total()), glib::Priority::DEFAULT),
         )
         .await
         .map_err(|_| floor.error())?
@@ -98,6 +121,7 @@ async fn read_body(
             break;
         }
         body.push(&chunk, limit)?;
+        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
     if declared > 0 && body.total() != declared as u64 {
         return Err(TransportError::Lost(format!(

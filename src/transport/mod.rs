@@ -14,6 +14,8 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gio::prelude::*;
@@ -238,6 +240,19 @@ impl Transport {
         limit: u64,
         spill_dir: &Path,
     ) -> Result<Body, TransportError> {
+        self.get_counted(relative, limit, spill_dir, &Arc::default())
+            .await
+    }
+
+    /// As [`Self::get`], adding the bytes received to `received` as they come (the
+    /// engine watches it to tell a slow request from a large one).
+    pub async fn get_counted(
+        &self,
+        relative: &str,
+        limit: u64,
+        spill_dir: &Path,
+        received: &Arc<AtomicU64>,
+    ) -> Result<Body, TransportError> {
         match self {
             Transport::File(root) => {
                 let root = root.clone();
@@ -248,7 +263,8 @@ impl Transport {
                     .unwrap_or_else(|_| Err(TransportError::Io("reader thread panicked".into())))
             }
             Transport::Http { client, base } => {
-                http::http_get(client, &format!("{base}/{relative}"), limit, spill_dir).await
+                let uri = format!("{base}/{relative}");
+                http::http_get(client, &uri, limit, spill_dir, received).await
             }
         }
     }
@@ -291,7 +307,8 @@ pub(crate) fn read_capped(
     let mut sink = Spill::new(spill_dir);
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
-        let n = match reader.read(&mut chunk) {
+        let want = next_read(limit, sink.total());
+        let n = match reader.read(&mut chunk[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -300,6 +317,12 @@ pub(crate) fn read_capped(
         sink.push(&chunk[..n], limit)?;
     }
     sink.finish()
+}
+
+/// How much to ask for next: a chunk, but never more than one byte past `limit`.
+pub(crate) fn next_read(limit: u64, received: u64) -> usize {
+    let up_to_cap_plus_one = limit.saturating_sub(received).saturating_add(1);
+    READ_CHUNK.min(usize::try_from(up_to_cap_plus_one).unwrap_or(usize::MAX))
 }
 
 /// A body being received: memory first, a file in `dir` past `SPILL_SIZE`. A
@@ -368,5 +391,62 @@ impl Drop for Spill<'_> {
         if let Some((path, _)) = &self.file {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stop_one_byte_past_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let endless = std::io::repeat(0);
+        let counted = std::cell::Cell::new(0u64);
+        struct Counted<'a, R>(R, &'a std::cell::Cell<u64>);
+        impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1.set(self.1.get() + n as u64);
+                Ok(n)
+            }
+        }
+        let limit = 3 * SPILL_SIZE as u64 + 17;
+        let error = read_capped(Counted(endless, &counted), limit, dir.path(), |e| {
+            TransportError::Io(e.to_string())
+        })
+        .unwrap_err();
+        assert!(matches!(error, TransportError::TooLarge(l) if l == limit));
+        assert_eq!(counted.get(), limit + 1);
+        // The spill file of the refused body is gone.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_body_at_the_cap_is_accepted_and_spilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = vec![7u8; SPILL_SIZE + 5];
+        let body = read_capped(&bytes[..], bytes.len() as u64, dir.path(), |e| {
+            TransportError::Io(e.to_string())
+        })
+        .unwrap();
+        assert!(matches!(body, Body::File { len, .. } if len == bytes.len() as u64));
+        let mapped = body.into_bytes().unwrap();
+        assert_eq!(&mapped[..], &bytes[..]);
+        // Mapped, and already unlinked: nothing left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn rate_floor_allows_grace_then_demands_the_rate() {
+        let floor = RateFloor {
+            min_rate: 1000,
+            grace: Duration::from_secs(10),
+        };
+        let now = Instant::now();
+        assert!(floor.time_left(now, 0).unwrap() > Duration::from_secs(9));
+        let long_ago = now - Duration::from_secs(20);
+        assert_eq!(floor.time_left(long_ago, 5_000), None);
+        assert!(floor.time_left(long_ago, 20_000).unwrap() > Duration::from_secs(9));
     }
 }

@@ -290,6 +290,10 @@ pub struct ServeOptions {
     pub corrupt: Vec<String>,
     pub rate: Option<u64>,
     pub die_after: Option<u64>,
+    /// Path prefixes sent one byte a second.
+    pub trickle: Vec<String>,
+    /// Paths sent, then followed by zeros without end.
+    pub endless: Vec<String>,
 }
 
 /// `serve.py` on 127.0.0.1, killed on drop. Every request is logged.
@@ -337,6 +341,12 @@ impl Server {
         if let Some(n) = options.die_after {
             cmd.arg("--die-after").arg(n.to_string());
         }
+        for prefix in &options.trickle {
+            cmd.arg("--trickle").arg(prefix);
+        }
+        for path in &options.endless {
+            cmd.arg("--endless").arg(path);
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -377,7 +387,21 @@ impl Server {
         fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
+            .filter(|line| !line.starts_with("sent "))
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// Bytes sent per finished response, in order: (path, bytes).
+    pub fn sent(&self) -> Vec<(String, u64)> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.strip_prefix("sent ")?.rsplitn(2, ' ');
+                let bytes = fields.next()?.parse().ok()?;
+                Some((fields.next()?.to_owned(), bytes))
+            })
             .collect()
     }
 

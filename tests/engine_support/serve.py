@@ -5,7 +5,12 @@ Used by tests/engine.rs to stand in for LAN peers and upstream servers:
 
     serve.py ROOT [--port N] [--no-summary] [--missing LIST_FILE]
              [--corrupt PATH]... [--rate BYTES_PER_SEC] [--die-after N]
-             [--log FILE]
+             [--trickle PREFIX]... [--endless PATH]... [--log FILE]
+
+--trickle sends every path starting with PREFIX one byte a second (each
+connection on its own); --endless sends PATH's bytes and then zeros without end
+(no Content-Length), stopping only when the client hangs up or after 4 GiB. Each
+finished response is logged as "sent PATH BYTES".
 
 The chosen port is printed on the first line of stdout (port 0 picks a free one).
 Only 127.0.0.1 is ever bound. Standard library only.
@@ -54,6 +59,8 @@ class State:
         self.corrupt = {p.lstrip("/") for p in args.corrupt}
         self.throttle = Throttle(args.rate) if args.rate else None
         self.die_after = args.die_after
+        self.trickle = list(args.trickle)
+        self.endless = {p.lstrip("/") for p in args.endless}
         self.object_requests = 0
         self.lock = threading.Lock()
         self.log = open(args.log, "a", encoding="utf-8") if args.log else None
@@ -69,6 +76,13 @@ class State:
                 if self.die_after is not None and self.object_requests > self.die_after:
                     return False
         return True
+
+
+    def record_sent(self, path, nbytes):
+        with self.lock:
+            if self.log:
+                self.log.write(f"sent {path} {nbytes}\n")
+                self.log.flush()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -123,17 +137,39 @@ class Handler(BaseHTTPRequestHandler):
             flipped = bytearray(data)
             flipped[len(flipped) // 2] ^= 0xFF
             data = bytes(flipped)
+        endless = path in state.endless
+        trickle = any(path.startswith(p) for p in state.trickle)
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
+        if endless:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if head_only:
             return
-        for start in range(0, len(data), CHUNK):
-            chunk = data[start : start + CHUNK]
-            if state.throttle:
-                state.throttle.wait(len(chunk))
-            self.wfile.write(chunk)
+        sent = 0
+        try:
+            if trickle:
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(1)
+            else:
+                for start in range(0, len(data), CHUNK):
+                    chunk = data[start : start + CHUNK]
+                    if state.throttle:
+                        state.throttle.wait(len(chunk))
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                zeros = bytes(CHUNK)
+                while endless and sent < 4 << 30:
+                    self.wfile.write(zeros)
+                    sent += len(zeros)
+        finally:
+            state.record_sent(path, sent)
 
 
 class Server(ThreadingHTTPServer):
@@ -157,6 +193,8 @@ def main():
     parser.add_argument("--corrupt", metavar="PATH", action="append", default=[])
     parser.add_argument("--rate", metavar="BYTES_PER_SEC", type=int)
     parser.add_argument("--die-after", metavar="N", type=int)
+    parser.add_argument("--trickle", metavar="PREFIX", action="append", default=[])
+    parser.add_argument("--endless", metavar="PATH", action="append", default=[])
     parser.add_argument("--log", metavar="FILE")
     args = parser.parse_args()
 
