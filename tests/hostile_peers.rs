@@ -171,7 +171,7 @@ fn endless_object_is_cut_off_and_its_source_dropped() {
     let peer_repo = dir.path().join("peer");
     copy_dir(&repo, &peer_repo);
     let victim = files_of(&closure(&repo, &commit))[0].clone();
-    let victim_path = format!("objects/{}", object_path(&victim));
+    let victim_path = object_path(&victim);
     let upstream = Server::start(&repo, ServeOptions::default());
     let peer = Server::start(
         &peer_repo,
@@ -184,7 +184,7 @@ fn endless_object_is_cut_off_and_its_source_dropped() {
 
     let run = client.update(&["--static-source", &peer.url()], &[]).ok();
     let dropped = run.dropped();
-    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped.len(), 1, "{dropped:?}\n{}", run.debug());
     assert_eq!(dropped[0].0, peer.static_id());
     assert!(
         dropped[0].1.contains("larger than"),
