@@ -25,7 +25,7 @@ use crate::fetch::engine::{
 use crate::repo::config::RepoConfig;
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
-use crate::repo::Checksum;
+use crate::repo::{Checksum, RepoError};
 use crate::share::server::ServerConfig;
 use crate::share::{ShareError, Sharing};
 use crate::sources::{
@@ -348,6 +348,9 @@ fn explain(error: &EngineError) -> (String, String) {
             gettext("Every source stopped working during the download.")
         }
         EngineError::Cancelled => gettext("The update was cancelled."),
+        EngineError::Local(RepoError::NoSpace { .. }) => {
+            gettext("There is not enough free space on this computer’s disk for the update.")
+        }
         EngineError::Local(_) => gettext("The update could not be saved on this computer."),
         EngineError::Trust(_) => gettext("The update could not be verified."),
     };
@@ -1212,5 +1215,10 @@ mod tests {
         assert!(detail.contains("no signature"), "{detail}");
         let (plain, _) = explain(&EngineError::Cancelled);
         assert_eq!(plain, "The update was cancelled.");
+        let (plain, detail) = explain(&EngineError::Local(RepoError::NoSpace {
+            path: "/home/user/.local/share/ferry/repo/tmp".into(),
+        }));
+        assert!(plain.contains("not enough free space"), "{plain}");
+        assert!(detail.contains("/home/user"), "{detail}");
     }
 }
