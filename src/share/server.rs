@@ -477,10 +477,18 @@ impl RepoServer {
                 message: "it has no address (yet)".into(),
             });
         }
-        // Every address there is now must work; later ones are tried as they come.
-        if let Err(e) = inner.sync_listeners(&addresses, true) {
-            inner.stop();
-            return Err(e);
+        // Given addresses must all work. Of an interface's addresses (some may not
+        // be usable yet, e.g. IPv6 still checking for duplicates) one is enough;
+        // the others are tried again as the addresses are checked.
+        let errors = inner.sync_listeners(&addresses);
+        let listening = !inner.listeners.borrow().is_empty();
+        let explicit = matches!(inner.listen, Listen::Addresses(_));
+        if let Some(error) = errors.into_iter().next() {
+            if explicit || !listening {
+                inner.stop();
+                return Err(error);
+            }
+            eprintln!("ferry: {error}");
         }
         Ok(Self { inner })
     }
@@ -599,9 +607,10 @@ impl Inner {
         }
     }
 
-    /// Listens on `wanted` and nowhere else. `strict`: an address that cannot be
-    /// listened on is an error; otherwise it is reported once and tried again later.
-    fn sync_listeners(self: &Rc<Self>, wanted: &[IpAddr], strict: bool) -> Result<(), ShareError> {
+    /// Listens on `wanted` and nowhere else. Returns why addresses could not be
+    /// listened on (each is tried again on the next call).
+    fn sync_listeners(self: &Rc<Self>, wanted: &[IpAddr]) -> Vec<ShareError> {
+        let mut errors = Vec::new();
         let gone: Vec<Listener> = {
             let mut listeners = self.listeners.borrow_mut();
             let (keep, gone) = std::mem::take(&mut *listeners)
@@ -629,12 +638,8 @@ impl Inner {
                         address: SocketAddr::new(ip, port).to_string(),
                         message: e.message().to_owned(),
                     };
-                    if strict {
-                        return Err(error);
-                    }
-                    if self.unlistenable.borrow_mut().insert(ip) {
-                        eprintln!("ferry: {error}");
-                    }
+                    self.unlistenable.borrow_mut().insert(ip);
+                    errors.push(error);
                     continue;
                 }
             };
@@ -650,8 +655,9 @@ impl Inner {
             self.listeners
                 .borrow_mut()
                 .push(Listener { ip, socket, watch });
+            self.unlistenable.borrow_mut().remove(&ip);
         }
-        Ok(())
+        errors
     }
 
     /// Accepts connections on `socket` as they come, on the thread-default context.
@@ -1037,7 +1043,17 @@ impl Inner {
             && self.last_listen_check.get().elapsed() >= self.limits.refresh_interval
         {
             self.last_listen_check.set(Instant::now());
-            let _ = self.sync_listeners(&self.listen.addresses(), false);
+            // Reported once per address, not every few seconds.
+            let known: HashSet<IpAddr> = self.unlistenable.borrow().clone();
+            for error in self.sync_listeners(&self.listen.addresses()) {
+                if let ShareError::Listen { address, .. } = &error {
+                    let ip = address.parse::<SocketAddr>().map(|a| a.ip());
+                    if ip.is_ok_and(|ip| known.contains(&ip)) {
+                        continue;
+                    }
+                }
+                eprintln!("ferry: {error}");
+            }
         }
         if self.last_refresh.get().elapsed() >= self.limits.refresh_interval {
             self.last_refresh.set(Instant::now());
