@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::{RngCore, SeedableRng};
 
 use crate::repo::config::RepoConfig;
-use crate::share::server::{RepoServer, ServerConfig};
+use crate::share::server::{Listen, RepoServer, ServerConfig};
 use crate::sources::{DiscoveryOptions, LanInterfaces};
 
 /// The demo's collection id.
@@ -394,7 +394,7 @@ impl DemoWorld {
         // loopback address: two names in the list.
         let serve = |repo: &Path, ip: Ipv4Addr| -> Result<RepoServer, DemoError> {
             let mut config = ServerConfig::new(repo);
-            config.address = Some(IpAddr::V4(ip));
+            config.listen = Listen::Addresses(vec![IpAddr::V4(ip)]);
             config.port = 0;
             config.bandwidth_limit = Some(rate);
             Ok(RepoServer::start(config)?)

@@ -1,9 +1,11 @@
 //! `ferryctl serve` and `ferryctl prepare-usb`: passing updates on.
 //!
-//! - `ferryctl serve [--port N] [--address ADDR] [--advertise] [--bandwidth-limit
-//!   RATE]` serves the repository read-only over HTTP until SIGINT/SIGTERM, and with
-//!   `--advertise` publishes it on the LAN (DNS-SD, on the interfaces
-//!   `FERRY_LAN_INTERFACES` allows), withdrawing the advertisement on exit. With
+//! - `ferryctl serve [--port N] [--address ADDR]... [--advertise]
+//!   [--bandwidth-limit RATE]` serves the repository read-only over HTTP until
+//!   SIGINT/SIGTERM, on the given addresses or else on those of the interfaces
+//!   `FERRY_LAN_INTERFACES` allows (loopback only when it is `none`), and with
+//!   `--advertise` publishes it there (DNS-SD), withdrawing the advertisement on
+//!   exit. With
 //!   `--json` it prints one JSON object per line: `{"event":"serving",…}`,
 //!   `{"event":"advertised",…}`, `{"event":"summary-changed",…}`,
 //!   `{"event":"withdrawn"}`, `{"event":"stopped"}`.
@@ -25,7 +27,7 @@ use serde_json::json;
 
 use crate::cli::output::{format_size, format_timestamp, print_json_line, Throttle};
 use crate::repo::summary::SummaryRef;
-use crate::share::server::{ServedSummary, ServerConfig};
+use crate::share::server::{Listen, ServedSummary, ServerConfig};
 use crate::share::usb::{self, UsbEvent, UsbOptions};
 use crate::share::{parse_rate, Sharing, DEFAULT_PORT};
 use crate::sources::LanInterfaces;
@@ -37,9 +39,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
-    /// Listen on this address only (default: every address)
-    #[arg(long, value_name = "ADDR")]
-    pub address: Option<IpAddr>,
+    /// Listen on this address (repeatable; loopback included) instead of on the
+    /// addresses of the interfaces FERRY_LAN_INTERFACES allows
+    #[arg(long = "address", value_name = "ADDR")]
+    pub addresses: Vec<IpAddr>,
 
     /// Announce the repository to nearby computers (DNS-SD on the interfaces
     /// FERRY_LAN_INTERFACES allows; default every non-loopback interface)
@@ -119,13 +122,28 @@ fn refs_json(summary: &ServedSummary) -> Vec<serde_json::Value> {
 
 /// Runs `ferryctl serve` until SIGINT or SIGTERM.
 pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, String> {
-    // Read before anything starts, so a bad value stops us before we listen.
-    let interfaces = if args.advertise {
+    // Read before anything starts, so a bad value stops us before we listen. The
+    // interfaces decide where to listen (unless addresses are given) and where to
+    // advertise.
+    let lan = if args.advertise || args.addresses.is_empty() {
         LanInterfaces::from_env().map_err(|e| e.to_string())?
     } else {
         LanInterfaces::Off
     };
-    if let LanInterfaces::Only(names) = &interfaces {
+    let interfaces = if args.advertise {
+        lan.clone()
+    } else {
+        LanInterfaces::Off
+    };
+    let listen = if args.addresses.is_empty() {
+        if lan.is_off() {
+            eprintln!("WARNING: FERRY_LAN_INTERFACES turns LAN sharing off: serving to this computer only (loopback); give --address to serve elsewhere.");
+        }
+        Listen::Interfaces(lan.clone())
+    } else {
+        Listen::Addresses(args.addresses.clone())
+    };
+    if let LanInterfaces::Only(names) = &lan {
         for name in names {
             let exists = std::ffi::CString::new(name.as_str())
                 // SAFETY: a NUL-terminated interface name.
@@ -138,7 +156,7 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
     install_stop_handlers();
     let mut config = ServerConfig::new(repo);
     config.port = args.port;
-    config.address = args.address;
+    config.listen = listen;
     config.bandwidth_limit = args.bandwidth_limit;
     let sharing = Sharing::start(config, &interfaces).map_err(|e| e.to_string())?;
     let port = sharing.port();
@@ -162,6 +180,9 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
         );
         for url in sharing.urls() {
             println!("  {url}");
+        }
+        if sharing.urls().is_empty() {
+            println!("  (no address yet: waiting for the network)");
         }
         if let Some(rate) = args.bandwidth_limit {
             println!("Uploads limited to {}/s", format_size(rate));
@@ -362,11 +383,22 @@ mod tests {
             "--advertise",
             "--bandwidth-limit",
             "5M",
+            "--address",
+            "127.0.0.1",
+            "--address",
+            "::1",
         ]);
         let TestCommand::Serve(args) = cli.command else {
             panic!()
         };
         assert_eq!(args.port, 0);
+        assert_eq!(
+            args.addresses,
+            vec![
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
         assert!(args.advertise);
         assert_eq!(args.bandwidth_limit, Some(5_000_000));
         let cli = TestCli::parse_from(["ferryctl", "serve"]);

@@ -15,17 +15,27 @@
 //!   the refs change (checked every few seconds and on every summary request).
 //! - Each connection carries one request (`Connection: close`): libsoup 3.2 leaks
 //!   idle keep-alive connections that clients close.
-//! - Abuse is bounded: connections still sending their request headers are limited
-//!   in number (the oldest is closed first) and in time, sockets time out when
-//!   idle, responses in progress are limited (beyond: 503), and an optional
-//!   bandwidth cap is shared by all responses ([`super::throttle`]).
+//! - It listens only where the user shares ([`Listen`]): on given addresses, or on
+//!   the addresses of the interfaces `FERRY_LAN_INTERFACES` names (loopback when
+//!   it turns the LAN off), following address changes.
+//! - Connections are accepted here, not by soup, and handed to soup one by one
+//!   (`soup_server_accept_iostream`): libsoup 3.2 has no hook to refuse or hold a
+//!   connection before it allocates one. Each client address (an IPv6 /64) gets a
+//!   handful of connections at once; more wait their turn in a short queue,
+//!   beyond it they are closed at once, so one client cannot take every slot.
+//! - Abuse is bounded: the request phase (from accept to the end of the headers,
+//!   64 KiB at most in libsoup) is limited in time, and connections in it are
+//!   limited in number (the oldest is closed first). A request with a body is
+//!   answered (400 for GET/HEAD, 405 otherwise) without reading it. Sockets time
+//!   out when idle, responses in progress are limited (beyond: 503), and an
+//!   optional bandwidth cap is shared by all responses ([`super::throttle`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -40,6 +50,7 @@ use soup::prelude::*;
 use crate::repo::config::RepoConfig;
 use crate::repo::store::Repo;
 use crate::repo::summary::Summary;
+use crate::sources::LanInterfaces;
 use crate::transport::map_file;
 
 use super::paths::{parse_request_path, FileKind, RepoPath};
@@ -52,11 +63,18 @@ use super::ShareError;
 pub struct Limits {
     /// Responses in progress at once; more requests get 503.
     pub max_active_requests: usize,
-    /// Connections still sending their request headers (new or idle keep-alive);
-    /// beyond this the oldest is closed.
+    /// Connections still sending their request (all clients); beyond this the
+    /// oldest is closed.
     pub max_pending_connections: usize,
-    /// Time a connection has to send a complete request (headers) once it is
-    /// accepted or its previous request is answered.
+    /// Connections one client address (an IPv6 /64) has served at once.
+    pub max_connections_per_client: usize,
+    /// Further connections of one client waiting for one of those to end; beyond
+    /// this they are closed at once.
+    pub max_queued_per_client: usize,
+    /// Connections waiting in queues, all clients together.
+    pub max_queued_connections: usize,
+    /// Time a connection has, from being accepted (waiting in the queue
+    /// included), to send its complete request.
     pub header_timeout: Duration,
     /// A socket with no progress for this long, reading or writing, is closed.
     pub idle_timeout: Duration,
@@ -69,6 +87,10 @@ impl Default for Limits {
         Self {
             max_active_requests: 64,
             max_pending_connections: 256,
+            // libostree fetches 8 objects at once, Ferry 16 (queued beyond 8).
+            max_connections_per_client: 8,
+            max_queued_per_client: 16,
+            max_queued_connections: 256,
             header_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(2),
@@ -83,8 +105,8 @@ pub struct ServerConfig {
     pub repo: PathBuf,
     /// Served at `/RI/`.
     pub repo_index: u16,
-    /// Listen on this address only; `None`: every IPv4 and IPv6 address.
-    pub address: Option<IpAddr>,
+    /// Where to listen.
+    pub listen: Listen,
     /// 0 picks a free port.
     pub port: u16,
     /// Bytes per second across all responses.
@@ -97,10 +119,51 @@ impl ServerConfig {
         Self {
             repo: repo.into(),
             repo_index: 0,
-            address: None,
+            listen: Listen::Interfaces(LanInterfaces::AllNonLoopback),
             port: super::DEFAULT_PORT,
             bandwidth_limit: None,
             limits: Limits::default(),
+        }
+    }
+}
+
+/// Where a server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// On these addresses only (loopback included; an unspecified address is every
+    /// address of its family).
+    Addresses(Vec<IpAddr>),
+    /// On the addresses of these interfaces (the ones Ferry advertises on),
+    /// following address changes; [`LanInterfaces::Off`]: loopback only, this
+    /// computer and nobody else.
+    Interfaces(LanInterfaces),
+}
+
+impl Listen {
+    /// The addresses to listen on now.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        match self {
+            Self::Addresses(addresses) => {
+                let mut out = addresses.clone();
+                out.dedup();
+                out
+            }
+            Self::Interfaces(interfaces) => {
+                let out = interface_addresses(interfaces);
+                if out.is_empty() && interfaces.is_off() {
+                    vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]
+                } else {
+                    out
+                }
+            }
+        }
+    }
+
+    /// The one address given, if exactly one (what an advertisement names).
+    pub fn single_address(&self) -> Option<IpAddr> {
+        match self {
+            Self::Addresses(addresses) if addresses.len() == 1 => Some(addresses[0]),
+            _ => None,
         }
     }
 }
@@ -166,19 +229,115 @@ pub struct ServerStats {
     pub not_modified: u64,
     pub evicted_connections: u64,
     pub timed_out_connections: u64,
+    /// Connections closed at once: their client had too many.
+    pub refused_connections: u64,
+    /// Connections that waited for one of their client's others to end.
+    pub queued_connections: u64,
+    /// Requests with a body, answered without reading it.
+    pub refused_bodies: u64,
 }
 
-struct Pending {
-    msg: glib::WeakRef<soup::ServerMessage>,
-    started: Instant,
+/// How long a refused request's connection stays open after the answer, so the
+/// client reads it before the close (which resets a connection with unread data).
+const LINGER: Duration = Duration::from_secs(1);
+/// How long soup may take to close a connection shut down here before it is
+/// forgotten anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+type ConnId = u64;
+
+/// Who a connection is from, for the per-client limits: an IPv4 address, or an
+/// IPv6 /64 (one host usually has a whole /64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ClientKey {
+    V4(Ipv4Addr),
+    V6Prefix(u64),
+}
+
+impl ClientKey {
+    fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(ip) => Self::V4(ip),
+            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                Some(v4) => Self::V4(v4),
+                None => Self::V6Prefix((u128::from(ip) >> 64) as u64),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Accepted, its request not read yet.
+    Request,
+    /// Its request read: being answered.
+    Answering,
+    /// Refused before its body; taken from soup, closed after [`LINGER`].
+    Closing(Instant),
+}
+
+/// A connection handed to soup.
+struct Conn {
+    client: ClientKey,
+    socket: gio::Socket,
+    accepted: Instant,
+    msg: Option<glib::WeakRef<soup::ServerMessage>>,
+    phase: Phase,
+    /// When it was shut down here (timed out or evicted).
+    shut: Option<Instant>,
+    /// The stream taken back from soup (dropping it closes the socket).
+    stolen: Option<gio::IOStream>,
+}
+
+/// An accepted connection waiting for one of its client's others to end.
+struct Queued {
+    socket: gio::Socket,
+    accepted: Instant,
+}
+
+#[derive(Default)]
+struct Client {
+    /// Connections handed to soup.
+    connections: usize,
+    queue: VecDeque<Queued>,
 }
 
 #[derive(Default)]
 struct Connections {
-    next_id: u64,
-    /// Connections waiting for request headers, oldest first.
-    pending: BTreeMap<u64, Pending>,
+    next_id: ConnId,
+    /// Connections handed to soup, oldest first.
+    open: BTreeMap<ConnId, Conn>,
+    clients: HashMap<ClientKey, Client>,
+    queued: usize,
+    /// The connection being handed to soup (its first request starts at once).
+    accepting: Option<ConnId>,
+    /// Responses in progress.
     active: usize,
+}
+
+impl Connections {
+    /// `client` has one connection less; its next queued one, if any, takes the
+    /// place (and is counted already).
+    fn release(&mut self, client: ClientKey) -> Option<Queued> {
+        let entry = self.clients.get_mut(&client)?;
+        entry.connections = entry.connections.saturating_sub(1);
+        let next = entry.queue.pop_front();
+        if next.is_some() {
+            entry.connections += 1;
+            self.queued -= 1;
+        }
+        if entry.connections == 0 && entry.queue.is_empty() {
+            self.clients.remove(&client);
+        }
+        next
+    }
+}
+
+/// A socket listened on, with its accept watch.
+struct Listener {
+    ip: IpAddr,
+    socket: gio::Socket,
+    watch: glib::Source,
 }
 
 /// One request being answered.
@@ -212,8 +371,14 @@ struct Inner {
     cache: Arc<CompletenessCache>,
     summary: RefCell<SummaryState>,
     connections: RefCell<Connections>,
+    listen: Listen,
+    port: Cell<u16>,
+    listeners: RefCell<Vec<Listener>>,
+    /// Addresses that could not be listened on (warned about once).
+    unlistenable: RefCell<HashSet<IpAddr>>,
+    last_listen_check: Cell<Instant>,
     throttle: Option<Rc<Throttle>>,
-    listeners: RefCell<Vec<SummaryListener>>,
+    summary_listeners: RefCell<Vec<SummaryListener>>,
     timer: RefCell<Option<glib::SourceId>>,
     last_refresh: Cell<Instant>,
     stats: Cell<ServerStats>,
@@ -248,11 +413,11 @@ impl RepoServer {
         let fingerprint = RepoFingerprint::of(&root);
         let current = ServedSummary::new(servable_refs(&repo, &cache)?, now_secs())?;
 
+        // No listener of soup's own: connections come from `accept_ready`.
         let server = soup::Server::builder()
             .raw_paths(true)
             .server_header("Ferry")
             .build();
-        listen(&server, config.address, config.port)?;
 
         let inner = Rc::new(Inner {
             server,
@@ -269,8 +434,13 @@ impl RepoServer {
                 waiting: Vec::new(),
             }),
             connections: RefCell::new(Connections::default()),
-            throttle: config.bandwidth_limit.map(Throttle::new),
+            listen: config.listen.clone(),
+            port: Cell::new(config.port),
             listeners: RefCell::new(Vec::new()),
+            unlistenable: RefCell::new(HashSet::new()),
+            last_listen_check: Cell::new(Instant::now()),
+            throttle: config.bandwidth_limit.map(Throttle::new),
+            summary_listeners: RefCell::new(Vec::new()),
             timer: RefCell::new(None),
             last_refresh: Cell::new(Instant::now()),
             stats: Cell::new(ServerStats::default()),
@@ -299,24 +469,44 @@ impl RepoServer {
                 None => glib::ControlFlow::Break,
             });
         inner.timer.replace(Some(timer));
+        let addresses = inner.listen.addresses();
+        if addresses.is_empty() && config.port == 0 {
+            inner.stop();
+            return Err(ShareError::Listen {
+                address: describe_listen(&inner.listen),
+                message: "it has no address (yet)".into(),
+            });
+        }
+        // Given addresses must all work. Of an interface's addresses (some may not
+        // be usable yet, e.g. IPv6 still checking for duplicates) one is enough;
+        // the others are tried again as the addresses are checked.
+        let errors = inner.sync_listeners(&addresses);
+        let listening = !inner.listeners.borrow().is_empty();
+        let explicit = matches!(inner.listen, Listen::Addresses(_));
+        if let Some(error) = errors.into_iter().next() {
+            if explicit || !listening {
+                inner.stop();
+                return Err(error);
+            }
+            eprintln!("ferry: {error}");
+        }
         Ok(Self { inner })
     }
 
     /// The addresses the server listens on (with the port chosen).
     pub fn listen_addresses(&self) -> Vec<SocketAddr> {
+        let port = self.inner.port.get();
         self.inner
-            .server
-            .listeners()
+            .listeners
+            .borrow()
             .iter()
-            .filter_map(|socket| socket.local_address().ok())
-            .filter_map(|address| address.downcast::<gio::InetSocketAddress>().ok())
-            .map(|address| SocketAddr::new(address.address().into(), address.port()))
+            .map(|listener| SocketAddr::new(listener.ip, port))
             .collect()
     }
 
     /// The TCP port served.
     pub fn port(&self) -> u16 {
-        self.listen_addresses().first().map_or(0, SocketAddr::port)
+        self.inner.port.get()
     }
 
     pub fn repo_index(&self) -> u16 {
@@ -354,7 +544,7 @@ impl RepoServer {
 
     /// Calls `f` (on the main context) whenever the served summary changes.
     pub fn connect_summary_changed(&self, f: impl Fn(&ServedSummary) + 'static) {
-        self.inner.listeners.borrow_mut().push(Box::new(f));
+        self.inner.summary_listeners.borrow_mut().push(Box::new(f));
     }
 
     pub fn stats(&self) -> ServerStats {
@@ -394,73 +584,475 @@ impl Inner {
         if let Some(throttle) = &self.throttle {
             throttle.stop();
         }
+        for listener in self.listeners.take() {
+            listener.watch.destroy();
+            let _ = listener.socket.close();
+        }
+        let (open, clients) = {
+            let mut conns = self.connections.borrow_mut();
+            conns.queued = 0;
+            (
+                std::mem::take(&mut conns.open),
+                std::mem::take(&mut conns.clients),
+            )
+        };
+        for client in clients.into_values() {
+            for queued in client.queue {
+                let _ = queued.socket.close();
+            }
+        }
         soup::prelude::ServerExt::disconnect(&self.server);
+        for conn in open.into_values() {
+            let _ = conn.socket.close();
+        }
     }
 
-    /// A connection is about to read a request: its headers must arrive in time.
-    fn request_started(self: &Rc<Self>, msg: &soup::ServerMessage) {
-        if let Some(socket) = msg.socket() {
-            socket.set_timeout(self.limits.idle_timeout.as_secs().max(1) as u32);
+    /// Listens on `wanted` and nowhere else. Returns why addresses could not be
+    /// listened on (each is tried again on the next call).
+    fn sync_listeners(self: &Rc<Self>, wanted: &[IpAddr]) -> Vec<ShareError> {
+        let mut errors = Vec::new();
+        let gone: Vec<Listener> = {
+            let mut listeners = self.listeners.borrow_mut();
+            let (keep, gone) = std::mem::take(&mut *listeners)
+                .into_iter()
+                .partition(|l| wanted.contains(&l.ip));
+            *listeners = keep;
+            gone
+        };
+        for listener in gone {
+            listener.watch.destroy();
+            let _ = listener.socket.close();
         }
+        self.unlistenable
+            .borrow_mut()
+            .retain(|ip| wanted.contains(ip));
+        for &ip in wanted {
+            if self.listeners.borrow().iter().any(|l| l.ip == ip) {
+                continue;
+            }
+            let port = self.port.get();
+            let socket = match listening_socket(ip, port) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    let error = ShareError::Listen {
+                        address: SocketAddr::new(ip, port).to_string(),
+                        message: e.message().to_owned(),
+                    };
+                    self.unlistenable.borrow_mut().insert(ip);
+                    errors.push(error);
+                    continue;
+                }
+            };
+            if port == 0 {
+                let chosen = socket
+                    .local_address()
+                    .ok()
+                    .and_then(|a| a.downcast::<gio::InetSocketAddress>().ok())
+                    .map_or(0, |a| a.port());
+                self.port.set(chosen);
+            }
+            let watch = self.watch_listener(&socket);
+            self.listeners
+                .borrow_mut()
+                .push(Listener { ip, socket, watch });
+            self.unlistenable.borrow_mut().remove(&ip);
+        }
+        errors
+    }
+
+    /// Accepts connections on `socket` as they come, on the thread-default context.
+    fn watch_listener(self: &Rc<Self>, socket: &gio::Socket) -> glib::Source {
+        let weak = Rc::downgrade(self);
+        let source = gio::prelude::SocketExtManual::create_source(
+            socket,
+            glib::IOCondition::IN,
+            None::<&gio::Cancellable>,
+            Some("ferry-accept"),
+            glib::Priority::DEFAULT,
+            move |socket, _| match weak.upgrade() {
+                Some(inner) => inner.accept_ready(socket),
+                None => glib::ControlFlow::Break,
+            },
+        );
+        source.attach(Some(&glib::MainContext::ref_thread_default()));
+        source
+    }
+
+    fn accept_ready(self: &Rc<Self>, listening: &gio::Socket) -> glib::ControlFlow {
+        // A bounded batch, so that a flood cannot starve the responses.
+        for _ in 0..64 {
+            match listening.accept(None::<&gio::Cancellable>) {
+                Ok(socket) => self.accepted(socket),
+                Err(e) if e.matches(gio::IOErrorEnum::WouldBlock) => break,
+                Err(_) => {
+                    // Out of descriptors (or worse): the socket stays readable, so
+                    // stop watching it for a moment instead of spinning.
+                    let weak = Rc::downgrade(self);
+                    let listening = listening.clone();
+                    glib::timeout_add_local_once(Duration::from_millis(250), move || {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.rewatch(&listening);
+                        }
+                    });
+                    return glib::ControlFlow::Break;
+                }
+            }
+        }
+        glib::ControlFlow::Continue
+    }
+
+    fn rewatch(self: &Rc<Self>, socket: &gio::Socket) {
+        if self.stopped.get() {
+            return;
+        }
+        let known = self.listeners.borrow().iter().any(|l| &l.socket == socket);
+        if known {
+            let watch = self.watch_listener(socket);
+            if let Some(listener) = self
+                .listeners
+                .borrow_mut()
+                .iter_mut()
+                .find(|l| &l.socket == socket)
+            {
+                listener.watch.destroy();
+                listener.watch = watch;
+            }
+        }
+    }
+
+    /// A new connection: handed to soup if its client has room, else queued, else
+    /// closed.
+    fn accepted(self: &Rc<Self>, socket: gio::Socket) {
+        let peer = socket
+            .remote_address()
+            .ok()
+            .and_then(|a| a.downcast::<gio::InetSocketAddress>().ok())
+            .map(|a| IpAddr::from(a.address()));
+        let Some(peer) = peer else {
+            let _ = socket.close();
+            return;
+        };
+        let client = ClientKey::of(peer);
+        let now = Instant::now();
+        enum Verdict {
+            Serve(gio::Socket),
+            Queued,
+            Refused(gio::Socket),
+        }
+        let verdict = {
+            let mut conns = self.connections.borrow_mut();
+            let queued = conns.queued;
+            let entry = conns.clients.entry(client).or_default();
+            if entry.connections < self.limits.max_connections_per_client {
+                entry.connections += 1;
+                Verdict::Serve(socket)
+            } else if entry.queue.len() < self.limits.max_queued_per_client
+                && queued < self.limits.max_queued_connections
+            {
+                entry.queue.push_back(Queued {
+                    socket,
+                    accepted: now,
+                });
+                conns.queued += 1;
+                Verdict::Queued
+            } else {
+                if entry.connections == 0 && entry.queue.is_empty() {
+                    conns.clients.remove(&client);
+                }
+                Verdict::Refused(socket)
+            }
+        };
+        match verdict {
+            Verdict::Serve(socket) => self.serve_connection(client, socket, now),
+            Verdict::Queued => self.bump(|s| s.queued_connections += 1),
+            Verdict::Refused(socket) => {
+                self.bump(|s| s.refused_connections += 1);
+                let _ = socket.close();
+            }
+        }
+    }
+
+    /// Hands a connection (already counted for `client`) to soup.
+    fn serve_connection(
+        self: &Rc<Self>,
+        client: ClientKey,
+        socket: gio::Socket,
+        accepted: Instant,
+    ) {
         let id = {
             let mut conns = self.connections.borrow_mut();
             let id = conns.next_id;
             conns.next_id += 1;
-            conns.pending.insert(
+            conns.open.insert(
                 id,
-                Pending {
-                    msg: msg.downgrade(),
-                    started: Instant::now(),
+                Conn {
+                    client,
+                    socket: socket.clone(),
+                    accepted,
+                    msg: None,
+                    phase: Phase::Request,
+                    shut: None,
+                    stolen: None,
                 },
             );
+            conns.accepting = Some(id);
             id
         };
-        let forget = {
-            let weak = Rc::downgrade(self);
-            move |_: &soup::ServerMessage| {
-                if let Some(inner) = weak.upgrade() {
-                    inner.connections.borrow_mut().pending.remove(&id);
+        let _ = socket.set_option(libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        socket.set_timeout(self.limits.idle_timeout.as_secs().max(1) as u32);
+        let local = socket.local_address().ok();
+        let remote = socket.remote_address().ok();
+        let stream = socket.connection_factory_create_connection();
+        let handed = self
+            .server
+            .accept_iostream(&stream, local.as_ref(), remote.as_ref());
+        let started = {
+            let mut conns = self.connections.borrow_mut();
+            conns.accepting = None;
+            conns.open.get(&id).is_some_and(|c| c.msg.is_some())
+        };
+        if handed.is_err() || !started {
+            let _ = socket.close();
+            self.forget(id);
+            return;
+        }
+        self.evict_pending();
+    }
+
+    /// Too many connections still in their request phase: the oldest are shut.
+    fn evict_pending(&self) {
+        let victims: Vec<gio::Socket> = {
+            let mut conns = self.connections.borrow_mut();
+            let pending: Vec<ConnId> = conns
+                .open
+                .iter()
+                .filter(|(_, c)| c.phase == Phase::Request && c.shut.is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            let excess = pending
+                .len()
+                .saturating_sub(self.limits.max_pending_connections);
+            let now = Instant::now();
+            let mut victims = Vec::new();
+            for id in &pending[..excess] {
+                if let Some(conn) = conns.open.get_mut(id) {
+                    conn.shut = Some(now);
+                    victims.push(conn.socket.clone());
                 }
             }
+            victims
         };
-        msg.connect_got_headers(forget.clone());
-        msg.connect_finished(forget.clone());
-        msg.connect_disconnected(forget);
+        for socket in victims {
+            let _ = socket.shutdown(true, true);
+            self.bump(|s| s.evicted_connections += 1);
+        }
+    }
 
-        // Too many connections waiting for headers: close the oldest.
+    /// Drops the record of a connection and gives its place to its client's next
+    /// queued one (closing those that waited too long).
+    fn forget(self: &Rc<Self>, id: ConnId) {
+        let Some(conn) = self.connections.borrow_mut().open.remove(&id) else {
+            return;
+        };
+        drop(conn.stolen);
         loop {
-            let victim = {
-                let mut conns = self.connections.borrow_mut();
-                if conns.pending.len() <= self.limits.max_pending_connections {
-                    break;
+            let next = self.connections.borrow_mut().release(conn.client);
+            match next {
+                None => return,
+                Some(queued) if queued.accepted.elapsed() >= self.limits.header_timeout => {
+                    let _ = queued.socket.close();
+                    self.bump(|s| s.timed_out_connections += 1);
                 }
-                conns.pending.pop_first().map(|(_, p)| p)
-            };
-            if let Some(victim) = victim {
-                close_connection(&victim.msg);
-                self.bump(|s| s.evicted_connections += 1);
+                Some(queued) => {
+                    // Not from inside soup's signal handler that got us here.
+                    let weak = Rc::downgrade(self);
+                    glib::idle_add_local_once(move || {
+                        if let Some(inner) = weak.upgrade().filter(|i| !i.stopped.get()) {
+                            inner.serve_connection(conn.client, queued.socket, queued.accepted);
+                        }
+                    });
+                    return;
+                }
             }
         }
     }
 
-    fn tick(self: &Rc<Self>) {
-        // Connections too slow to send a request are closed.
-        let expired: Vec<Pending> = {
-            let mut conns = self.connections.borrow_mut();
-            let timeout = self.limits.header_timeout;
-            let ids: Vec<u64> = conns
-                .pending
-                .iter()
-                .filter(|(_, p)| p.started.elapsed() >= timeout || p.msg.upgrade().is_none())
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter()
-                .filter_map(|id| conns.pending.remove(id))
-                .collect()
+    /// soup is done with a connection (its response sent, or it closed).
+    fn connection_ended(self: &Rc<Self>, id: ConnId) {
+        let closing = {
+            let conns = self.connections.borrow();
+            match conns.open.get(&id) {
+                None => return,
+                Some(conn) => matches!(conn.phase, Phase::Closing(_)),
+            }
         };
-        for pending in expired {
-            if close_connection(&pending.msg) {
-                self.bump(|s| s.timed_out_connections += 1);
+        // A refused request's connection is closed by `tick` after LINGER.
+        if !closing {
+            self.forget(id);
+        }
+    }
+
+    /// The request's headers are in. A request with a body is answered here,
+    /// without reading the body: the connection is taken back from soup, which
+    /// would otherwise read (and keep) the whole body first.
+    fn got_headers(self: &Rc<Self>, id: ConnId, msg: &soup::ServerMessage) {
+        let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+        let has_body = msg
+            .request_headers()
+            .is_some_and(|headers| match headers.encoding() {
+                soup::Encoding::None => false,
+                soup::Encoding::ContentLength => headers.content_length() > 0,
+                _ => true,
+            });
+        if !has_body {
+            if let Some(conn) = self.connections.borrow_mut().open.get_mut(&id) {
+                conn.phase = Phase::Answering;
+            }
+            return;
+        }
+        let (status, reason, allow) = if method == "GET" || method == "HEAD" {
+            (400, "Bad Request", "")
+        } else {
+            (405, "Method Not Allowed", "Allow: GET, HEAD\r\n")
+        };
+        self.bump(|s| s.refused_bodies += 1);
+        let socket = {
+            let mut conns = self.connections.borrow_mut();
+            let Some(conn) = conns.open.get_mut(&id) else {
+                return;
+            };
+            conn.phase = Phase::Closing(Instant::now());
+            conn.socket.clone()
+        };
+        // Emits "disconnected", which leaves a closing connection alone.
+        let stream = msg.steal_connection();
+        let response = format!(
+            "HTTP/1.1 {status} {reason}\r\nServer: Ferry\r\n{allow}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        // Nothing was written on this connection yet: the answer fits the buffer.
+        let _ = socket.send_with_blocking(response.as_bytes(), false, None::<&gio::Cancellable>);
+        let _ = socket.shutdown(false, true);
+        if let Some(conn) = self.connections.borrow_mut().open.get_mut(&id) {
+            conn.stolen = stream;
+        }
+    }
+
+    /// soup starts reading the request of the connection being handed to it.
+    fn request_started(self: &Rc<Self>, msg: &soup::ServerMessage) {
+        // One request per connection. libsoup 3.2 never closes an idle keep-alive
+        // connection whose client went away (it stays in CLOSE-WAIT, holding a
+        // descriptor, forever); closing after each response leaks nothing, at the
+        // cost of a TCP handshake per request. (soup also closes every connection
+        // after one request when it has no listener of its own.)
+        if let Some(headers) = msg.response_headers() {
+            headers.replace("Connection", "close");
+        }
+        let Some(id) = self.connections.borrow().accepting else {
+            return;
+        };
+        if let Some(conn) = self.connections.borrow_mut().open.get_mut(&id) {
+            conn.msg = Some(msg.downgrade());
+        }
+        let weak = Rc::downgrade(self);
+        msg.connect_got_headers(move |msg| {
+            if let Some(inner) = weak.upgrade() {
+                inner.got_headers(id, msg);
+            }
+        });
+        let ended = {
+            let weak = Rc::downgrade(self);
+            move |_: &soup::ServerMessage| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.connection_ended(id);
+                }
+            }
+        };
+        msg.connect_finished(ended.clone());
+        msg.connect_disconnected(ended);
+    }
+
+    fn tick(self: &Rc<Self>) {
+        let timeout = self.limits.header_timeout;
+        let mut shut = Vec::new();
+        let mut done = Vec::new();
+        let mut expired = Vec::new();
+        {
+            let mut conns = self.connections.borrow_mut();
+            let now = Instant::now();
+            for (id, conn) in conns.open.iter_mut() {
+                match conn.phase {
+                    // Answered and lingered: closed (dropping the stream closes it).
+                    Phase::Closing(since) if since.elapsed() >= LINGER => done.push(*id),
+                    Phase::Closing(_) => {}
+                    // soup did not close it after all.
+                    _ if conn.shut.is_some_and(|t| t.elapsed() >= SHUTDOWN_GRACE)
+                        || conn.socket.is_closed() =>
+                    {
+                        done.push(*id)
+                    }
+                    // Too slow to send its request.
+                    Phase::Request if conn.shut.is_none() && conn.accepted.elapsed() >= timeout => {
+                        conn.shut = Some(now);
+                        shut.push(conn.socket.clone());
+                    }
+                    _ => {}
+                }
+            }
+            // Queued too long: closed without ever reaching soup.
+            let mut emptied = Vec::new();
+            let mut dropped = 0;
+            for (key, client) in conns.clients.iter_mut() {
+                while client
+                    .queue
+                    .front()
+                    .is_some_and(|q| q.accepted.elapsed() >= timeout)
+                {
+                    expired.push(client.queue.pop_front().expect("front").socket);
+                    dropped += 1;
+                }
+                if client.connections == 0 && client.queue.is_empty() {
+                    emptied.push(*key);
+                }
+            }
+            conns.queued -= dropped;
+            for key in emptied {
+                conns.clients.remove(&key);
+            }
+        }
+        for socket in shut {
+            let _ = socket.shutdown(true, true);
+            self.bump(|s| s.timed_out_connections += 1);
+        }
+        for socket in expired {
+            let _ = socket.close();
+            self.bump(|s| s.timed_out_connections += 1);
+        }
+        for id in done {
+            if let Some(socket) = self
+                .connections
+                .borrow()
+                .open
+                .get(&id)
+                .map(|c| c.socket.clone())
+            {
+                let _ = socket.close();
+            }
+            self.forget(id);
+        }
+        if matches!(self.listen, Listen::Interfaces(_))
+            && self.last_listen_check.get().elapsed() >= self.limits.refresh_interval
+        {
+            self.last_listen_check.set(Instant::now());
+            // Reported once per address, not every few seconds.
+            let known: HashSet<IpAddr> = self.unlistenable.borrow().clone();
+            for error in self.sync_listeners(&self.listen.addresses()) {
+                if let ShareError::Listen { address, .. } = &error {
+                    let ip = address.parse::<SocketAddr>().map(|a| a.ip());
+                    if ip.is_ok_and(|ip| known.contains(&ip)) {
+                        continue;
+                    }
+                }
+                eprintln!("ferry: {error}");
             }
         }
         if self.last_refresh.get().elapsed() >= self.limits.refresh_interval {
@@ -494,13 +1086,6 @@ impl Inner {
 
     fn handle(self: &Rc<Self>, msg: &soup::ServerMessage, path: &str) {
         self.bump(|s| s.requests += 1);
-        // One request per connection. libsoup 3.2 never closes an idle keep-alive
-        // connection whose client went away (it stays in CLOSE-WAIT, holding a
-        // descriptor, forever); closing after each response leaks nothing, at the
-        // cost of a TCP handshake per request.
-        if let Some(headers) = msg.response_headers() {
-            headers.replace("Connection", "close");
-        }
         let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
         let head = method == "HEAD";
         if method != "GET" && !head {
@@ -687,7 +1272,7 @@ impl Inner {
             }
         }
         if let Some(summary) = changed {
-            for listener in self.listeners.borrow().iter() {
+            for listener in self.summary_listeners.borrow().iter() {
                 listener(&summary);
             }
         }
@@ -820,6 +1405,8 @@ fn listening_socket(ip: IpAddr, port: u16) -> Result<gio::Socket, glib::Error> {
         // IPv4 has its own socket.
         socket.set_option(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }
+    // Accepted in batches until the queue is empty: never wait in accept().
+    socket.set_blocking(false);
     socket.set_listen_backlog(LISTEN_BACKLOG);
     socket.bind(
         &gio::InetSocketAddress::new(&gio::InetAddress::from(ip), port),
@@ -829,53 +1416,17 @@ fn listening_socket(ip: IpAddr, port: u16) -> Result<gio::Socket, glib::Error> {
     Ok(socket)
 }
 
-/// Listens on `address`, or on every IPv4 and IPv6 address (IPv6 only if the
-/// system has it) with the same port.
-fn listen(server: &soup::Server, address: Option<IpAddr>, port: u16) -> Result<(), ShareError> {
-    let failed = |ip: IpAddr, port: u16, e: glib::Error| ShareError::Listen {
-        address: SocketAddr::new(ip, port).to_string(),
-        message: e.message().to_owned(),
-    };
-    let ips = match address {
-        Some(ip) => vec![ip],
-        None => vec![
-            IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
-            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
-        ],
-    };
-    let mut port = port;
-    for (i, ip) in ips.into_iter().enumerate() {
-        let socket = match listening_socket(ip, port) {
-            Ok(socket) => socket,
-            // A system without IPv6 still serves IPv4.
-            Err(e) if i > 0 && address.is_none() => {
-                eprintln!("ferry: not listening on IPv6: {}", e.message());
-                continue;
-            }
-            Err(e) => return Err(failed(ip, port, e)),
-        };
-        if port == 0 {
-            port = socket
-                .local_address()
-                .ok()
-                .and_then(|a| a.downcast::<gio::InetSocketAddress>().ok())
-                .map_or(0, |a| a.port());
-        }
-        server
-            .listen_socket(&socket, soup::ServerListenOptions::empty())
-            .map_err(|e| failed(ip, port, e))?;
-    }
-    Ok(())
-}
-
-/// Shuts a connection's socket down; soup then closes it. Whether there was one.
-fn close_connection(msg: &glib::WeakRef<soup::ServerMessage>) -> bool {
-    match msg.upgrade().and_then(|msg| msg.socket()) {
-        Some(socket) => {
-            let _ = socket.shutdown(true, true);
-            true
-        }
-        None => false,
+/// What a [`Listen`] names, for messages.
+fn describe_listen(listen: &Listen) -> String {
+    match listen {
+        Listen::Addresses(addresses) => addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        Listen::Interfaces(LanInterfaces::Off) => "loopback".into(),
+        Listen::Interfaces(LanInterfaces::AllNonLoopback) => "every network interface".into(),
+        Listen::Interfaces(LanInterfaces::Only(names)) => names.join(", "),
     }
 }
 
@@ -1046,9 +1597,86 @@ pub fn local_addresses(ipv4: bool) -> Vec<IpAddr> {
     out
 }
 
+/// The addresses of the interfaces `interfaces` allows: IPv4 and global IPv6
+/// (link-local addresses need a zone, which cannot go into a URL); for
+/// [`LanInterfaces::Off`], the loopback interface's.
+pub fn interface_addresses(interfaces: &LanInterfaces) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    // SAFETY: getifaddrs' list is walked read-only and freed once.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut entry = list;
+        while !entry.is_null() {
+            let addr = (*entry).ifa_addr;
+            let name = std::ffi::CStr::from_ptr((*entry).ifa_name).to_string_lossy();
+            let loopback = (*entry).ifa_flags & libc::IFF_LOOPBACK as libc::c_uint != 0;
+            let wanted = match interfaces {
+                LanInterfaces::Off => loopback,
+                LanInterfaces::AllNonLoopback => !loopback,
+                LanInterfaces::Only(names) => names.iter().any(|n| *n == name),
+            };
+            if wanted && !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                        if (ip.segments()[0] & 0xffc0) != 0xfe80 {
+                            out.push(IpAddr::V6(ip));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_keys() {
+        let v4: IpAddr = "10.0.0.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(ClientKey::of(v4), ClientKey::of(mapped));
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ClientKey::of(a), ClientKey::of(b));
+        assert_ne!(ClientKey::of(a), ClientKey::of(c));
+    }
+
+    #[test]
+    fn listens_on_loopback_when_the_lan_is_off() {
+        let addresses = Listen::Interfaces(LanInterfaces::Off).addresses();
+        assert!(
+            addresses.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "{addresses:?}"
+        );
+        assert!(addresses.iter().all(IpAddr::is_loopback), "{addresses:?}");
+        let lan = Listen::Interfaces(LanInterfaces::AllNonLoopback).addresses();
+        assert!(!lan.iter().any(IpAddr::is_loopback), "{lan:?}");
+        let explicit = Listen::Addresses(vec!["127.0.0.2".parse().unwrap()]);
+        assert_eq!(
+            explicit.single_address(),
+            Some("127.0.0.2".parse().unwrap())
+        );
+    }
 
     #[test]
     fn conditional_requests() {

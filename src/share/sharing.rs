@@ -34,9 +34,9 @@ impl Sharing {
     /// Starts serving as `config` says, then advertises the repository on
     /// `interfaces` (nothing is advertised, and no mDNS daemon started, when they
     /// are [`LanInterfaces::Off`]). The advertisement names the address served on
-    /// when `config.address` is one address.
+    /// when `config.listen` gives exactly one address.
     pub fn start(config: ServerConfig, interfaces: &LanInterfaces) -> Result<Self, ShareError> {
-        let address = config.address;
+        let address = config.listen.single_address();
         let server = RepoServer::start(config)?;
         let repo_index = server.repo_index();
         let settings = AdvertSettings::new(server.port(), repo_index, address);

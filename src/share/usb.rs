@@ -71,6 +71,8 @@ pub enum UsbError {
     BadDestination(PathBuf),
     #[error("{0} is outside the drive (another file system)")]
     OutsideDrive(PathBuf),
+    #[error("{path} on the drive {reason}: Ferry does not write through it; nothing was copied")]
+    UnsafeEntry { path: PathBuf, reason: &'static str },
     #[error("the destination {0} is the local repository itself")]
     SameRepository(PathBuf),
     #[error("nothing is tracked yet: name the refs to copy (REMOTE:REF) or track them with “ferryctl track”")]
@@ -352,22 +354,17 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
     if !fs::metadata(mount).map_err(io_error(mount))?.is_dir() {
         return Err(UsbError::NotADirectory(mount.clone()));
     }
-    check_writable(mount)?;
     let relative = destination_relative(options.destination_repo.as_deref())?;
     let destination = mount.join(&relative);
-    // Whatever exists of the path (symlinks followed) must stay on the drive, or
-    // creating the repository would write elsewhere.
+    // Before anything is written (even the probe below): whatever exists of the
+    // paths Ferry writes must be the drive's own.
     let mount_dev = fs::metadata(mount).map_err(io_error(mount))?.dev();
-    let mut prefix = mount.clone();
-    for component in relative.components() {
-        prefix.push(component);
-        match fs::metadata(&prefix) {
-            Ok(meta) if meta.dev() != mount_dev => return Err(UsbError::OutsideDrive(prefix)),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-            Err(e) => return Err(io_error(&prefix)(e)),
-        }
+    check_path_on_drive(mount, mount_dev, &relative)?;
+    if relative != Path::new(DEFAULT_DESTINATION) {
+        check_path_on_drive(mount, mount_dev, Path::new(REPOS_D))?;
     }
+    check_repository_entries(&destination, mount_dev)?;
+    check_writable(mount)?;
     if same_file(&destination, repo.root()) {
         return Err(UsbError::SameRepository(destination));
     }
@@ -429,6 +426,97 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
     })
 }
 
+/// Checks that whatever exists of `mount/relative` (symlinks followed) stays inside
+/// the drive: on its file system and beneath its mount point. Otherwise creating or
+/// filling the repository would write elsewhere.
+fn check_path_on_drive(mount: &Path, mount_dev: u64, relative: &Path) -> Result<(), UsbError> {
+    let mount_real = fs::canonicalize(mount).map_err(io_error(mount))?;
+    let mut prefix = mount.to_path_buf();
+    for component in relative.components() {
+        prefix.push(component);
+        match fs::metadata(&prefix) {
+            Ok(meta) if meta.dev() != mount_dev => return Err(UsbError::OutsideDrive(prefix)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(io_error(&prefix)(e)),
+        }
+        let real = fs::canonicalize(&prefix).map_err(io_error(&prefix))?;
+        if !real.starts_with(&mount_real) {
+            return Err(UsbError::OutsideDrive(prefix));
+        }
+    }
+    Ok(())
+}
+
+/// The directories of a repository Ferry writes into or makes readable.
+const REPOSITORY_DIRS: [&str; 5] = ["objects", "tmp", "refs", "state", "extensions"];
+/// The files of a repository Ferry reads, rewrites or makes readable.
+const REPOSITORY_FILES: [&str; 3] = ["config", "summary", "summary.sig"];
+
+/// An existing repository on a drive someone else prepared is written only if
+/// everything Ferry writes to or changes is a plain directory or file of the drive:
+/// `objects` and its `XX` directories, `tmp`, `refs`, `state`, `extensions` and
+/// everything below the last four, `config`, `summary` and `summary.sig`. A
+/// symbolic link or a mount point there would make the copy (or its permission
+/// changes) land outside the drive, so the drive is refused before anything is
+/// written.
+fn check_repository_entries(destination: &Path, drive_dev: u64) -> Result<(), UsbError> {
+    let entry = |path: &Path| -> Result<Option<fs::Metadata>, UsbError> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(UsbError::UnsafeEntry {
+                path: path.to_owned(),
+                reason: "is a symbolic link",
+            }),
+            Ok(meta) if meta.dev() != drive_dev => Err(UsbError::UnsafeEntry {
+                path: path.to_owned(),
+                reason: "is on another file system",
+            }),
+            Ok(meta) => Ok(Some(meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(path)(e)),
+        }
+    };
+    let not_a = |path: &Path, reason| UsbError::UnsafeEntry {
+        path: path.to_owned(),
+        reason,
+    };
+    match fs::metadata(destination) {
+        Ok(meta) if !meta.is_dir() => return Err(not_a(destination, "is not a directory")),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(destination)(e)),
+    }
+    for name in REPOSITORY_FILES {
+        let path = destination.join(name);
+        if entry(&path)?.is_some_and(|meta| !meta.is_file()) {
+            return Err(not_a(&path, "is not a regular file"));
+        }
+    }
+    for name in REPOSITORY_DIRS {
+        let top = destination.join(name);
+        match entry(&top)? {
+            None => continue,
+            Some(meta) if !meta.is_dir() => return Err(not_a(&top, "is not a directory")),
+            Some(_) => {}
+        }
+        // Objects: only the XX directories (the objects themselves are never
+        // written over, nor their permissions changed). Elsewhere: everything.
+        let deep = name != "objects";
+        let mut dirs = vec![top];
+        while let Some(dir) = dirs.pop() {
+            for child in fs::read_dir(&dir).map_err(io_error(&dir))? {
+                let child = child.map_err(io_error(&dir))?.path();
+                if let Some(meta) = entry(&child)? {
+                    if deep && meta.is_dir() {
+                        dirs.push(child);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sets the process umask for the copy and restores it when dropped, so every
 /// directory and file made on the drive is readable by others.
 struct UmaskGuard(libc::mode_t);
@@ -477,14 +565,23 @@ fn make_readable(path: &Path) {
 /// written 0644 by the store), made readable.
 fn make_repo_readable(destination: &Path) {
     for dir in [destination.to_path_buf(), destination.join("objects")] {
-        if let Ok(meta) = fs::metadata(&dir) {
+        // Never through a symlink (the destination itself was checked to be on the
+        // drive; `objects` must be a directory of its own).
+        let meta = if dir == destination {
+            fs::metadata(&dir)
+        } else {
+            fs::symlink_metadata(&dir)
+        };
+        if let Ok(meta) = meta {
             let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o755 != 0o755 {
+            if meta.is_dir() && mode & 0o755 != 0o755 {
                 let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o755));
             }
         }
     }
-    if let Ok(entries) = fs::read_dir(destination.join("objects")) {
+    let objects = destination.join("objects");
+    let objects_is_dir = fs::symlink_metadata(&objects).is_ok_and(|m| m.is_dir());
+    if let Ok(entries) = fs::read_dir(&objects).map(|e| e.filter(|_| objects_is_dir)) {
         for entry in entries.flatten() {
             let path = entry.path();
             if let Ok(meta) = fs::symlink_metadata(&path) {

@@ -26,7 +26,7 @@ use crate::repo::config::RepoConfig;
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::{Checksum, RepoError};
-use crate::share::server::ServerConfig;
+use crate::share::server::{Listen, ServerConfig};
 use crate::share::{ShareError, Sharing};
 use crate::sources::{
     sort_sources, Discovery, DiscoveryOptions, LanInterfaces, Source, SourceEvent, SourceKind,
@@ -1106,7 +1106,8 @@ impl FerryUpdater {
 }
 
 /// Serves `repo` on Ferry's port, sending at most `bandwidth_limit` bytes per
-/// second, and advertises it on `interfaces` (the ones discovery uses).
+/// second, on the addresses of `interfaces` (the ones discovery uses; loopback
+/// only when they are off), and advertises it there.
 /// `loopback_only` (the demonstration) serves on 127.0.0.1 and advertises nothing.
 fn start_sharing(
     repo: &Path,
@@ -1121,9 +1122,12 @@ fn start_sharing(
     };
     let mut config = ServerConfig::new(repo);
     config.bandwidth_limit = bandwidth_limit;
-    if loopback_only {
-        config.address = Some(std::net::Ipv4Addr::LOCALHOST.into());
-    }
+    // Served where it is advertised (loopback only when the LAN is off).
+    config.listen = if loopback_only {
+        Listen::Addresses(vec![std::net::Ipv4Addr::LOCALHOST.into()])
+    } else {
+        Listen::Interfaces(interfaces.clone())
+    };
     let sharing = Sharing::start(config, &interfaces)?;
     sharing.connect_summary_changed(|_, advert_error| {
         if let Some(e) = advert_error {

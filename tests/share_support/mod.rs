@@ -457,6 +457,17 @@ impl Server {
         out
     }
 
+    /// The server process's resident memory (VmRSS), in KiB.
+    pub fn vm_rss_kib(&self) -> u64 {
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Descriptors the server process has open now.
     pub fn open_fds(&self) -> usize {
         fs::read_dir(format!("/proc/{}/fd", self.child.id()))
@@ -489,6 +500,74 @@ impl Response {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (all of
+/// 127.0.0.0/8 is this computer), so that one test can be several clients.
+pub fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(target) = addr else {
+        panic!("IPv4 only: {addr}")
+    };
+    let sockaddr = |ip: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_be_bytes(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a new socket, bound and connected with correctly sized addresses,
+    // then owned by the TcpStream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(source, 0);
+        let bound = libc::bind(fd, &local as *const _ as *const libc::sockaddr, len);
+        assert_eq!(
+            bound,
+            0,
+            "bind {source:?}: {}",
+            std::io::Error::last_os_error()
+        );
+        let remote = sockaddr(target.ip().octets(), target.port());
+        let connected = libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len);
+        assert_eq!(
+            connected,
+            0,
+            "connect {source:?} -> {addr}: {}",
+            std::io::Error::last_os_error()
+        );
+        stream
+    }
+}
+
+/// Whether the server closed `stream` (EOF or an error) within `wait`; reads and
+/// discards whatever it sent.
+pub fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + wait;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
     }
 }
 
