@@ -113,12 +113,11 @@ pub enum Edit {
 
 fn word_bytes(value: u64, width: u8, big_endian: bool) -> Vec<u8> {
     let width = [1usize, 2, 4, 8][usize::from(width % 4)];
-    let bytes = if big_endian {
+    if big_endian {
         value.to_be_bytes()[8 - width..].to_vec()
     } else {
         value.to_le_bytes()[..width].to_vec()
-    };
-    bytes
+    }
 }
 
 fn overwrite(bytes: &mut [u8], at: usize, word: &[u8]) {
@@ -158,7 +157,7 @@ impl Edit {
                 let from = at(*from);
                 let stretch = bytes[from..(from + n).min(len)].to_vec();
                 let to = to % (len + 1);
-                if to % 2 == 0 {
+                if to.is_multiple_of(2) {
                     bytes.splice(to..to, stretch);
                 } else {
                     overwrite(bytes, to, &stretch);
