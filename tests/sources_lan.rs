@@ -287,3 +287,82 @@ fn sources_lan_malformed_adverts_are_ignored() {
     let lan: Vec<&Value> = sources.iter().filter(|v| v["kind"] == "lan").collect();
     assert_eq!(lan.len(), 1, "malformed adverts listed:\n{stdout}");
 }
+
+/// Issue 11, item 10: a peer whose advertised address is loopback points at the
+/// browsing computer itself, not at the peer. Here the advertised host resolves to
+/// 127.0.0.1, and namespace b, where Ferry runs, has a real repository served on its
+/// own 127.0.0.1 at the advertised port: used, it would be listed "ready". It must
+/// be ignored, while a normal peer on the same avahi is listed and the same loopback
+/// URL given by hand (`--static-source`) still works.
+#[test]
+fn sources_lan_peer_advertising_loopback_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    let repo = OstreeRepo::create(&dir.path().join("served"), COLLECTION, REF);
+    symlink(&repo.path, www.join("0")).unwrap();
+    let url = format!("file://{}", repo.path.display());
+    let client = ClientRepo::create(&dir.path().join("client"), &url, COLLECTION);
+    let lan = Lan::new();
+    let _peer_http = HttpServer::start(&lan.a, &www, ADDR_A, PORT);
+    let _own_loopback_http = HttpServer::start(&lan.b, &www, "127.0.0.1", PORT);
+    let suffix = random_suffix();
+    let loop_host = format!("ferry-loop-{suffix}.local");
+    let avahi = Avahi::start_with_static_hosts(&lan.a, &lan.veth_a, &[("127.0.0.1", &loop_host)]);
+
+    let st = repo.summary_last_modified();
+    let txt = advert(&[(COLLECTION, REF)], st, 0);
+    let looped = format!("ferry-loop-{suffix}");
+    avahi.publish_on("loop.service", &looped, Some(&loop_host), PORT, &txt);
+    avahi.wait_established(&looped);
+    let control = format!("ferry-control-{suffix}");
+    avahi.publish("control.service", &control, PORT, &txt);
+    avahi.wait_established(&control);
+
+    let by_hand = format!("http://127.0.0.1:{PORT}/0");
+    let mut cmd = lan.b.command(ferryctl_path());
+    cmd.env("FERRY_LAN_INTERFACES", &lan.veth_b)
+        .env("G_MESSAGES_DEBUG", "ferry")
+        .arg("--repo")
+        .arg(&client.path)
+        .args([
+            "sources",
+            "--json",
+            "--no-mounts",
+            "--static-source",
+            &by_hand,
+        ]);
+    let (ok, stdout, stderr) = run_status(&mut cmd);
+    assert!(ok, "{stdout}\n{stderr}");
+    let sources: Vec<Value> = serde_json::from_str::<Value>(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+        .as_array()
+        .expect("array")
+        .clone();
+    let peer = lan_source(&sources, &control)
+        .unwrap_or_else(|| panic!("control peer not listed:\n{stdout}\n{stderr}"));
+    assert_eq!(peer["uri"], format!("http://{ADDR_A}:{PORT}/0"), "{peer}");
+    assert!(
+        lan_source(&sources, &looped).is_none(),
+        "peer advertising 127.0.0.1 listed:\n{stdout}"
+    );
+    // Seen and refused for its address (not merely missed).
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains(&format!("ignoring LAN peer {looped}"))
+                && l.contains("no usable address")),
+        "no word of refusing {looped}:\n{stderr}"
+    );
+    assert!(
+        !sources
+            .iter()
+            .any(|v| v["kind"] == "lan" && v["uri"].as_str().unwrap_or("").contains("127.0.0.1")),
+        "a LAN source points at loopback:\n{stdout}"
+    );
+    let static_source = sources
+        .iter()
+        .find(|v| v["id"] == format!("static:{by_hand}"))
+        .unwrap_or_else(|| panic!("static source missing:\n{stdout}"));
+    assert_eq!(static_source["state"], "ready", "{static_source}");
+}

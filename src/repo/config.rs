@@ -171,13 +171,28 @@ impl RepoConfig {
             }
             Err(err) => return Err(RepoError::io(&path, err)),
         };
+        Self::parse(root, data)
+    }
+
+    /// Reads the bytes of `root/config` (as [`load`](Self::load) does after reading
+    /// the file), with the same checks.
+    pub fn parse(root: impl Into<PathBuf>, data: Vec<u8>) -> Result<Self> {
+        let root = root.into();
+        // GKeyFile checks neither group names nor raw values for UTF-8, and glib's
+        // Rust strings must be UTF-8: refuse such a file whole.
+        if let Err(err) = std::str::from_utf8(&data) {
+            return Err(RepoError::Config(format!(
+                "{}: not UTF-8 text ({err})",
+                root.join(CONFIG_FILE).display()
+            )));
+        }
         let keyfile = KeyFile::new();
         keyfile
             .load_from_bytes(
                 &glib::Bytes::from_owned(data),
                 KeyFileFlags::KEEP_COMMENTS | KeyFileFlags::KEEP_TRANSLATIONS,
             )
-            .map_err(|err| key_error(path.display(), err))?;
+            .map_err(|err| key_error(root.join(CONFIG_FILE).display(), err))?;
         let config = Self { root, keyfile };
         config.check_core()?;
         Ok(config)
@@ -478,6 +493,23 @@ mod tests {
             "[core]\nrepo_version=1\nmode=archive-z2\ncollection-id=org.example.Os\n"
         );
         assert!(RepoConfig::new("/x", Some("nodots")).is_err());
+    }
+
+    /// Found by tests/fuzz: GKeyFile took a group name (or a raw value) that is not
+    /// UTF-8, and reading it as a Rust string tripped glib's debug assertion (and
+    /// would be undefined behaviour in a release build).
+    #[test]
+    fn non_utf8_config_is_an_error() {
+        let config = b"[core]\nrepo_version=1\nmode=archive-z2\n[remote \"o\xff\"]\nurl=x\n";
+        assert!(matches!(
+            RepoConfig::parse("/x", config.to_vec()),
+            Err(RepoError::Config(m)) if m.contains("not UTF-8")
+        ));
+        let value = b"[core]\nrepo_version=1\xfe\nmode=archive-z2\n";
+        assert!(RepoConfig::parse("/x", value.to_vec()).is_err());
+        let good = b"[core]\nrepo_version=1\nmode=archive-z2\n[remote \"\xc3\xa9\"]\nurl=x\n";
+        let c = RepoConfig::parse("/x", good.to_vec()).unwrap();
+        assert_eq!(c.remote_names(), vec!["\u{e9}".to_owned()]);
     }
 
     #[test]

@@ -124,10 +124,17 @@ pub fn read_archive_header(reader: &mut impl Read, name: &ObjectName) -> Result<
     reader
         .read_exact(&mut prefix)
         .map_err(|_| corrupt(name, "truncated header"))?;
-    let mut data = vec![0u8; header_length(&prefix, name)?];
+    let len = header_length(&prefix, name)?;
+    // Grown as bytes arrive rather than allocated at the announced length: a
+    // truncated object must not cost the 10 MiB its prefix may claim.
+    let mut data = Vec::new();
     reader
-        .read_exact(&mut data)
+        .take(len as u64)
+        .read_to_end(&mut data)
         .map_err(|_| corrupt(name, "truncated header"))?;
+    if data.len() != len {
+        return Err(corrupt(name, "truncated header"));
+    }
     parse_archive_header(&data, name)
 }
 
@@ -232,7 +239,10 @@ impl FilezCheck {
 
     /// Collects the frame prefix and header variant; returns the bytes after them.
     fn take_header<'d>(&mut self, data: &'d [u8]) -> Result<&'d [u8]> {
-        let wanted = if self.pending_header.len() < 8 {
+        // Decided before taking bytes: with a 0-byte header, "prefix complete"
+        // and "header complete" are both 8 bytes.
+        let taking_prefix = self.pending_header.len() < 8;
+        let wanted = if taking_prefix {
             8
         } else {
             let prefix: [u8; 8] = self.pending_header[..8].try_into().expect("8 bytes");
@@ -244,7 +254,7 @@ impl FilezCheck {
         if self.pending_header.len() < wanted {
             return Ok(rest);
         }
-        if wanted == 8 {
+        if taking_prefix {
             // The prefix is complete: now the variant it announces.
             return self.take_header(rest);
         }
@@ -389,6 +399,27 @@ mod tests {
         )
         .unwrap();
         (filez, checksum)
+    }
+
+    /// Found by tests/fuzz: a frame announcing a header of 0 bytes made
+    /// `FilezCheck` ask for the prefix again forever. It must be an error.
+    #[test]
+    fn zero_length_header_is_an_error_not_a_hang() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut filez = vec![0u8; 8];
+            filez.extend_from_slice(b"content");
+            let checksum = Checksum::digest(b"x");
+            let whole = verify_filez(&filez[..], &checksum, &mut Vec::new()).map(drop);
+            let mut check = FilezCheck::new(&checksum);
+            let mut scratch = [0u8; 64];
+            let pieced = check
+                .update(&filez[..8], &mut scratch)
+                .and_then(|()| check.update(&filez[8..], &mut scratch));
+            let _ = tx.send((whole.is_err(), pieced.is_err()));
+        });
+        let result = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(result, Ok((true, true)), "an error within 10 s");
     }
 
     #[test]

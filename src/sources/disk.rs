@@ -128,11 +128,16 @@ pub fn read_repo(path: &Path) -> Result<DiskRepo, DiskRepoError> {
     })
 }
 
-/// `core.collection-id` of a repository config key file.
-fn config_collection_id(config: &str) -> Result<Option<String>, String> {
+/// `core.collection-id` of a repository config key file (the text of a drive's
+/// `REPO/config`, untrusted).
+pub fn config_collection_id(config: &str) -> Result<Option<String>, String> {
     let key_file = glib::KeyFile::new();
     key_file
-        .load_from_data(config, glib::KeyFileFlags::NONE)
+        // By length: a NUL inside is GKeyFile's to judge, not a panic making a C string.
+        .load_from_bytes(
+            &glib::Bytes::from(config.as_bytes()),
+            glib::KeyFileFlags::NONE,
+        )
         .map_err(|e| e.to_string())?;
     match key_file.string("core", "collection-id") {
         Ok(cid) if cid.is_empty() => Ok(None),
@@ -198,5 +203,8 @@ mod tests {
         assert_eq!(config_collection_id("[core]\nmode=archive\n"), Ok(None));
         assert!(config_collection_id("[core]\ncollection-id=nope\n").is_err());
         assert!(config_collection_id("garbage").is_err());
+        // Found by tests/fuzz: a NUL in a drive's config made a panic.
+        assert!(config_collection_id("[core]\nrepo_version=1\0\ncollection-id=a.b\n").is_ok());
+        assert!(config_collection_id("[co\0re]\n").is_err());
     }
 }

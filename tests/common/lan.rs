@@ -153,6 +153,22 @@ impl Avahi {
     }
 
     pub fn start_with(ns: &Netns, interface: &str, options: AvahiOptions) -> Self {
+        Self::start_inner(ns, interface, options, &[])
+    }
+
+    /// avahi-daemon with default options and a static hosts file of our own
+    /// (`/etc/avahi/hosts` in its mount namespace): `(address, host name)` pairs
+    /// avahi answers for with that address, whatever it is.
+    pub fn start_with_static_hosts(ns: &Netns, interface: &str, hosts: &[(&str, &str)]) -> Self {
+        Self::start_inner(ns, interface, AvahiOptions::default(), hosts)
+    }
+
+    fn start_inner(
+        ns: &Netns,
+        interface: &str,
+        options: AvahiOptions,
+        static_hosts: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ferry-avahi-")
             .tempdir()
@@ -181,6 +197,16 @@ impl Avahi {
             fs::create_dir_all(d).unwrap();
         }
         let d = dir.path().display();
+        let hosts = if static_hosts.is_empty() {
+            String::new()
+        } else {
+            let lines: String = static_hosts
+                .iter()
+                .map(|(address, name)| format!("{address} {name}\n"))
+                .collect();
+            fs::write(dir.path().join("hosts"), lines).unwrap();
+            format!("mount --bind {d}/hosts /etc/avahi/hosts; ")
+        };
         let bus = if options.system_bus {
             "dbus-daemon --system --nofork --nopidfile & \
              for i in $(seq 100); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.05; done; "
@@ -192,7 +218,7 @@ impl Avahi {
              mount --bind {d}/run /run/avahi-daemon; \
              mount --bind {d}/dbus /run/dbus; \
              mount --bind {d}/services /etc/avahi/services; \
-             {bus}exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f {d}/avahi-daemon.conf"
+             {hosts}{bus}exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f {d}/avahi-daemon.conf"
         );
         let mut cmd = ns.command("unshare");
         cmd.args(["-m", "sh", "-c", &script])
@@ -229,6 +255,19 @@ impl Avahi {
 
     /// Publishes a static service with binary TXT records (value bytes base64).
     pub fn publish(&self, file: &str, instance: &str, port: u16, txt: &[(String, Vec<u8>)]) {
+        self.publish_on(file, instance, None, port, txt);
+    }
+
+    /// As [`Avahi::publish`], on `host` (e.g. one of the static hosts) instead of
+    /// avahi's own host name when given.
+    pub fn publish_on(
+        &self,
+        file: &str,
+        instance: &str,
+        host: Option<&str>,
+        port: u16,
+        txt: &[(String, Vec<u8>)],
+    ) {
         use base64::Engine;
         let records: String = txt
             .iter()
@@ -239,11 +278,14 @@ impl Avahi {
                 )
             })
             .collect();
+        let host = host
+            .map(|h| format!("    <host-name>{h}</host-name>\n"))
+            .unwrap_or_default();
         let xml = format!(
             "<?xml version=\"1.0\" standalone='no'?>\n\
              <!DOCTYPE service-group SYSTEM \"avahi-service.dtd\">\n\
              <service-group>\n  <name>{instance}</name>\n  <service>\n\
-             <type>_ostree_repo._tcp</type>\n    <port>{port}</port>\n{records}  </service>\n\
+             <type>_ostree_repo._tcp</type>\n    <port>{port}</port>\n{host}{records}  </service>\n\
              </service-group>\n"
         );
         // Write then rename, so avahi never reads half a file.

@@ -152,17 +152,41 @@ fn is_ipv6_link_local(ip: &std::net::Ipv6Addr) -> bool {
     (ip.segments()[0] & 0xffc0) == 0xfe80
 }
 
-/// The address to fetch from: an IPv4 address if there is one (the lowest, for
-/// stability), else a global IPv6 address. IPv6 link-local addresses are skipped, as
-/// libostree skips them (they need a zone that cannot go into a URI).
+/// Whether an address a peer advertises may be fetched from. Loopback and
+/// unspecified addresses (`0.0.0.0`, `::`) would point at this computer, not the
+/// peer: anyone on the LAN could otherwise steer Ferry to a local service. Multicast
+/// and broadcast addresses name no one host. An IPv6 link-local address needs a zone
+/// (the interface), which an advertised address lacks and a URI cannot carry
+/// (libostree skips them too). IPv4 link-local (169.254/16) is fine: it needs no zone.
+/// Addresses given by hand (`--static-source`) are not filtered.
+pub fn is_usable_peer_address(ip: IpAddr) -> bool {
+    // An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is judged as the IPv4 one.
+    match ip.to_canonical() {
+        IpAddr::V4(ip) => {
+            !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast())
+        }
+        IpAddr::V6(ip) => {
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || is_ipv6_link_local(&ip))
+        }
+    }
+}
+
+/// The address to fetch from among those a peer advertises: an IPv4 address if
+/// there is one (the lowest, for stability), else a global IPv6 address; only
+/// [usable](is_usable_peer_address) addresses count.
 pub fn choose_address(addresses: &HashSet<ScopedIp>) -> Option<IpAddr> {
     let mut v4: Vec<IpAddr> = Vec::new();
     let mut v6: Vec<IpAddr> = Vec::new();
-    for a in addresses {
-        match a.to_ip_addr() {
-            ip @ IpAddr::V4(_) => v4.push(ip),
-            IpAddr::V6(ip) if !is_ipv6_link_local(&ip) => v6.push(IpAddr::V6(ip)),
-            IpAddr::V6(_) => {}
+    for ip in addresses.iter().map(|a| a.to_ip_addr().to_canonical()) {
+        if !is_usable_peer_address(ip) {
+            continue;
+        }
+        match ip {
+            IpAddr::V4(_) => v4.push(ip),
+            IpAddr::V6(_) => v6.push(ip),
         }
     }
     v4.sort();
@@ -230,5 +254,69 @@ mod tests {
             Some("2001:db8::1".parse().unwrap())
         );
         assert_eq!(choose_address(&set(&["fe80::1"])), None);
+    }
+
+    #[test]
+    fn advertised_addresses_that_are_not_the_peer_are_ignored() {
+        for bad in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "::ffff:0.0.0.0",
+            "fe80::1",
+            "fe80::1234:5678:9abc:def0",
+            "febf::1",
+            "224.0.0.251",
+            "ff02::fb",
+            "255.255.255.255",
+        ] {
+            let ip: IpAddr = bad.parse().unwrap();
+            assert!(!is_usable_peer_address(ip), "{bad} accepted");
+        }
+        for good in [
+            "10.77.0.1",
+            "192.168.1.20",
+            "169.254.12.34",
+            "2001:db8::1",
+            "fd00::5",
+            "fec0::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = good.parse().unwrap();
+            assert!(is_usable_peer_address(ip), "{good} refused");
+        }
+        let set = |addrs: &[&str]| -> HashSet<ScopedIp> {
+            addrs
+                .iter()
+                .map(|a| ScopedIp::from(a.parse::<IpAddr>().unwrap()))
+                .collect()
+        };
+        // A peer advertising only such addresses is not used at all…
+        assert_eq!(
+            choose_address(&set(&["127.0.0.1", "0.0.0.0", "::1", "::", "fe80::1"])),
+            None
+        );
+        // …and next to a real one, the real one is chosen even though loopback and
+        // 0.0.0.0 sort lower.
+        assert_eq!(
+            choose_address(&set(&["0.0.0.0", "127.0.0.1", "10.77.0.1"])),
+            Some("10.77.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            choose_address(&set(&["::1", "::", "169.254.7.7"])),
+            Some("169.254.7.7".parse().unwrap())
+        );
+        assert_eq!(
+            choose_address(&set(&["::1", "2001:db8::2"])),
+            Some("2001:db8::2".parse().unwrap())
+        );
+        // An IPv4-mapped address goes into the URI in IPv4 form.
+        assert_eq!(
+            choose_address(&set(&["::ffff:10.0.0.9"])),
+            Some("10.0.0.9".parse().unwrap())
+        );
     }
 }
