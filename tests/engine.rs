@@ -113,12 +113,15 @@ fn rule1_file_static_source_serves_every_object() {
 fn rule1_sideload_symlink_serves_every_object() {
     let up = Upstream::new(60, 700);
     let commit = up.latest().to_owned();
+    // Drives are used only for remotes that verify commits (tests/trust_policy.rs).
+    let signer = Signer::new("rule1@example.org");
+    signer.sign(&up.repo, &commit);
     let upstream = Server::start(&up.repo, ServeOptions::default());
     let lan = Server::start(&up.repo, ServeOptions::default());
     let sideload = up.dir.path().join("sideload");
     fs::create_dir(&sideload).unwrap();
     symlink(&up.repo, &sideload.join("stick"));
-    let client = Client::new(&upstream.url(), Trust::None);
+    let client = Client::new(&upstream.url(), Trust::Gpg(&signer.public));
     let discovery = [
         "--sideload-dir",
         sideload.to_str().unwrap(),
@@ -660,10 +663,14 @@ fn rule7_stale_usb_stick_serves_what_it_has_and_http_the_rest() {
     // libostree ignores such a stick entirely; Ferry takes what it holds first.
     let mut up = Upstream::new(60, 700);
     let old = up.latest().to_owned();
+    // Drives are used only for remotes that verify commits (tests/trust_policy.rs).
+    let signer = Signer::new("rule7@example.org");
+    signer.sign(&up.repo, &old);
     let stick = up.snapshot("stick");
     let new = up.commit_again(12);
+    signer.sign(&up.repo, &new);
     let fresh = Server::start(&up.repo, ServeOptions::default());
-    let client = Client::new(&fresh.url(), Trust::None);
+    let client = Client::new(&fresh.url(), Trust::Gpg(&signer.public));
     let sideload = up.dir.path().join("sideload");
     fs::create_dir(&sideload).unwrap();
     symlink(&stick, &sideload.join("stick"));
@@ -1454,6 +1461,9 @@ fn interop_ostree_repo_served_by_plain_python_http_server() {
 fn interop_ostree_create_usb_layout_on_a_drive() {
     let up = Upstream::new(80, 900);
     let commit = up.latest().to_owned();
+    // Drives are used only for remotes that verify commits (tests/trust_policy.rs).
+    let signer = Signer::new("interop@example.org");
+    signer.sign(&up.repo, &commit);
     let drive = LoopDrive::builder("FERRYUSB").size_mib(32).build();
     drive.mount();
     run_ok(
@@ -1472,7 +1482,10 @@ fn interop_ostree_create_usb_layout_on_a_drive() {
     fs::create_dir(&sideload).unwrap();
     symlink(&drive.mount_point, &sideload.join("stick"));
     // The configured remote is unreachable: the drive is all there is.
-    let client = Client::new(&format!("http://127.0.0.1:{}", refused_port()), Trust::None);
+    let client = Client::new(
+        &format!("http://127.0.0.1:{}", refused_port()),
+        Trust::Gpg(&signer.public),
+    );
     let discovery = ["--sideload-dir", sideload.to_str().unwrap()];
 
     let started = Instant::now();

@@ -68,7 +68,11 @@ pub enum Command {
     /// List the sources discovery sees
     Sources(sources::SourcesArgs),
     /// Find the newest trusted commit of every tracked ref
-    Check,
+    Check {
+        /// Use only this source (repeatable; ids as `ferryctl sources` shows)
+        #[arg(long = "source", value_name = "ID")]
+        sources: Vec<String>,
+    },
     /// Pull every tracked ref from the best sources, with live progress
     Update {
         /// Use only this source (repeatable; ids as `ferryctl sources` shows)
@@ -112,7 +116,7 @@ pub fn main() -> ExitCode {
         Command::Fsck => repo_cmds::fsck(&repo, cli.json),
         Command::Summary { .. } => repo_cmds::summary_update(&repo),
         Command::Sources(args) => sources::run(&repo, &args, &cli.discovery, cli.json),
-        Command::Check => update::check(&repo, &cli.discovery, cli.json),
+        Command::Check { sources } => update::check(&repo, &cli.discovery, &sources, cli.json),
         Command::Update {
             sources,
             object_events,

@@ -3,8 +3,9 @@
 //!
 //! With `--json`, `update` prints one JSON object per line: the engine's events
 //! (`source-dropped`, `resolved`, `progress`, `object-fetched` with
-//! `--object-events`, `ref-updated`), then `{"event":"done"}` or
-//! `{"event":"error","message":…}`.
+//! `--object-events`, `ref-updated`, `ref-result` for every ref), then
+//! `{"event":"done"}` when every ref succeeded, else `{"event":"error","message":…}`
+//! (and exit status 1). One failed ref does not stop the others.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,7 +19,9 @@ use serde_json::json;
 
 use crate::cli::output::{format_size, format_timestamp, print_json, print_json_line};
 use crate::cli::sources::DiscoveryArgs;
-use crate::fetch::engine::{Engine, EngineEvent, EngineSettings, RefPlan, Target};
+use crate::fetch::engine::{
+    Engine, EngineError, EngineEvent, EngineSettings, RefOutcome, RefPlan, RefStatus, Target,
+};
 use crate::repo::config::RepoConfig;
 use crate::repo::store::Repo;
 use crate::sources::{Discovery, Source};
@@ -88,14 +91,23 @@ fn describe_plan(plan: &RefPlan) -> String {
     }
 }
 
-pub fn check(repo_path: &Path, args: &DiscoveryArgs, json: bool) -> Result<ExitCode, String> {
+pub fn check(
+    repo_path: &Path,
+    args: &DiscoveryArgs,
+    only: &[String],
+    json: bool,
+) -> Result<ExitCode, String> {
     let repo = Repo::open(repo_path).map_err(|e| e.to_string())?;
     let config = RepoConfig::load(repo_path).map_err(|e| e.to_string())?;
     let targets = targets(&config)?;
     glib::MainContext::default().block_on(async {
-        let (discovery, sources) = discover(repo_path, args, &[]).await?;
+        let (discovery, sources) = discover(repo_path, args, only).await?;
         let (sender, _receiver) = async_channel::unbounded();
-        let engine = Engine::new(repo, EngineSettings::default(), sender);
+        let settings = EngineSettings {
+            named_sources: only.to_vec(),
+            ..EngineSettings::default()
+        };
+        let engine = Engine::new(repo, settings, sender);
         let plans = engine.check(&targets, &sources).await;
         discovery.stop();
         let plans = plans.map_err(|e| e.to_string())?;
@@ -106,6 +118,9 @@ pub fn check(repo_path: &Path, args: &DiscoveryArgs, json: bool) -> Result<ExitC
                 println!("{}", describe_plan(plan));
                 for r in &plan.rejected {
                     println!("  refused {} from {}: {}", r.commit, r.source, r.reason);
+                }
+                for u in &plan.unused_sources {
+                    println!("  not using {}: {}", u.source, u.message);
                 }
             }
         }
@@ -199,7 +214,19 @@ impl TerminalProgress {
                     .multi
                     .println(format!("Updated {remote}:{ref_name} to {commit}"));
             }
-            EngineEvent::ObjectFetched { .. } => {}
+            EngineEvent::RefResult {
+                remote,
+                ref_name,
+                status: RefStatus::Failed,
+                error,
+                ..
+            } => {
+                let _ = self.multi.println(format!(
+                    "Could not update {remote}:{ref_name}: {}",
+                    error.as_deref().unwrap_or_default()
+                ));
+            }
+            EngineEvent::ObjectFetched { .. } | EngineEvent::RefResult { .. } => {}
         }
     }
 }
@@ -220,6 +247,7 @@ pub fn update(
         let (sender, receiver) = async_channel::unbounded();
         let settings = EngineSettings {
             object_events,
+            named_sources: only.to_vec(),
             ..EngineSettings::default()
         };
         let engine = Rc::new(Engine::new(repo, settings, sender));
@@ -256,10 +284,14 @@ pub fn update(
             let _ = t.borrow().multi.clear();
         }
         discovery.stop();
-        result.map_err(|e| e.to_string())
+        result.map_err(|e: EngineError| e.to_string())
     });
-    match result {
-        Ok(plans) => {
+    let (plans, failure) = match result {
+        Ok(outcomes) => split_outcomes(outcomes),
+        Err(message) => (Vec::new(), Some(message)),
+    };
+    match failure {
+        None => {
             if json {
                 print_json_line(&json!({ "event": "done", "plans": plans }));
             } else if plans.iter().all(|p| p.up_to_date) {
@@ -267,13 +299,36 @@ pub fn update(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(message) => {
+        Some(message) => {
             if json {
-                print_json_line(&json!({ "event": "error", "message": message }));
+                print_json_line(&json!({ "event": "error", "message": message, "plans": plans }));
             }
             Err(message)
         }
     }
+}
+
+/// The plans of the refs that succeeded, and one sentence naming each failed ref
+/// if any failed.
+fn split_outcomes(outcomes: Vec<RefOutcome>) -> (Vec<RefPlan>, Option<String>) {
+    let total = outcomes.len();
+    let mut plans = Vec::new();
+    let mut failures = Vec::new();
+    for outcome in outcomes {
+        match outcome.result {
+            Ok(plan) => plans.push(plan),
+            Err(e) => failures.push(format!("{}:{}: {e}", outcome.remote, outcome.ref_name)),
+        }
+    }
+    let message = match failures.len() {
+        0 => None,
+        _ if total == 1 => failures.pop(),
+        n => Some(format!(
+            "{n} of {total} refs could not be updated: {}",
+            failures.join("; ")
+        )),
+    };
+    (plans, message)
 }
 
 /// Without a terminal: one line per notable event, none for progress.
@@ -291,6 +346,18 @@ fn print_event_line(event: &EngineEvent) {
         } => {
             println!("Updated {remote}:{ref_name} to {commit}")
         }
-        EngineEvent::Progress { .. } | EngineEvent::ObjectFetched { .. } => {}
+        EngineEvent::RefResult {
+            remote,
+            ref_name,
+            status: RefStatus::Failed,
+            error,
+            ..
+        } => println!(
+            "Could not update {remote}:{ref_name}: {}",
+            error.as_deref().unwrap_or_default()
+        ),
+        EngineEvent::Progress { .. }
+        | EngineEvent::ObjectFetched { .. }
+        | EngineEvent::RefResult { .. } => {}
     }
 }

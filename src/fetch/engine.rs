@@ -55,6 +55,16 @@ const STALL_PENALTY: Duration = Duration::from_secs(10);
 pub enum EngineError {
     #[error("no source offers {ref_name} ({looked_at})")]
     NoSource { ref_name: String, looked_at: String },
+    #[error(
+        "no source remote {remote} trusts offers {ref_name}: {remote} verifies no commit \
+         signatures (gpg-verify=false, sign-verify=false), so only its own URL and sources \
+         named with --source or --static-source are used for it; not used: {unused}"
+    )]
+    OnlyUnverifiedNearby {
+        remote: String,
+        ref_name: String,
+        unused: String,
+    },
     #[error("no source offers a trusted commit for {ref_name}: {reasons}")]
     NoTrustedCommit { ref_name: String, reasons: String },
     #[error("no source has object {object} (needed for {ref_name}); tried {tried}")]
@@ -147,6 +157,8 @@ pub struct RefPlan {
     pub rejected: Vec<RejectedCommit>,
     /// What the update will download, when the commit carries `ostree.sizes`.
     pub download: Option<DownloadSize>,
+    /// Sources that offer this ref but are not used for it, with why.
+    pub unused_sources: Vec<UnusedSource>,
     #[serde(skip)]
     commit_bytes: glib::Bytes,
     #[serde(skip)]
@@ -187,6 +199,67 @@ pub struct RejectedCommit {
     pub reason: String,
 }
 
+/// Why a source that offers a ref is not used for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnusedReason {
+    /// The ref's remote verifies no commit signatures (`gpg-verify=false`,
+    /// `sign-verify=false`): as libostree's finders require, drives and nearby
+    /// computers are then not trusted for it, only its own URL and sources the user
+    /// named (`--static-source`, `--source`, a source chosen in the window).
+    RemoteNotVerified,
+}
+
+/// A source that offers a ref but is not used for it, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnusedSource {
+    /// The source's id.
+    pub source: String,
+    /// Its display name.
+    pub name: String,
+    pub reason: UnusedReason,
+    /// The reason as a sentence.
+    pub message: String,
+}
+
+/// Why `source` may not be used for refs of `remote`, if it may not; `named` are
+/// the ids of sources the user chose by hand.
+pub fn unused_reason(
+    remote: &RemoteConfig,
+    source: &Source,
+    named: &[String],
+) -> Option<UnusedReason> {
+    if remote.gpg_verify || remote.sign_verify || named.contains(&source.id) {
+        return None;
+    }
+    let trusted = match source.kind {
+        // Sources the user typed in.
+        SourceKind::Static => true,
+        // Only the remote's own URL, not another remote's.
+        SourceKind::Internet => source.remote.as_deref() == Some(remote.name.as_str()),
+        // Discovered, not named: anyone can plug in a drive or answer on the LAN.
+        SourceKind::Usb | SourceKind::Lan => false,
+    };
+    (!trusted).then_some(UnusedReason::RemoteNotVerified)
+}
+
+/// How updating one ref ended.
+#[derive(Debug)]
+pub struct RefOutcome {
+    pub remote: String,
+    pub ref_name: String,
+    pub result: Result<RefPlan, EngineError>,
+}
+
+/// `status` of a `ref-result` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefStatus {
+    Updated,
+    UpToDate,
+    Failed,
+}
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum EngineEvent {
@@ -217,6 +290,16 @@ pub enum EngineEvent {
         commit: Checksum,
         previous: Option<Checksum>,
     },
+    /// How one ref of an update ended; every ref gets one, failed or not.
+    RefResult {
+        remote: String,
+        #[serde(rename = "ref")]
+        ref_name: String,
+        status: RefStatus,
+        /// The commit the ref is at now (updated, up to date); `None` when failed.
+        commit: Option<Checksum>,
+        error: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -225,6 +308,10 @@ pub struct EngineSettings {
     pub object_events: bool,
     /// Worker jobs per `file://` source.
     pub file_in_flight: Option<usize>,
+    /// Ids of the sources the user chose by hand (`--source`, a source picked in
+    /// the window): like static sources, trusted for remotes that verify no
+    /// signatures.
+    pub named_sources: Vec<String>,
 }
 
 /// A source as the engine sees it during one update.
@@ -403,27 +490,98 @@ impl Engine {
         let mut engine_sources = self.prepare_sources(sources);
         let mut plans = Vec::new();
         for target in targets {
-            plans.push(self.resolve(target, &mut engine_sources).await?);
+            let (usable, unused) = self.sources_for(target, &mut engine_sources);
+            plans.push(
+                self.resolve(target, &mut engine_sources[..usable], unused)
+                    .await?,
+            );
         }
         Ok(plans)
     }
 
     /// Resolves and pulls every target, moving each ref once its closure is stored.
+    /// A ref that fails does not stop the others: each one's outcome is returned
+    /// (and sent as a `RefResult` event). Only cancelling ends the whole update.
     pub async fn update(
         &self,
         targets: &[Target],
         sources: &[Source],
-    ) -> Result<Vec<RefPlan>, EngineError> {
+    ) -> Result<Vec<RefOutcome>, EngineError> {
         let mut engine_sources = self.prepare_sources(sources);
-        let mut plans = Vec::new();
+        let mut outcomes = Vec::new();
         for target in targets {
-            let plan = self.resolve(target, &mut engine_sources).await?;
-            if !plan.up_to_date {
-                self.pull(target, &plan, &mut engine_sources).await?;
+            let (usable, unused) = self.sources_for(target, &mut engine_sources);
+            let usable = &mut engine_sources[..usable];
+            let result = match self.resolve(target, usable, unused).await {
+                Ok(plan) if plan.up_to_date => Ok(plan),
+                Ok(plan) => self.pull(target, &plan, usable).await.map(|()| plan),
+                Err(e) => Err(e),
+            };
+            if matches!(result, Err(EngineError::Cancelled)) || self.cancellable.is_cancelled() {
+                return Err(EngineError::Cancelled);
             }
-            plans.push(plan);
+            let (status, commit, error) = match &result {
+                Ok(plan) if plan.up_to_date => (RefStatus::UpToDate, Some(plan.commit), None),
+                Ok(plan) => (RefStatus::Updated, Some(plan.commit), None),
+                Err(e) => (RefStatus::Failed, None, Some(e.to_string())),
+            };
+            self.emit(EngineEvent::RefResult {
+                remote: target.remote.name.clone(),
+                ref_name: target.ref_name.clone(),
+                status,
+                commit,
+                error,
+            });
+            outcomes.push(RefOutcome {
+                remote: target.remote.name.clone(),
+                ref_name: target.ref_name.clone(),
+                result,
+            });
         }
-        Ok(plans)
+        Ok(outcomes)
+    }
+
+    /// Puts the sources `target` may use first and returns how many there are, and
+    /// the sources offering its ref that it may not use, with why.
+    fn sources_for(
+        &self,
+        target: &Target,
+        sources: &mut [EngineSource],
+    ) -> (usize, Vec<UnusedSource>) {
+        let named = &self.settings.named_sources;
+        // Stable: the order among the usable ones stays as it was.
+        sources.sort_by_key(|s| unused_reason(&target.remote, &s.source, named).is_some());
+        let usable = sources
+            .iter()
+            .take_while(|s| unused_reason(&target.remote, &s.source, named).is_none())
+            .count();
+        let collection = target.remote.collection_id.as_deref();
+        let unused = sources[usable..]
+            .iter()
+            .filter(|s| {
+                s.source.refs.iter().any(|offer| {
+                    offer.ref_name == target.ref_name
+                        && offer.collection_id.as_deref() == collection
+                })
+            })
+            .filter_map(|s| {
+                let reason = unused_reason(&target.remote, &s.source, named)?;
+                let message = match reason {
+                    UnusedReason::RemoteNotVerified => format!(
+                        "{} is not used for {}: remote {} verifies no commit signatures, so \
+                         only its own URL and sources named by hand are trusted",
+                        s.source.name, target.ref_name, target.remote.name
+                    ),
+                };
+                Some(UnusedSource {
+                    source: s.source.id.clone(),
+                    name: s.source.name.clone(),
+                    reason,
+                    message,
+                })
+            })
+            .collect();
+        (usable, unused)
     }
 
     fn drop_source(&self, source: &mut EngineSource, reason: String) {
@@ -441,6 +599,7 @@ impl Engine {
         &self,
         target: &Target,
         sources: &mut [EngineSource],
+        unused_sources: Vec<UnusedSource>,
     ) -> Result<RefPlan, EngineError> {
         let remote = &target.remote;
         let collection = remote.collection_id.as_deref();
@@ -462,6 +621,18 @@ impl Engine {
                     offers.push((offer.commit, offer.timestamp, i));
                 }
             }
+        }
+        if offers.is_empty() && !unused_sources.is_empty() {
+            let unused = unused_sources
+                .iter()
+                .map(|u| format!("{} ({})", u.name, u.source))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(EngineError::OnlyUnverifiedNearby {
+                remote: remote.name.clone(),
+                ref_name: target.ref_name.clone(),
+                unused,
+            });
         }
         if offers.is_empty() {
             return Err(EngineError::NoSource {
@@ -551,6 +722,7 @@ impl Engine {
             sources: holders,
             rejected,
             download,
+            unused_sources,
             commit_bytes,
             detached,
         };

@@ -75,6 +75,8 @@ pub struct RemoteConfig {
     pub gpg_verify_summary: bool,
     /// `sign-verify=` (default false)
     pub sign_verify: bool,
+    /// `sign-verify-summary=` (default false)
+    pub sign_verify_summary: bool,
     /// `verification-ed25519-key=`: base64 public key(s).
     pub verification_ed25519_key: Option<String>,
     /// `verification-ed25519-file=`: a file of base64 public keys, one a line.
@@ -91,6 +93,7 @@ impl RemoteConfig {
             gpg_verify: true,
             gpg_verify_summary: false,
             sign_verify: false,
+            sign_verify_summary: false,
             verification_ed25519_key: None,
             verification_ed25519_file: None,
         }
@@ -301,6 +304,7 @@ impl RepoConfig {
             gpg_verify: self.boolean_or(group, "gpg-verify", true)?,
             gpg_verify_summary: self.boolean_or(group, "gpg-verify-summary", false)?,
             sign_verify: self.boolean_or(group, "sign-verify", false)?,
+            sign_verify_summary: self.boolean_or(group, "sign-verify-summary", false)?,
             verification_ed25519_key: self
                 .optional_string(group, "verification-ed25519-key")?
                 .filter(|k| !k.is_empty()),
@@ -346,6 +350,7 @@ impl RepoConfig {
 
     /// Adds a remote exactly as
     /// `ostree remote add NAME URL [--set=gpg-verify-summary=true] [--set=sign-verify=true]
+    /// [--set=sign-verify-summary=true]
     /// [--set=verification-ed25519-key=K] [--set=verification-ed25519-file=F]
     /// [--no-gpg-verify] [--collection-id=ID]` writes it: `url` first, then the
     /// `--set` keys, then `gpg-verify=false`, then `collection-id`. Options at their
@@ -375,6 +380,9 @@ impl RepoConfig {
         }
         if remote.sign_verify {
             kf.set_string(&group, "sign-verify", "true");
+        }
+        if remote.sign_verify_summary {
+            kf.set_string(&group, "sign-verify-summary", "true");
         }
         if let Some(key) = &remote.verification_ed25519_key {
             kf.set_string(&group, "verification-ed25519-key", key);

@@ -22,6 +22,7 @@ use super::local::LocalRepo;
 use super::model::{CollectionRef, Rejection, Source, SourceEvent, SourceKind, SourceState};
 use super::mounts::{self, ScanResult};
 use super::summary::SummaryInfo;
+use crate::trust::{RemoteTrustSettings, TrustPolicy};
 
 /// The log domain of discovery messages.
 pub const LOG_DOMAIN: &str = "ferry";
@@ -71,6 +72,8 @@ enum Origin {
     },
     Upstream {
         collection_id: Option<String>,
+        /// Set when the remote verifies its summary: `summary.sig` must verify.
+        summary_trust: Option<Box<RemoteTrustSettings>>,
     },
     Static,
 }
@@ -534,13 +537,26 @@ impl Inner {
         let weak = Rc::downgrade(self);
         let http = self.http.clone();
         let cancellable = self.cancellable.clone();
+        let summary_trust = match self.entries.borrow().get(&id).map(|e| &e.origin) {
+            Some(Origin::Upstream { summary_trust, .. }) => summary_trust.clone(),
+            _ => None,
+        };
+        let repo_path = self.local.path.clone();
         self.spawn(async move {
             let _guard = guard;
             if !delay.is_zero() {
                 glib::timeout_future(delay).await;
             }
             glib::g_debug!(LOG_DOMAIN, "fetching {}", http::summary_uri(&uri));
-            let result = http::fetch_summary(&http, &uri, &cancellable).await;
+            let mut result = http::fetch_summary(&http, &uri, &cancellable).await;
+            if let (Ok(summary), Some(settings)) = (&result, &summary_trust) {
+                let verified =
+                    verify_summary_of(&http, &uri, summary, &repo_path, settings, &cancellable)
+                        .await;
+                if let Err(e) = verified {
+                    result = Err(e);
+                }
+            }
             glib::g_debug!(
                 LOG_DOMAIN,
                 "fetched {}: {:?}",
@@ -573,7 +589,7 @@ impl Inner {
             }
             let parsed = result.and_then(|bytes| {
                 match &entry.origin {
-                    Origin::Upstream { collection_id } => {
+                    Origin::Upstream { collection_id, .. } => {
                         SummaryInfo::parse_for_remote(&bytes, collection_id.as_deref())
                     }
                     _ => SummaryInfo::parse(&bytes, None),
@@ -666,6 +682,40 @@ impl Inner {
     }
 }
 
+/// Fetches `BASE/summary.sig` and checks it against `summary` as the remote's
+/// `gpg-verify-summary` / `sign-verify-summary` require (libostree's rule for the
+/// remote's own URL); a missing or bad signature refuses the source.
+async fn verify_summary_of(
+    http: &crate::transport::HttpClient,
+    uri: &str,
+    summary: &glib::Bytes,
+    repo_path: &Path,
+    settings: &RemoteTrustSettings,
+    cancellable: &gio::Cancellable,
+) -> Result<(), FetchError> {
+    let setting = match (settings.gpg_verify_summary, settings.sign_verify_summary) {
+        (true, true) => "gpg-verify-summary=true and sign-verify-summary=true",
+        (true, false) => "gpg-verify-summary=true",
+        _ => "sign-verify-summary=true",
+    };
+    let untrusted = |reason: String| FetchError::Untrusted {
+        remote: settings.name.clone(),
+        setting: setting.to_owned(),
+        reason,
+    };
+    glib::g_debug!(LOG_DOMAIN, "fetching {}.sig", http::summary_uri(uri));
+    let signature = http::fetch_summary_sig(http, uri, cancellable).await?;
+    let policy =
+        TrustPolicy::for_remote(repo_path, settings).map_err(|e| untrusted(e.to_string()))?;
+    policy
+        .verify_summary(summary, signature.as_deref())
+        .map(|_| ())
+        .map_err(|e| match signature {
+            None => untrusted(format!("{e}: there is no summary.sig")),
+            Some(_) => untrusted(e.to_string()),
+        })
+}
+
 impl Discovery {
     fn start_upstream(&self) {
         if !self.inner.options.upstream {
@@ -692,6 +742,7 @@ impl Discovery {
                 source,
                 Origin::Upstream {
                     collection_id: remote.collection_id.clone(),
+                    summary_trust: remote.summary_trust.clone().map(Box::new),
                 },
             );
         }

@@ -43,4 +43,12 @@ pub enum FetchError {
     Invalid(String),
     #[error("invalid URI: {0}")]
     InvalidUri(String),
+    /// The remote verifies its summary (`gpg-verify-summary`, `sign-verify-summary`)
+    /// and `summary.sig` is missing or does not verify.
+    #[error("summary not trusted: {reason} (remote “{remote}” has {setting})")]
+    Untrusted {
+        remote: String,
+        setting: String,
+        reason: String,
+    },
 }

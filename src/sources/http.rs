@@ -15,10 +15,36 @@ pub fn summary_uri(base: &str) -> String {
     format!("{}/summary", base.trim_end_matches('/'))
 }
 
+/// No `summary.sig` Ferry reads is larger than this (a few signatures).
+pub const MAX_SUMMARY_SIG_SIZE: usize = 1 << 20;
+
 /// Fetches `BASE/summary`. Runs on the thread-default main context.
 pub async fn fetch_summary(
     http: &HttpClient,
     base: &str,
+    cancellable: &gio::Cancellable,
+) -> Result<glib::Bytes, FetchError> {
+    fetch_file(http, base, "summary", MAX_SUMMARY_SIZE, cancellable).await
+}
+
+/// Fetches `BASE/summary.sig`; `None` when the source has none (404).
+pub async fn fetch_summary_sig(
+    http: &HttpClient,
+    base: &str,
+    cancellable: &gio::Cancellable,
+) -> Result<Option<glib::Bytes>, FetchError> {
+    match fetch_file(http, base, "summary.sig", MAX_SUMMARY_SIG_SIZE, cancellable).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(FetchError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn fetch_file(
+    http: &HttpClient,
+    base: &str,
+    name: &str,
+    cap: usize,
     cancellable: &gio::Cancellable,
 ) -> Result<glib::Bytes, FetchError> {
     let transport = Transport::for_uri(base, http).map_err(|e| match e {
@@ -26,7 +52,7 @@ pub async fn fetch_summary(
         other => FetchError::InvalidUri(other.to_string()),
     })?;
     let result = transport
-        .get_bytes("summary", MAX_SUMMARY_SIZE as u64, &std::env::temp_dir())
+        .get_bytes(name, cap as u64, &std::env::temp_dir())
         .await;
     if cancellable.is_cancelled() {
         return Err(FetchError::Io("cancelled".into()));

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::repo::config::RepoConfig;
 use crate::repo::refs::{self, RefKind};
+use crate::trust::RemoteTrustSettings;
 
 use super::disk::{self, FileId};
 use super::error::SourcesError;
@@ -23,6 +24,9 @@ pub struct LocalRemote {
     pub name: String,
     pub url: String,
     pub collection_id: Option<String>,
+    /// Its trust settings when it verifies its summary (`gpg-verify-summary` or
+    /// `sign-verify-summary`): then its URL's `summary.sig` must verify.
+    pub summary_trust: Option<RemoteTrustSettings>,
 }
 
 /// A tracked ref with the collection it belongs to (its remote's collection id).
@@ -57,6 +61,8 @@ impl LocalRepo {
             .remotes()?
             .into_iter()
             .map(|r| LocalRemote {
+                summary_trust: (r.gpg_verify_summary || r.sign_verify_summary)
+                    .then(|| RemoteTrustSettings::from(&r)),
                 name: r.name,
                 url: r.url,
                 collection_id: r.collection_id,

@@ -82,7 +82,7 @@ impl From<&crate::repo::config::RemoteConfig> for RemoteTrustSettings {
             gpg_verify: remote.gpg_verify,
             gpg_verify_summary: remote.gpg_verify_summary,
             sign_verify: remote.sign_verify,
-            sign_verify_summary: false,
+            sign_verify_summary: remote.sign_verify_summary,
             verification_ed25519_key: remote.verification_ed25519_key.clone(),
             verification_ed25519_file: remote.verification_ed25519_file.clone(),
         }

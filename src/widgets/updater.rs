@@ -19,8 +19,8 @@ use gtk4::{gio, glib, prelude::*, subclass::prelude::*};
 use crate::cli::sources::DiscoveryArgs;
 use crate::demo::DemoWorld;
 use crate::fetch::engine::{
-    Engine, EngineError, EngineEvent, EngineSettings, OverallProgress, RefPlan, SourceProgress,
-    Target,
+    unused_reason, Engine, EngineError, EngineEvent, EngineSettings, OverallProgress, RefPlan,
+    SourceProgress, Target,
 };
 use crate::repo::config::RepoConfig;
 use crate::repo::refs::{self, RefKind};
@@ -338,6 +338,9 @@ fn freshness_words(
 fn explain(error: &EngineError) -> (String, String) {
     let plain = match error {
         EngineError::NoSource { .. } => gettext("No source has this update."),
+        EngineError::OnlyUnverifiedNearby { .. } => gettext(
+            "Only nearby sources have this update, and its origin does not sign updates, so they are not trusted. Choose one of them by hand to use it.",
+        ),
         EngineError::NoTrustedCommit { .. } => gettext(
             "The update could not be verified: no source has a copy signed by a trusted key.",
         ),
@@ -643,6 +646,15 @@ impl FerryUpdater {
                 SourceState::Ready | SourceState::Outdated if self.metered_excluded(&source) => {
                     gettext("Not used: the connection is metered")
                 }
+                SourceState::Ready | SourceState::Outdated
+                    if self.not_trusted_for_any(&source, &installed) =>
+                {
+                    // Translators: a drive or nearby computer with an update whose
+                    // origin signs nothing; choosing it by hand uses it anyway.
+                    gettext(
+                        "Not used: its updates are not signed, so only their own server is trusted",
+                    )
+                }
                 SourceState::Ready | SourceState::Outdated => installed
                     .iter()
                     .find_map(|i| offers(&source, &i.target).map(|offer| (i, offer)))
@@ -667,6 +679,28 @@ impl FerryUpdater {
                     .unwrap_or_else(|| gettext("Has nothing for this computer")),
             };
             item.set_if_changed("freshness", text);
+        }
+    }
+
+    /// Whether `source` offers tracked refs, and may be used for none of them: their
+    /// remotes verify no signatures and it is a discovered, not a chosen, source.
+    fn not_trusted_for_any(&self, source: &Source, installed: &[Installed]) -> bool {
+        let named = self.named_sources();
+        let mut offered = installed
+            .iter()
+            .filter(|i| offers(source, &i.target).is_some())
+            .peekable();
+        offered.peek().is_some()
+            && offered.all(|i| unused_reason(&i.target.remote, source, &named).is_some())
+    }
+
+    /// The source chosen by hand, if one is.
+    fn named_sources(&self) -> Vec<String> {
+        let choice = self.imp().source_choice.borrow().clone();
+        if choice == AUTOMATIC {
+            Vec::new()
+        } else {
+            vec![choice]
         }
     }
 
@@ -730,10 +764,11 @@ impl FerryUpdater {
         let repo =
             Repo::open(Path::new(&self.repo_path())).map_err(|e| Blocked::Failed(e.to_string()))?;
         let (sender, receiver) = async_channel::unbounded();
-        Ok((
-            Rc::new(Engine::new(repo, EngineSettings::default(), sender)),
-            receiver,
-        ))
+        let settings = EngineSettings {
+            named_sources: self.named_sources(),
+            ..EngineSettings::default()
+        };
+        Ok((Rc::new(Engine::new(repo, settings, sender)), receiver))
     }
 
     fn show_blocked(&self, blocked: Blocked) {
@@ -958,8 +993,47 @@ impl FerryUpdater {
         }
         self.set_flag(&imp.downloading, "downloading", false);
         let _ = self.load_installed();
+        // One ref that failed does not hide the others that were updated.
+        let result = result.map(|outcomes| {
+            let mut plans = Vec::new();
+            let mut failed = Vec::new();
+            for outcome in outcomes {
+                match outcome.result {
+                    Ok(plan) => plans.push(plan),
+                    Err(e) => failed.push((outcome.remote, outcome.ref_name, e)),
+                }
+            }
+            (plans, failed)
+        });
         match result {
-            Ok(plans) => {
+            Ok((plans, failed)) if !failed.is_empty() => {
+                let pulled = u32::try_from(plans.iter().filter(|p| !p.up_to_date).count())
+                    .unwrap_or(u32::MAX);
+                let (mut plain, _) = explain(&failed[0].2);
+                if pulled > 0 {
+                    plain = ngettext(
+                        "{} other update is downloaded and verified.",
+                        "{} other updates are downloaded and verified.",
+                        pulled,
+                    )
+                    .replace("{}", &pulled.to_string())
+                        + " "
+                        + &plain;
+                }
+                let detail = failed
+                    .iter()
+                    .map(|(remote, ref_name, e)| format!("{remote}:{ref_name}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                imp.plans.replace(plans);
+                let title = if pulled > 0 {
+                    gettext("Some Updates Failed")
+                } else {
+                    gettext("The Update Failed")
+                };
+                self.show_error(&title, &plain, &detail);
+            }
+            Ok((plans, _)) => {
                 let pulled = plans.iter().any(|p| !p.up_to_date);
                 imp.plans.replace(plans);
                 if pulled {
@@ -1014,6 +1088,7 @@ impl FerryUpdater {
             }
             EngineEvent::Resolved { .. }
             | EngineEvent::RefUpdated { .. }
+            | EngineEvent::RefResult { .. }
             | EngineEvent::ObjectFetched { .. } => {}
         }
     }

@@ -928,6 +928,48 @@ impl GpgHome {
     }
 }
 
+/// A GPG key that signs an upstream's commits (and summaries), with the public key
+/// exported for `Trust::Gpg`.
+pub struct Signer {
+    pub gpg: GpgHome,
+    /// The key's fingerprint.
+    pub key: String,
+    /// The exported public key.
+    pub public: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Signer {
+    pub fn new(email: &str) -> Self {
+        let gpg = GpgHome::new();
+        let key = gpg.generate(email);
+        let dir = tempdir();
+        let public = dir.path().join("key.gpg");
+        gpg.export(email, &public);
+        Signer {
+            gpg,
+            key,
+            public,
+            _dir: dir,
+        }
+    }
+
+    /// `ostree gpg-sign` of `commit` in `repo`.
+    pub fn sign(&self, repo: &Path, commit: &str) {
+        self.gpg.sign(repo, commit, &self.key);
+    }
+
+    /// `ostree summary -u --gpg-sign=KEY`: a new summary and its `summary.sig`.
+    pub fn sign_summary(&self, repo: &Path) {
+        run_ok(
+            ostree(repo)
+                .args(["summary", "-u"])
+                .arg(format!("--gpg-sign={}", self.key))
+                .arg(format!("--gpg-homedir={}", self.gpg.home().display())),
+        );
+    }
+}
+
 impl Drop for GpgHome {
     fn drop(&mut self) {
         let _ = Command::new("gpgconf")
