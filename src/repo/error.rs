@@ -41,6 +41,9 @@ pub enum RepoError {
     NoSuchRemote(String),
     #[error("a remote named “{0}” already exists")]
     RemoteExists(String),
+    /// A file of a tree someone else controls (a drive) refused or unreadable.
+    #[error(transparent)]
+    Beneath(#[from] crate::repo::beneath::BeneathError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -33,9 +33,9 @@ pub async fn fetch_summary(
     }
     result.map(glib::Bytes::from_owned).map_err(|e| match e {
         TransportError::NotFound => FetchError::NotFound,
-        TransportError::Unreachable(reason) | TransportError::Lost(reason) => {
-            FetchError::Unreachable(reason)
-        }
+        TransportError::Unreachable(reason)
+        | TransportError::Lost(reason)
+        | TransportError::NotAnswering(reason) => FetchError::Unreachable(reason),
         TransportError::Http(status) => FetchError::Http {
             status,
             reason: String::new(),
