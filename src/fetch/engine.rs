@@ -20,6 +20,7 @@
 //! out as typed events on a channel, at most every `PROGRESS_INTERVAL`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use crate::fetch::{CHECKPOINT_INTERVAL, MAX_METADATA_SIZE, PROGRESS_INTERVAL};
+use crate::repo::beneath::{self, BeneathError, Tree};
 use crate::repo::config::{RemoteConfig, RepoConfig};
 use crate::repo::objects::{Commit, DirMeta, DirTree};
 use crate::repo::refs::{self, RefKind};
@@ -791,6 +793,9 @@ impl Engine {
                 Ok(bytes) => Some(bytes),
                 Err(TransportError::NotFound) => None,
                 Err(e) => {
+                    if e.source_is_gone() {
+                        self.drop_source(&mut sources[i], e.to_string());
+                    }
                     reasons.push(reject(format!("cannot fetch the signatures: {e}")));
                     continue;
                 }
@@ -1410,12 +1415,20 @@ async fn fetch_object(
     let relative = name.relative_path();
     if name.kind == ObjectType::File {
         if let Transport::File(root) = transport {
-            // Straight from the drive into staging, verified on the way.
-            let path = root.join(&relative);
-            let txn = txn.clone();
-            return gio::spawn_blocking(move || stage_file_object(&txn, &name, &path, &received))
-                .await
-                .unwrap_or_else(|_| Fetched::Local(RepoError::format("worker", "panicked")));
+            // Straight from the drive into staging, verified on the way; off the
+            // main context with a deadline, so a drive that hangs blocks nothing.
+            let (root, txn) = (root.clone(), txn.clone());
+            let shown = root.join(&relative);
+            return beneath::off_thread(beneath::drive_deadline(), move || {
+                stage_file_object(&txn, &name, &root, &relative, &received)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Fetched::Failed(TransportError::NotAnswering(format!(
+                    "{}: {e}",
+                    shown.display()
+                )))
+            });
         }
     }
     let spill_dir = txn.staging_dir().to_path_buf();
@@ -1453,34 +1466,36 @@ impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
     }
 }
 
+/// Stages the `.filez` at `root/relative` (a drive) verified against `name`. The
+/// file is opened beneath the repository root (no FIFO, device or link out of it);
+/// a read that fails because the drive went away (`EIO`, `ENODEV`, a vanished
+/// mount) makes the source lost, never "sent a bad object".
 fn stage_file_object(
     txn: &Transaction,
     name: &ObjectName,
-    path: &std::path::Path,
+    root: &Path,
+    relative: &str,
     received: &AtomicU64,
 ) -> Fetched {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // The whole drive gone is a lost source, not a missing object.
-            return match path
-                .ancestors()
-                .nth(3)
-                .is_some_and(|root| root.join("config").exists())
-            {
-                true => Fetched::NotFound,
-                false => {
-                    Fetched::Failed(TransportError::Lost(format!("{} vanished", path.display())))
-                }
-            };
-        }
-        Err(e) => return Fetched::Failed(TransportError::Lost(e.to_string())),
+    let tree = match Tree::open(root) {
+        Ok(tree) => tree,
+        Err(e) => return Fetched::Failed(e.into()),
     };
-    let counting = Counting {
+    let file = match tree.open_file(relative) {
+        Ok(file) => file,
+        Err(BeneathError::NotFound { .. }) => return Fetched::NotFound,
+        Err(e) => return Fetched::Failed(e.into()),
+    };
+    let mut reader = beneath::ErrorKeepingReader::new(Counting {
         inner: file,
         count: received,
-    };
-    classify(txn.stage_filez(name, counting), Vec::new())
+    });
+    let result = txn.stage_filez(name, &mut reader);
+    match (result, reader.into_error()) {
+        // The drive failed under the read: its error, not the object's.
+        (Err(_), Some(e)) => Fetched::Failed(tree.read_error(relative, e).into()),
+        (result, _) => classify(result, Vec::new()),
+    }
 }
 
 fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {

@@ -1,12 +1,12 @@
 //! A source on disk: a repository on a USB drive, in a sideload directory, or any
 //! path or `file://` URI.
 
-use std::fs::File;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::fetch::error::FetchError;
+use crate::repo::beneath::{BeneathError, ErrorKeepingReader, Tree};
 use crate::repo::refs::{self, RefKind};
+use crate::repo::store::Transaction;
 use crate::repo::{Checksum, ObjectName, RepoError};
 
 /// A repository read straight from the filesystem.
@@ -65,15 +65,60 @@ impl LocalSource {
         })
     }
 
-    /// Opens an object; `Ok(None)` when the source does not have it.
-    pub fn open(&self, name: &ObjectName) -> Result<Option<File>, FetchError> {
-        let path = self.root.join(name.relative_path());
-        match File::open(&path) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(FetchError::Source {
+    /// The repository root, opened for reading beneath it only (no FIFO, device,
+    /// socket or link out of it is ever read).
+    fn tree(&self) -> Result<Tree, FetchError> {
+        Tree::open(&self.root).map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: BeneathError) -> FetchError {
+        FetchError::Source {
+            source_name: self.name.clone(),
+            error: e.into(),
+        }
+    }
+
+    /// Reads a metadata object, at most `limit` bytes; `Ok(None)` when the source
+    /// does not have it.
+    pub fn read(&self, name: &ObjectName, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        match self.tree()?.read(name.relative_path(), limit) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(BeneathError::NotFound { .. }) => Ok(None),
+            Err(BeneathError::TooLarge { .. }) => Err(FetchError::BadObject {
                 source_name: self.name.clone(),
-                error: RepoError::io(path, e),
+                error: RepoError::CorruptObject {
+                    name: *name,
+                    reason: "larger than any metadata object may be".into(),
+                },
+            }),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Stages the file object `name` into `txn`, verified as it is copied;
+    /// `Ok(None)` when the source does not have it. A read error of the source (a
+    /// drive pulled out) is reported as such, not as a bad object.
+    pub fn stage_file(
+        &self,
+        txn: &Transaction,
+        name: &ObjectName,
+    ) -> Result<Option<u64>, FetchError> {
+        let tree = self.tree()?;
+        let relative = name.relative_path();
+        let file = match tree.open_file(&relative) {
+            Ok(file) => file,
+            Err(BeneathError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error(e)),
+        };
+        let mut reader = ErrorKeepingReader::new(file);
+        let result = txn.stage_filez(name, &mut reader);
+        match (result, reader.into_error()) {
+            (Ok(n), _) => Ok(Some(n)),
+            (Err(_), Some(e)) => Err(self.error(tree.read_error(&relative, e))),
+            (Err(error), None) if error.is_local() => Err(FetchError::Local(error)),
+            (Err(error), None) => Err(FetchError::BadObject {
+                source_name: self.name.clone(),
+                error,
             }),
         }
     }

@@ -8,7 +8,6 @@
 //! complete and durable.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Mutex;
@@ -99,9 +98,8 @@ pub fn pull(
     let commit_bytes = fetch_metadata(source, &commit_name)?;
     let commit = Commit::parse(&commit_bytes).map_err(|error| bad(source, error))?;
     let meta_name = ObjectName::new(commit_checksum, ObjectType::CommitMeta);
-    let detached = match source.open(&meta_name)? {
-        Some(_) => {
-            let bytes = read_limited(source, &meta_name)?;
+    let detached = match source.read(&meta_name, MAX_METADATA_SIZE)? {
+        Some(bytes) => {
             variant_from_bytes("detached metadata", METADATA_TYPE, &bytes)
                 .map_err(|error| bad(source, error))?;
             Some(bytes)
@@ -167,24 +165,9 @@ fn not_found(source: &LocalSource, name: &ObjectName) -> FetchError {
 }
 
 fn read_limited(source: &LocalSource, name: &ObjectName) -> Result<Vec<u8>, FetchError> {
-    let file = source.open(name)?.ok_or_else(|| not_found(source, name))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_METADATA_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| FetchError::Source {
-            source_name: source.name().to_owned(),
-            error: RepoError::io(source.root().join(name.relative_path()), e),
-        })?;
-    if bytes.len() as u64 > MAX_METADATA_SIZE {
-        return Err(bad(
-            source,
-            RepoError::CorruptObject {
-                name: *name,
-                reason: "larger than any metadata object may be".into(),
-            },
-        ));
-    }
-    Ok(bytes)
+    source
+        .read(name, MAX_METADATA_SIZE)?
+        .ok_or_else(|| not_found(source, name))
 }
 
 /// Reads a metadata object from the source and checks it against its name.
@@ -328,13 +311,9 @@ fn fetch_closure(
 
     let fetch_one = |checksum: &Checksum| -> Result<u64, FetchError> {
         let name = ObjectName::new(*checksum, ObjectType::File);
-        let file = source
-            .open(&name)?
-            .ok_or_else(|| not_found(source, &name))?;
-        txn.stage_filez(&name, file).map_err(|error| match error {
-            error if error.is_local() => FetchError::Local(error),
-            error => bad(source, error),
-        })
+        source
+            .stage_file(txn, &name)?
+            .ok_or_else(|| not_found(source, &name))
     };
 
     let (queue_tx, queue_rx) = std::sync::mpsc::channel::<Checksum>();

@@ -47,6 +47,9 @@ pub enum RepoError {
     /// Another copy of this object (a hedged request) is being staged right now.
     #[error("object {0} is being stored already")]
     AlreadyStaging(ObjectName),
+    /// A file of a tree someone else controls (a drive) refused or unreadable.
+    #[error(transparent)]
+    Beneath(#[from] crate::repo::beneath::BeneathError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

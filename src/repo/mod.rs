@@ -1,6 +1,7 @@
 //! The OSTree archive repository: object names and formats, the verified object
 //! store, refs, configuration, summaries, fsck and checkout.
 
+pub mod beneath;
 pub mod checksum;
 pub mod error;
 

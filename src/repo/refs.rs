@@ -17,10 +17,11 @@
 //!   each `[A-Za-z_][A-Za-z0-9_]*`, at most 255 bytes.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::repo::beneath::{BeneathError, Tree};
 use crate::repo::checksum::Checksum;
 use crate::repo::error::{RepoError, Result};
 
@@ -175,31 +176,39 @@ pub fn parse_ref_contents(path: &Path, contents: &[u8]) -> Result<Checksum> {
     Ok(Checksum(out))
 }
 
-fn read_ref_file(path: &Path) -> Result<Option<Checksum>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(err) if matches!(err.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
-            return Ok(None)
-        }
-        Err(err) => return Err(RepoError::io(path, err)),
-    };
-    let mut contents = Vec::with_capacity(MAX_REF_FILE + 1);
-    match file
-        .take(MAX_REF_FILE as u64 + 1)
-        .read_to_end(&mut contents)
-    {
-        Ok(_) => {}
+/// Reads the ref file `relative` beneath `tree` (the repository root): never
+/// through a FIFO, device or link out of the repository, at most one ref's size.
+fn read_ref_file(tree: &Tree, relative: &Path) -> Result<Option<Checksum>> {
+    match tree.read(relative, MAX_REF_FILE as u64) {
+        Ok(contents) => parse_ref_contents(&tree.path().join(relative), &contents).map(Some),
+        Err(BeneathError::NotFound { .. }) => Ok(None),
         // A directory where a ref would be (`os` while `os/stable` exists): no ref.
-        Err(err) if err.kind() == ErrorKind::IsADirectory => return Ok(None),
-        Err(err) => return Err(RepoError::io(path, err)),
+        Err(BeneathError::NotRegular {
+            kind: "directory", ..
+        }) => Ok(None),
+        Err(BeneathError::TooLarge { path, .. }) => Err(RepoError::CorruptRef { path }),
+        Err(e) => Err(e.into()),
     }
-    parse_ref_contents(path, &contents).map(Some)
+}
+
+/// Opens a repository root for reading refs; `None` if it does not exist.
+fn open_root(root: &Path) -> Result<Option<Tree>> {
+    match Tree::open(root) {
+        Ok(tree) => Ok(Some(tree)),
+        Err(BeneathError::Lost { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads a ref. `Ok(None)` if it does not exist; [`RepoError::CorruptRef`] if the file
-/// holds anything but a checksum. Ref aliases (symlinks) are followed.
+/// holds anything but a checksum. Ref aliases (symlinks) are followed within the
+/// repository; a FIFO, device or link out of it is an error.
 pub fn read_ref(root: &Path, kind: &RefKind, name: &str) -> Result<Option<Checksum>> {
-    read_ref_file(&ref_path(root, kind, name)?)
+    ref_path(root, kind, name)?;
+    let Some(tree) = open_root(root)? else {
+        return Ok(None);
+    };
+    read_ref_file(&tree, &kind.relative_dir().join(name))
 }
 
 /// Writes a ref durably: a temporary file in the ref's directory, fsync, rename over
@@ -256,7 +265,10 @@ pub fn delete_ref(root: &Path, kind: &RefKind, name: &str) -> Result<bool> {
 /// valid name holding junk is [`RepoError::CorruptRef`].
 pub fn list_refs(root: &Path) -> Result<Vec<(RefKind, String, Checksum)>> {
     let mut out = Vec::new();
-    collect_refs(&root.join("refs/heads"), "", &RefKind::Head, &mut out)?;
+    let Some(tree) = open_root(root)? else {
+        return Ok(out);
+    };
+    collect_refs(&tree, Path::new("refs/heads"), "", &RefKind::Head, &mut out)?;
     for (top, make) in [
         ("refs/remotes", RefKind::Remote as fn(String) -> RefKind),
         ("refs/mirrors", RefKind::Mirror as fn(String) -> RefKind),
@@ -267,7 +279,8 @@ pub fn list_refs(root: &Path) -> Result<Vec<(RefKind, String, Checksum)>> {
             if kind.validate().is_err() || !is_real_dir(&path)? {
                 continue;
             }
-            collect_refs(&path, "", &kind, &mut out)?;
+            let relative = kind.relative_dir();
+            collect_refs(&tree, &relative, "", &kind, &mut out)?;
         }
     }
     out.sort();
@@ -299,20 +312,22 @@ fn is_real_dir(path: &Path) -> Result<bool> {
 }
 
 fn collect_refs(
-    dir: &Path,
+    tree: &Tree,
+    relative_dir: &Path,
     prefix: &str,
     kind: &RefKind,
     out: &mut Vec<(RefKind, String, Checksum)>,
 ) -> Result<()> {
-    for (file_name, path) in sorted_entries(dir)? {
+    for (file_name, path) in sorted_entries(&tree.path().join(relative_dir))? {
         let name = format!("{prefix}{file_name}");
         if !is_valid_ref_name(&name) {
             continue;
         }
         let meta = fs::symlink_metadata(&path).map_err(|err| RepoError::io(&path, err))?;
+        let relative = relative_dir.join(&file_name);
         if meta.is_dir() {
-            collect_refs(&path, &format!("{name}/"), kind, out)?;
-        } else if let Some(checksum) = read_ref_file(&path)? {
+            collect_refs(tree, &relative, &format!("{name}/"), kind, out)?;
+        } else if let Some(checksum) = read_ref_file(tree, &relative)? {
             // A regular file, or an alias symlink to one (a dangling alias is skipped).
             out.push((kind.clone(), name, checksum));
         }

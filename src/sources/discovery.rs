@@ -19,9 +19,12 @@ use super::http;
 use super::lan::txt::{RepoAdvert, TxtAttributes};
 use super::lan::{self, LanBrowser, LanInterfaces};
 use super::local::LocalRepo;
-use super::model::{CollectionRef, Rejection, Source, SourceEvent, SourceKind, SourceState};
+use super::model::{
+    CollectionRef, RejectReason, Rejection, Source, SourceEvent, SourceKind, SourceState,
+};
 use super::mounts::{self, ScanResult};
 use super::summary::SummaryInfo;
+use crate::repo::beneath;
 use crate::trust::{RemoteTrustSettings, TrustPolicy};
 
 /// The log domain of discovery messages.
@@ -902,7 +905,9 @@ impl Inner {
         self.spawn(async move {
             let _guard = guard;
             let scan_root = root.clone();
-            let scanned = gio::spawn_blocking(move || {
+            // On a thread of its own with a deadline: a drive that hangs is
+            // reported, and blocks neither other sources nor `settled()`.
+            let scanned = beneath::off_thread(beneath::drive_deadline(), move || {
                 if mounts::is_system_mount(&scan_root) {
                     return None;
                 }
@@ -927,7 +932,7 @@ impl Inner {
                 Ok(None) => {
                     glib::g_debug!(LOG_DOMAIN, "ignoring system mount {}", root.display());
                 }
-                Err(_) => glib::g_warning!(LOG_DOMAIN, "scanning {} failed", root.display()),
+                Err(e) => inner.not_answering(&root, Origin::Mount(root.clone()), e),
             }
         });
     }
@@ -1026,6 +1031,30 @@ impl Inner {
         self.publish();
     }
 
+    /// A drive (or sideload directory) whose scan did not finish in time: its
+    /// sources are withdrawn and it is listed as refused, not answering.
+    fn not_answering(
+        self: &Rc<Self>,
+        origin_path: &Path,
+        origin: Origin,
+        e: beneath::NotAnswering,
+    ) {
+        let rejection = Rejection {
+            path: origin_path.to_owned(),
+            origin: origin_path.to_owned(),
+            reason: RejectReason::NotAnswering(e.to_string()),
+        };
+        self.apply_scan(
+            origin_path,
+            origin,
+            &|p| p.display().to_string(),
+            ScanResult {
+                repos: Vec::new(),
+                rejections: vec![rejection],
+            },
+        );
+    }
+
     // ---- sideload directories -----------------------------------------------------
 
     fn schedule_sideload_scan(self: &Rc<Self>) {
@@ -1054,23 +1083,28 @@ impl Inner {
             self.spawn(async move {
                 let _guard = guard;
                 let scan_dir = dir.clone();
-                let scanned =
-                    gio::spawn_blocking(move || mounts::scan_sideload_dir(&scan_dir, local)).await;
+                let scanned = beneath::off_thread(beneath::drive_deadline(), move || {
+                    mounts::scan_sideload_dir(&scan_dir, local)
+                })
+                .await;
                 let Some(inner) = weak.upgrade() else { return };
                 if inner.mounts.borrow().get(&dir) != Some(&generation) {
                     return;
                 }
-                if let Ok(result) = scanned {
-                    let base = dir.clone();
-                    let name_of = move |found_at: &Path| -> String {
-                        found_at
-                            .strip_prefix(&base)
-                            .ok()
-                            .and_then(|rel| rel.components().next())
-                            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                            .unwrap_or_else(|| found_at.display().to_string())
-                    };
-                    inner.apply_scan(&dir, Origin::Sideload(dir.clone()), &name_of, result);
+                match scanned {
+                    Err(e) => inner.not_answering(&dir, Origin::Sideload(dir.clone()), e),
+                    Ok(result) => {
+                        let base = dir.clone();
+                        let name_of = move |found_at: &Path| -> String {
+                            found_at
+                                .strip_prefix(&base)
+                                .ok()
+                                .and_then(|rel| rel.components().next())
+                                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                                .unwrap_or_else(|| found_at.display().to_string())
+                        };
+                        inner.apply_scan(&dir, Origin::Sideload(dir.clone()), &name_of, result);
+                    }
                 }
             });
         }

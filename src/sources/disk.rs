@@ -7,9 +7,10 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::repo::beneath::{BeneathError, Tree};
 use crate::repo::objects::Commit;
 use crate::repo::refs::{self, RefKind};
-use crate::repo::Checksum;
+use crate::repo::{Checksum, ObjectName, ObjectType};
 
 use super::model::OfferedRef;
 
@@ -57,6 +58,10 @@ pub enum DiskRepoError {
         #[source]
         source: std::io::Error,
     },
+    /// A file refused (a FIFO, device, socket or link out of the repository where a
+    /// file should be), unreadable, or too large.
+    #[error(transparent)]
+    File(#[from] BeneathError),
     #[error("{0}: not an OSTree repository (no config or objects directory)")]
     NotARepository(PathBuf),
     #[error("{path}: invalid config: {reason}")]
@@ -72,21 +77,38 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskRepoError + '_ {
     }
 }
 
+/// Largest config file read from a drive.
+const MAX_CONFIG_SIZE: u64 = 1 << 20;
+/// Largest commit object read from a drive for its timestamp.
+const MAX_COMMIT_SIZE: u64 = 16 << 20;
+/// Largest summary read from a drive for its last-modified time.
+const MAX_SUMMARY_SIZE: u64 = 64 << 20;
+
 /// Resolves `path` (following symlinks) and checks that it looks like a repository.
 pub fn resolve_repo(path: &Path) -> Result<(PathBuf, FileId), DiskRepoError> {
     let canonical = fs::canonicalize(path).map_err(io_err(path))?;
     let id = FileId::of(&canonical).map_err(io_err(&canonical))?;
-    if !canonical.join("config").is_file() || !canonical.join("objects").is_dir() {
+    let tree = Tree::open(&canonical)?;
+    if !tree.is_file("config") || !tree.is_dir("objects") {
         return Err(DiskRepoError::NotARepository(path.to_owned()));
     }
     Ok((canonical, id))
 }
 
-/// Reads the repository at `path` (which may be a symlink).
+/// Reads the repository at `path` (which may be a symlink). Every file is read
+/// beneath the repository root (see [`crate::repo::beneath`]): a FIFO, device,
+/// socket or link out of the repository at the config, a ref, the summary or a
+/// ref's commit refuses the whole repository, naming the file.
 pub fn read_repo(path: &Path) -> Result<DiskRepo, DiskRepoError> {
     let (canonical, id) = resolve_repo(path)?;
+    let tree = Tree::open(&canonical)?;
     let config_path = canonical.join("config");
-    let config = fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
+    let config = String::from_utf8(tree.read("config", MAX_CONFIG_SIZE)?).map_err(|_| {
+        DiskRepoError::Config {
+            path: config_path.clone(),
+            reason: "not UTF-8".into(),
+        }
+    })?;
     let collection_id = config_collection_id(&config).map_err(|reason| DiskRepoError::Config {
         path: config_path.clone(),
         reason,
@@ -106,7 +128,7 @@ pub fn read_repo(path: &Path) -> Result<DiskRepo, DiskRepoError> {
             RefKind::Mirror(cid) if refs::is_valid_collection_id(&cid) => cid,
             _ => continue,
         };
-        let (timestamp, version) = commit_info(&canonical, &commit);
+        let (timestamp, version) = read_commit_info(&tree, &commit)?;
         offered.push(OfferedRef {
             collection_id: Some(cid),
             ref_name,
@@ -118,7 +140,7 @@ pub fn read_repo(path: &Path) -> Result<DiskRepo, DiskRepoError> {
     offered.sort_by(|a, b| (&a.collection_id, &a.ref_name).cmp(&(&b.collection_id, &b.ref_name)));
     offered.dedup_by(|a, b| a.collection_id == b.collection_id && a.ref_name == b.ref_name);
 
-    let last_modified = summary_last_modified(&canonical);
+    let last_modified = summary_last_modified(&tree)?;
     Ok(DiskRepo {
         path: canonical,
         id,
@@ -147,45 +169,59 @@ pub fn config_collection_id(config: &str) -> Result<Option<String>, String> {
     }
 }
 
-/// Timestamp and version of `commit`, if its object is in `repo`.
+/// Timestamp and version of `commit`, if its object is in `repo` (the local
+/// repository).
 pub fn commit_info(repo: &Path, commit: &Checksum) -> (Option<u64>, Option<String>) {
-    let hex = commit.to_hex();
-    let path = repo
-        .join("objects")
-        .join(&hex[..2])
-        .join(format!("{}.commit", &hex[2..]));
-    // Commit objects are small; refuse anything absurd from a drive.
-    match fs::metadata(&path) {
-        Ok(m) if m.len() <= 16 << 20 => {}
-        _ => return (None, None),
-    }
-    match fs::read(&path)
+    Tree::open(repo)
         .ok()
-        .and_then(|data| Commit::parse(&data).ok())
-    {
-        Some(c) => {
-            let version = c.version();
-            (Some(c.timestamp), version)
+        .and_then(|tree| read_commit_info(&tree, commit).ok())
+        .unwrap_or((None, None))
+}
+
+/// Timestamp and version of `commit`: `None`s if its object is absent or not a
+/// commit; an error if something hostile stands where it should be.
+fn read_commit_info(
+    tree: &Tree,
+    commit: &Checksum,
+) -> Result<(Option<u64>, Option<String>), BeneathError> {
+    let relative = ObjectName::new(*commit, ObjectType::Commit).relative_path();
+    let data = match tree.read(&relative, MAX_COMMIT_SIZE) {
+        Ok(data) => data,
+        Err(BeneathError::NotFound { .. } | BeneathError::TooLarge { .. }) => {
+            return Ok((None, None))
         }
-        None => (None, None),
-    }
+        Err(e) => return Err(e),
+    };
+    Ok(match Commit::parse(&data) {
+        Ok(c) => (Some(c.timestamp), c.version()),
+        Err(_) => (None, None),
+    })
 }
 
 /// `ostree.summary.last-modified` of the summary at the root of `repo`, falling
 /// back to the file's modification time.
-fn summary_last_modified(repo: &Path) -> Option<u64> {
-    let path = repo.join("summary");
-    let meta = fs::metadata(&path).ok()?;
-    if meta.len() <= 64 << 20 {
-        if let Ok(bytes) = fs::read(&path) {
+fn summary_last_modified(tree: &Tree) -> Result<Option<u64>, BeneathError> {
+    let file = match tree.open_file("summary") {
+        Ok(file) => file,
+        Err(BeneathError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mtime = file
+        .metadata()
+        .map_err(|e| tree.read_error("summary", e))?
+        .mtime();
+    match tree.read("summary", MAX_SUMMARY_SIZE) {
+        Ok(bytes) => {
             if let Ok(info) = super::summary::SummaryInfo::parse(&bytes, None) {
                 if let Some(t) = info.last_modified {
-                    return Some(t);
+                    return Ok(Some(t));
                 }
             }
         }
+        Err(BeneathError::TooLarge { .. }) => {}
+        Err(e) => return Err(e),
     }
-    u64::try_from(meta.mtime()).ok()
+    Ok(u64::try_from(mtime).ok())
 }
 
 #[cfg(test)]

@@ -59,9 +59,9 @@ async fn fetch_file(
     }
     result.map(glib::Bytes::from_owned).map_err(|e| match e {
         TransportError::NotFound => FetchError::NotFound,
-        TransportError::Unreachable(reason) | TransportError::Lost(reason) => {
-            FetchError::Unreachable(reason)
-        }
+        TransportError::Unreachable(reason)
+        | TransportError::Lost(reason)
+        | TransportError::NotAnswering(reason) => FetchError::Unreachable(reason),
         TransportError::Http(status) => FetchError::Http {
             status,
             reason: String::new(),

@@ -226,6 +226,8 @@ pub enum RejectReason {
     LocalRepository,
     /// It could not be opened or read as a repository.
     Unreadable(String),
+    /// The drive did not answer in time (a read that never returned).
+    NotAnswering(String),
 }
 
 impl fmt::Display for RejectReason {
@@ -236,6 +238,7 @@ impl fmt::Display for RejectReason {
             }
             RejectReason::LocalRepository => f.write_str("it is the local repository"),
             RejectReason::Unreadable(e) => write!(f, "it cannot be read: {e}"),
+            RejectReason::NotAnswering(e) => write!(f, "it is not answering: {e}"),
         }
     }
 }

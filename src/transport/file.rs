@@ -1,7 +1,10 @@
 //! Reading a source's files from a directory: USB drives, sideload and local
-//! repositories.
+//! repositories. Every file is opened beneath the repository root (see
+//! [`crate::repo::beneath`]): no FIFO, device, socket or link out of it is read.
 
 use std::path::Path;
+
+use crate::repo::beneath::{BeneathError, Tree};
 
 use super::{read_capped, Body, TransportError};
 
@@ -13,23 +16,31 @@ pub(super) fn read_file(
     limit: u64,
     spill_dir: &Path,
 ) -> Result<Body, TransportError> {
-    let path = root.join(relative);
-    let meta = std::fs::metadata(&path).map_err(|e| file_error(&path, e))?;
-    if !meta.is_file() {
-        return Err(TransportError::NotFound);
-    }
-    if meta.len() > limit {
+    let tree = Tree::open(root).map_err(TransportError::from)?;
+    let file = tree.open_file(relative).map_err(TransportError::from)?;
+    let len = file
+        .metadata()
+        .map_err(|e| TransportError::from(tree.read_error(relative, e)))?
+        .len();
+    if len > limit {
         return Err(TransportError::TooLarge(limit));
     }
-    let file = std::fs::File::open(&path).map_err(|e| file_error(&path, e))?;
-    read_capped(file, limit, spill_dir, |e| file_error(&path, e))
+    read_capped(file, limit, spill_dir, |e| {
+        TransportError::from(tree.read_error(relative, e))
+    })
 }
 
-fn file_error(path: &Path, e: std::io::Error) -> TransportError {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => TransportError::NotFound,
-        // A drive pulled out mid-read shows as I/O errors or a vanished mount.
-        _ if !path.exists() => TransportError::Lost(e.to_string()),
-        _ => TransportError::Io(format!("{}: {e}", path.display())),
+impl From<BeneathError> for TransportError {
+    fn from(e: BeneathError) -> Self {
+        match e {
+            BeneathError::NotFound { .. } => TransportError::NotFound,
+            BeneathError::TooLarge { limit, .. } => TransportError::TooLarge(limit),
+            // A drive pulled out mid-read shows as I/O errors or a vanished mount.
+            BeneathError::Lost { .. } => TransportError::Lost(e.to_string()),
+            BeneathError::NotRegular { .. }
+            | BeneathError::NotDirectory { .. }
+            | BeneathError::Escapes { .. } => TransportError::Refused(e.to_string()),
+            BeneathError::Io { .. } => TransportError::Io(e.to_string()),
+        }
     }
 }

@@ -46,16 +46,28 @@ pub enum TransportError {
     /// The average rate fell under the floor after the grace period.
     #[error("too slow: under {min_rate} bytes per second after {grace_secs} s")]
     TooSlow { min_rate: u64, grace_secs: u64 },
+    /// A file source holds something that is not a file where one should be (a
+    /// FIFO, device, socket, or a link out of the repository).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A drive read that did not return in time.
+    #[error("not answering: {0}")]
+    NotAnswering(String),
     #[error("{0}")]
     Io(String),
 }
 
 impl TransportError {
-    /// Whether the source as a whole is gone (rather than one request failing).
+    /// Whether the source as a whole is gone (rather than one request failing). A
+    /// drive that stops answering, or that holds FIFOs, devices or links out of
+    /// itself, is not asked again either.
     pub fn source_is_gone(&self) -> bool {
         matches!(
             self,
-            TransportError::Unreachable(_) | TransportError::Lost(_)
+            TransportError::Unreachable(_)
+                | TransportError::Lost(_)
+                | TransportError::Refused(_)
+                | TransportError::NotAnswering(_)
         )
     }
 }
@@ -258,9 +270,20 @@ impl Transport {
                 let root = root.clone();
                 let relative = relative.to_owned();
                 let spill = spill_dir.to_path_buf();
-                gio::spawn_blocking(move || file::read_file(&root, &relative, limit, &spill))
-                    .await
-                    .unwrap_or_else(|_| Err(TransportError::Io("reader thread panicked".into())))
+                let shown = root.join(&relative);
+                // Off the main context, with a deadline: a drive that hangs blocks
+                // nothing else.
+                crate::repo::beneath::off_thread(
+                    crate::repo::beneath::drive_deadline(),
+                    move || file::read_file(&root, &relative, limit, &spill),
+                )
+                .await
+                .unwrap_or_else(|e| {
+                    Err(TransportError::NotAnswering(format!(
+                        "{}: {e}",
+                        shown.display()
+                    )))
+                })
             }
             Transport::Http { client, base } => {
                 let uri = format!("{base}/{relative}");

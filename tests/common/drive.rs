@@ -137,6 +137,28 @@ impl LoopDrive {
         run(Command::new("umount").arg("-l").arg(&self.mount_point));
     }
 
+    /// "The stick fails" under whoever is reading it: the image is cut to 1 MiB and
+    /// the loop device told (`losetup -c`), and clean cached pages are dropped, so
+    /// from now on reads of file data beyond the first MiB fail with `EIO` while
+    /// files stay openable (their inodes are still cached).
+    pub fn fail_reads(&self) {
+        let devices = self.loop_devices();
+        assert!(
+            !devices.is_empty(),
+            "{} is not attached",
+            self.image.display()
+        );
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&self.image)
+            .and_then(|f| f.set_len(1 << 20))
+            .unwrap_or_else(|e| panic!("cannot cut {}: {e}", self.image.display()));
+        for dev in devices {
+            run(Command::new("losetup").arg("-c").arg(&dev));
+        }
+        fs::write("/proc/sys/vm/drop_caches", "1").expect("drop the page cache");
+    }
+
     /// `sync -f MOUNT_POINT`.
     pub fn sync(&self) {
         run(Command::new("sync").arg("-f").arg(&self.mount_point));
