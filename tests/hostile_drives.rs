@@ -24,19 +24,24 @@ use serde_json::Value;
 
 /// An upstream served over HTTP, a client tracking it, and a copy of the upstream
 /// (the "drive") linked from a sideload directory.
+/// The commit is signed and the client verifies it: drives are used only for
+/// remotes that verify signatures.
 struct Fixture {
     up: Upstream,
     _server: Server,
     client: Client,
     sideload: tempfile::TempDir,
     drive: PathBuf,
+    _signer: Signer,
 }
 
 impl Fixture {
     fn new() -> Self {
         let up = Upstream::new(40, 600);
+        let signer = Signer::new("drives@example.org");
+        signer.sign(&up.repo, up.latest());
         let server = Server::start(&up.repo, ServeOptions::default());
-        let client = Client::new(&server.url(), Trust::None);
+        let client = Client::new(&server.url(), Trust::Gpg(&signer.public));
         let drive = up.snapshot("stick");
         let sideload = tempdir();
         symlink(&drive, &sideload.path().join("stick"));
@@ -46,6 +51,7 @@ impl Fixture {
             client,
             sideload,
             drive,
+            _signer: signer,
         }
     }
 

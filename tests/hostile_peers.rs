@@ -147,6 +147,22 @@ fn peer_sending_a_byte_a_second_does_not_hold_the_update_hostage() {
         "{from_upstream} of {} objects from the upstream",
         fetched.len()
     );
+    // Some of those were taken over from the peer mid-request, and said so.
+    let last_progress = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|v| v["event"] == "progress")
+        .expect("progress events");
+    let upstream_row = last_progress["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "upstream:origin")
+        .expect("the upstream's progress");
+    assert!(
+        upstream_row["hedged"].as_u64().unwrap() > 0,
+        "no request was hedged: {last_progress}"
+    );
     client.assert_at(&commit);
 }
 
@@ -160,13 +176,7 @@ fn endless_object_is_cut_off_and_its_source_dropped() {
     write_tree(&tree, 10, 50_000, 7);
     let repo = dir.path().join("repo");
     ostree_init(&repo);
-    let commit = stdout_of(
-        ostree(&repo)
-            .arg("commit")
-            .args(["-b", REF, "-s", "v1", "--generate-sizes"])
-            .arg(format!("--timestamp=@{T0}"))
-            .arg(format!("--tree=dir={}", tree.display())),
-    );
+    let commit = ostree_commit_with_sizes(&repo, &tree);
     ostree_summary(&repo);
     let peer_repo = dir.path().join("peer");
     copy_dir(&repo, &peer_repo);

@@ -38,13 +38,7 @@ impl SignedUpstream {
         let repo = dir.path().join("repo");
         ostree_init(&repo);
         let started = Instant::now();
-        let commit = stdout_of(
-            ostree(&repo)
-                .arg("commit")
-                .args(["-b", REF, "-s", "v1", "--generate-sizes"])
-                .arg(format!("--timestamp=@{T0}"))
-                .arg(format!("--tree=dir={}", tree.display())),
-        );
+        let commit = ostree_commit_with_sizes(&repo, tree);
         eprintln!(
             "ostree commit of {} took {:?}",
             tree.display(),

@@ -125,6 +125,8 @@ pub struct SourceProgress {
     /// Bytes per second over the last second or so.
     pub rate: u64,
     pub in_flight: usize,
+    /// Objects asked of this source because another source was too slow with them.
+    pub hedged: u64,
     pub last_error: Option<String>,
 }
 
@@ -1162,6 +1164,7 @@ impl Engine {
                 objects: s.objects,
                 rate: s.rate.rate(),
                 in_flight: s.in_flight,
+                hedged: s.hedged,
                 last_error: s.last_error.clone(),
             })
             .collect();

@@ -264,11 +264,42 @@ pub fn delete_ref(root: &Path, kind: &RefKind, name: &str) -> Result<bool> {
 /// then name. Files whose names are not valid refs (temporary files) are skipped; a
 /// valid name holding junk is [`RepoError::CorruptRef`].
 pub fn list_refs(root: &Path) -> Result<Vec<(RefKind, String, Checksum)>> {
+    list_refs_with(root, &mut |refused| Err(refused))
+}
+
+/// As [`list_refs`], but a ref file refused as unsafe (a link out of the
+/// repository, a FIFO, a device) is left out and handed to `skipped`, not an error:
+/// for a repository this computer serves, one planted link must not stop sharing
+/// the rest.
+pub fn list_refs_skipping_unsafe(
+    root: &Path,
+    skipped: &mut dyn FnMut(RepoError),
+) -> Result<Vec<(RefKind, String, Checksum)>> {
+    list_refs_with(root, &mut |refused| {
+        skipped(refused);
+        Ok(())
+    })
+}
+
+/// What to do with a ref file `beneath` refused: fail, or go on without it.
+type OnRefused<'a> = dyn FnMut(RepoError) -> Result<()> + 'a;
+
+fn list_refs_with(
+    root: &Path,
+    on_refused: &mut OnRefused<'_>,
+) -> Result<Vec<(RefKind, String, Checksum)>> {
     let mut out = Vec::new();
     let Some(tree) = open_root(root)? else {
         return Ok(out);
     };
-    collect_refs(&tree, Path::new("refs/heads"), "", &RefKind::Head, &mut out)?;
+    collect_refs(
+        &tree,
+        Path::new("refs/heads"),
+        "",
+        &RefKind::Head,
+        &mut out,
+        on_refused,
+    )?;
     for (top, make) in [
         ("refs/remotes", RefKind::Remote as fn(String) -> RefKind),
         ("refs/mirrors", RefKind::Mirror as fn(String) -> RefKind),
@@ -280,7 +311,7 @@ pub fn list_refs(root: &Path) -> Result<Vec<(RefKind, String, Checksum)>> {
                 continue;
             }
             let relative = kind.relative_dir();
-            collect_refs(&tree, &relative, "", &kind, &mut out)?;
+            collect_refs(&tree, &relative, "", &kind, &mut out, on_refused)?;
         }
     }
     out.sort();
@@ -317,6 +348,7 @@ fn collect_refs(
     prefix: &str,
     kind: &RefKind,
     out: &mut Vec<(RefKind, String, Checksum)>,
+    on_refused: &mut OnRefused<'_>,
 ) -> Result<()> {
     for (file_name, path) in sorted_entries(&tree.path().join(relative_dir))? {
         let name = format!("{prefix}{file_name}");
@@ -326,10 +358,20 @@ fn collect_refs(
         let meta = fs::symlink_metadata(&path).map_err(|err| RepoError::io(&path, err))?;
         let relative = relative_dir.join(&file_name);
         if meta.is_dir() {
-            collect_refs(tree, &relative, &format!("{name}/"), kind, out)?;
-        } else if let Some(checksum) = read_ref_file(tree, &relative)? {
-            // A regular file, or an alias symlink to one (a dangling alias is skipped).
-            out.push((kind.clone(), name, checksum));
+            collect_refs(tree, &relative, &format!("{name}/"), kind, out, on_refused)?;
+        } else {
+            match read_ref_file(tree, &relative) {
+                // A regular file, or an alias symlink to one (a dangling alias is
+                // skipped).
+                Ok(Some(checksum)) => out.push((kind.clone(), name, checksum)),
+                Ok(None) => {}
+                Err(
+                    e @ RepoError::Beneath(
+                        BeneathError::Escapes { .. } | BeneathError::NotRegular { .. },
+                    ),
+                ) => on_refused(e)?,
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(())

@@ -143,7 +143,10 @@ pub fn servable_refs(repo: &Repo, cache: &CompletenessCache) -> Result<ServableR
 
     // (collection, ref) → entry; the newest commit wins.
     let mut chosen: BTreeMap<(Option<String>, String), SummaryRef> = BTreeMap::new();
-    for (kind, name, checksum) in refs::list_refs(repo.root())? {
+    let listed = refs::list_refs_skipping_unsafe(repo.root(), &mut |refused| {
+        eprintln!("ferry: not sharing a ref: {refused}");
+    })?;
+    for (kind, name, checksum) in listed {
         let collection = match &kind {
             RefKind::Head => own.clone(),
             RefKind::Mirror(collection) => Some(collection.clone()),

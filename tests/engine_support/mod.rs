@@ -135,6 +135,17 @@ pub fn ostree_commit(
     )
 }
 
+/// `ostree commit` of `tree` as `REF` (v1, at `T0`) with an `ostree.sizes` index.
+pub fn ostree_commit_with_sizes(repo: &Path, tree: &Path) -> String {
+    stdout_of(
+        ostree(repo)
+            .arg("commit")
+            .args(["-b", REF, "-s", "v1", "--generate-sizes"])
+            .arg(format!("--timestamp=@{T0}"))
+            .arg(format!("--tree=dir={}", tree.display())),
+    )
+}
+
 pub fn ostree_summary(repo: &Path) {
     run_ok(ostree(repo).arg("summary").arg("-u"));
 }
