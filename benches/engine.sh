@@ -27,6 +27,7 @@ namespaces=()
 pids=()
 mounts=()
 cleanup() {
+    [ -d "$work/gnupg" ] && GNUPGHOME="$work/gnupg" gpgconf --kill all 2>/dev/null
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || true; done
     for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
@@ -85,12 +86,24 @@ fresh_dir() {
     ln -s "$(mktemp -d "$work/run.XXXXXX")" "$1"
 }
 
-# ferry_client DIR URL: a Ferry repo tracking os/bench of a remote at URL.
+# ferry_client DIR URL [KEYRING]: a Ferry repo tracking os/bench of a remote at URL,
+# verifying commits with KEYRING when given (drives serve only verifying remotes).
 ferry_client() {
     fresh_dir "$1"
     "$ferryctl" --repo "$1" init >/dev/null
-    "$ferryctl" --repo "$1" remote add origin "$2" --collection-id org.example.Bench --no-verify 2>/dev/null
+    local trust=(--no-verify)
+    [ -n "${3:-}" ] && trust=(--gpg-import "$3")
+    "$ferryctl" --repo "$1" remote add origin "$2" --collection-id org.example.Bench "${trust[@]}" 2>/dev/null
     "$ferryctl" --repo "$1" track origin os/bench >/dev/null
+}
+
+# A throwaway signing key for the commits a drive carries.
+bench_key() {
+    export GNUPGHOME="$work/gnupg"
+    mkdir -m 700 "$GNUPGHOME"
+    gpg --batch --passphrase '' --quick-gen-key bench@example.org ed25519 sign never 2>/dev/null
+    gpg --export bench@example.org >"$work/bench-key.gpg" 2>/dev/null
+    gpg --with-colons --list-keys bench@example.org 2>/dev/null | awk -F: '/^fpr/ { print $10; exit }'
 }
 
 ostree_client() {
@@ -202,6 +215,9 @@ tree="$work/stale-tree"
 make_large "$tree" 20 2
 new_repo "$work/stale-up" "$tree"
 old=$(ostree --repo="$work/stale-up" rev-parse os/bench)
+key=$(bench_key)
+export GNUPGHOME="$work/gnupg"
+ostree --repo="$work/stale-up" gpg-sign os/bench "$key" --gpg-homedir="$GNUPGHOME"
 # The USB drive holds the previous commit.
 truncate -s 512M "$work/usb.img"
 mkfs.ext4 -q -L FERRYUSB "$work/usb.img"
@@ -217,6 +233,7 @@ for i in (3, 11):
     open(f'$tree/big{i:02d}', 'wb').write(rng.randbytes(2 << 20))
 "
 ostree --repo="$work/stale-up" commit -b os/bench --tree=dir="$tree" -s new >/dev/null
+ostree --repo="$work/stale-up" gpg-sign os/bench "$key" --gpg-homedir="$GNUPGHOME"
 ostree --repo="$work/stale-up" summary -u >/dev/null
 new=$(ostree --repo="$work/stale-up" rev-parse os/bench)
 # Truly new bytes: objects of the new commit that the old one lacks.
@@ -232,7 +249,7 @@ print(sum(os.path.getsize(f"{repo}/objects/{c[:2]}/{c[2:]}.filez") for c in fres
 PY
 )
 start_nginx "$work/stale-up" 10.78.9.1 8000 "$up"
-ferry_client "$work/dest" http://10.78.9.1:8000/
+ferry_client "$work/dest" http://10.78.9.1:8000/ "$work/bench-key.gpg"
 # A fresh client: the drive (as a sideload entry) holds the previous commit.
 mkdir -p "$work/sideload"
 ln -sfn "$work/usb" "$work/sideload/usb"
