@@ -50,6 +50,8 @@ const HEDGE_AFTER: Duration = Duration::from_secs(2);
 const HEDGE_RATE: u64 = 32 * 1024;
 /// Headers and compression framing an object may add beyond its indexed size.
 const SIZE_SLACK: u64 = 1024 * 1024;
+/// How often the requests in flight are looked over for slow ones.
+const SLOW_SCAN_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a source whose every request is slow gets no new work.
 const STALL_PENALTY: Duration = Duration::from_secs(10);
 
@@ -885,17 +887,25 @@ impl Engine {
         let mut last_checkpoint = Instant::now();
         let mut last_error = String::from("none");
 
+        let mut last_slow_scan = Instant::now();
+
         loop {
             let now = Instant::now();
-            // Rule 8 of the scheduler: a source whose every request crawls is
-            // passed over for a while, so lower-ranked sources take the work.
-            for (i, stalled) in requests
-                .stalled_sources(sources.len(), now)
-                .into_iter()
-                .enumerate()
-            {
-                if stalled {
-                    sources[i].passed_over_until = Some(now + STALL_PENALTY);
+            // Slow requests are looked for a few times a second, not on every
+            // result: a scan walks every request in flight.
+            let scan_slow = now.duration_since(last_slow_scan) >= SLOW_SCAN_INTERVAL;
+            if scan_slow {
+                last_slow_scan = now;
+                // A source whose every request crawls is passed over for a while,
+                // so lower-ranked sources take the work.
+                for (i, stalled) in requests
+                    .stalled_sources(sources.len(), now)
+                    .into_iter()
+                    .enumerate()
+                {
+                    if stalled {
+                        sources[i].passed_over_until = Some(now + STALL_PENALTY);
+                    }
                 }
             }
             let passed_over: Vec<bool> = sources
@@ -948,7 +958,12 @@ impl Engine {
 
             // Hedging: a request that crawls is asked of another source too; the
             // first verified copy wins and the other request is let go.
-            for name in requests.slow_unhedged(now) {
+            let slow = if scan_slow {
+                requests.slow_unhedged(now)
+            } else {
+                Vec::new()
+            };
+            for name in slow {
                 let holder = requests.sources_of(&name);
                 let failed = failed_on.get(&name);
                 let candidates: Vec<usize> = (0..sources.len())
