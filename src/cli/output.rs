@@ -29,12 +29,12 @@ pub fn format_timestamp(seconds: u64) -> String {
 }
 
 /// Limits how often something is printed (progress on a terminal).
-pub struct Throttle {
+pub struct PrintPacer {
     interval: Duration,
     last: Option<Instant>,
 }
 
-impl Throttle {
+impl PrintPacer {
     pub fn new(interval: Duration) -> Self {
         Self {
             interval,

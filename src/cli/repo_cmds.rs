@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde::Serialize;
 
-use crate::cli::output::{format_size, format_timestamp, print_json, Throttle};
+use crate::cli::output::{format_size, format_timestamp, print_json, PrintPacer};
 use crate::fetch::pull::{self, CommitToCheck, PullEvent, PullRequest};
-use crate::fetch::LocalSource;
+use crate::fetch::PathSource;
 use crate::repo::config::{RemoteConfig, RepoConfig};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
@@ -128,7 +128,7 @@ pub fn track(path: &Path, remote: &str, ref_name: &str) -> CmdResult {
 /// whose collection the source offers `ref_name` for.
 fn choose_remote(
     config: &RepoConfig,
-    source: &LocalSource,
+    source: &PathSource,
     ref_name: &str,
     named: Option<&str>,
 ) -> Result<RemoteConfig, String> {
@@ -185,7 +185,7 @@ pub fn pull(
     let repo = open_repo(path)?;
     let config = load_config(path)?;
     refs::validate_ref_name(ref_name).map_err(|e| e.to_string())?;
-    let source = LocalSource::new(source_uri).map_err(|e| e.to_string())?;
+    let source = PathSource::new(source_uri).map_err(|e| e.to_string())?;
     let remote = choose_remote(&config, &source, ref_name, remote)?;
     let policy = TrustPolicy::for_remote(path, &(&remote).into()).map_err(|e| e.to_string())?;
     if policy.allows_unsigned_commits() {
@@ -223,14 +223,14 @@ pub fn pull(
         cancel: &cancel,
         workers: pull::default_workers(),
     };
-    let throttle = std::sync::Mutex::new(Throttle::new(Duration::from_millis(500)));
+    let pacer = std::sync::Mutex::new(PrintPacer::new(Duration::from_millis(500)));
     let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let on_event = |event: &PullEvent| {
         if !show_progress {
             return;
         }
         if let PullEvent::Progress(p) = event {
-            if throttle.lock().expect("lock").ready() {
+            if pacer.lock().expect("lock").ready() {
                 eprint!(
                     "\r{}/{} objects, {} of {}   ",
                     p.objects_done,

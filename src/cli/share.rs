@@ -25,7 +25,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::output::{format_size, format_timestamp, print_json_line, Throttle};
+use crate::cli::output::{format_size, format_timestamp, print_json_line, PrintPacer};
 use crate::repo::summary::SummaryRef;
 use crate::share::server::{Listen, ServedSummary, ServerConfig};
 use crate::share::usb::{self, UsbEvent, UsbOptions};
@@ -266,15 +266,14 @@ pub fn run_prepare_usb(repo: &Path, args: &PrepareUsbArgs, json: bool) -> Result
         destination_repo: args.destination_repo.clone(),
     };
     let terminal = std::io::stderr().is_terminal();
-    let throttle = Mutex::new(Throttle::new(Duration::from_millis(if terminal {
+    let pacer = Mutex::new(PrintPacer::new(Duration::from_millis(if terminal {
         200
     } else {
         2000
     })));
     let on_event = |event: &UsbEvent| {
         if json {
-            if matches!(event, UsbEvent::Progress { .. }) && !throttle.lock().expect("lock").ready()
-            {
+            if matches!(event, UsbEvent::Progress { .. }) && !pacer.lock().expect("lock").ready() {
                 return;
             }
             print_json_line(event);
@@ -308,7 +307,7 @@ pub fn run_prepare_usb(repo: &Path, args: &PrepareUsbArgs, json: bool) -> Result
                 bytes_total,
                 ..
             } => {
-                if throttle.lock().expect("lock").ready() {
+                if pacer.lock().expect("lock").ready() {
                     let line = format!(
                         "  {objects_done}/{objects_total} files, {} of {}",
                         format_size(*bytes_done),

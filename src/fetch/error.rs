@@ -3,7 +3,7 @@
 use crate::repo::{Checksum, RepoError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub enum PullError {
     #[error("{source_name} is not an OSTree repository that can be read")]
     NotServing { source_name: String },
     #[error("{source_name} does not have {ref_name}")]

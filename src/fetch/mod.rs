@@ -2,10 +2,10 @@
 
 pub mod engine;
 pub mod error;
-pub mod local;
+pub mod path_source;
 pub mod pull;
 
-pub use error::FetchError;
+pub use error::PullError;
 
 use std::time::Duration;
 
@@ -18,4 +18,4 @@ pub(crate) const MAX_METADATA_SIZE: u64 = 128 * 1024 * 1024;
 pub(crate) const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Verified objects move into the store this often, so a killed pull resumes.
 pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
-pub use local::LocalSource;
+pub use path_source::PathSource;

@@ -13,8 +13,8 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::fetch::error::FetchError;
-use crate::fetch::local::LocalSource;
+use crate::fetch::error::PullError;
+use crate::fetch::path_source::PathSource;
 use crate::fetch::{CHECKPOINT_INTERVAL, MAX_METADATA_SIZE, PROGRESS_INTERVAL};
 use crate::repo::objects::{variant_from_bytes, Commit, DirMeta, DirTree, METADATA_TYPE};
 use crate::repo::refs::{self, RefKind};
@@ -34,7 +34,7 @@ pub struct CommitToCheck<'a> {
 pub type CommitCheck<'a> = dyn Fn(&CommitToCheck<'_>) -> Result<(), String> + Sync + 'a;
 
 pub struct PullRequest<'a> {
-    pub source: &'a LocalSource,
+    pub source: &'a PathSource,
     /// The collection the ref belongs to, when the remote has one.
     pub collection_id: Option<&'a str>,
     pub ref_name: &'a str,
@@ -86,7 +86,7 @@ pub fn pull(
     repo: &Repo,
     request: &PullRequest<'_>,
     on_event: &(dyn Fn(&PullEvent) + Sync),
-) -> Result<PullOutcome, FetchError> {
+) -> Result<PullOutcome, PullError> {
     let source = request.source;
     let commit_checksum = match request.commit {
         Some(commit) => commit,
@@ -113,7 +113,7 @@ pub fn pull(
         detached_metadata: detached.as_deref(),
         ref_name: request.ref_name,
     })
-    .map_err(|reason| FetchError::Untrusted {
+    .map_err(|reason| PullError::Untrusted {
         source_name: source.name().to_owned(),
         ref_name: request.ref_name.to_owned(),
         commit: commit_checksum,
@@ -150,28 +150,28 @@ pub fn pull(
     Ok(outcome)
 }
 
-fn bad(source: &LocalSource, error: RepoError) -> FetchError {
-    FetchError::BadObject {
+fn bad(source: &PathSource, error: RepoError) -> PullError {
+    PullError::BadObject {
         source_name: source.name().to_owned(),
         error,
     }
 }
 
-fn not_found(source: &LocalSource, name: &ObjectName) -> FetchError {
-    FetchError::ObjectNotFound {
+fn not_found(source: &PathSource, name: &ObjectName) -> PullError {
+    PullError::ObjectNotFound {
         source_name: source.name().to_owned(),
         object: name.to_string(),
     }
 }
 
-fn read_limited(source: &LocalSource, name: &ObjectName) -> Result<Vec<u8>, FetchError> {
+fn read_limited(source: &PathSource, name: &ObjectName) -> Result<Vec<u8>, PullError> {
     source
         .read(name, MAX_METADATA_SIZE)?
         .ok_or_else(|| not_found(source, name))
 }
 
 /// Reads a metadata object from the source and checks it against its name.
-fn fetch_metadata(source: &LocalSource, name: &ObjectName) -> Result<Vec<u8>, FetchError> {
+fn fetch_metadata(source: &PathSource, name: &ObjectName) -> Result<Vec<u8>, PullError> {
     let bytes = read_limited(source, name)?;
     let actual = Checksum::digest(&bytes);
     if actual != name.checksum {
@@ -189,10 +189,10 @@ fn fetch_metadata(source: &LocalSource, name: &ObjectName) -> Result<Vec<u8>, Fe
 /// A metadata object from the store or staging, else fetched, verified and staged.
 fn metadata_object(
     txn: &Transaction,
-    source: &LocalSource,
+    source: &PathSource,
     name: &ObjectName,
     outcome: &mut PullOutcome,
-) -> Result<Vec<u8>, FetchError> {
+) -> Result<Vec<u8>, PullError> {
     if txn.has_object(name) {
         outcome.objects_present += 1;
         return Ok(txn.read_object_bytes(name)?);
@@ -233,12 +233,12 @@ impl FilePlan {
 /// `missing` as soon as it is found. Stops early when `stop` is set.
 fn walk_tree(
     txn: &Transaction,
-    source: &LocalSource,
+    source: &PathSource,
     commit: &Commit,
     outcome: &mut PullOutcome,
     stop: &AtomicBool,
     missing: &mut dyn FnMut(Checksum),
-) -> Result<FilePlan, FetchError> {
+) -> Result<FilePlan, PullError> {
     let mut seen_files = HashSet::new();
     let mut seen_trees = HashSet::new();
     // Directories share dirmetas: each is fetched (or counted as present) once.
@@ -298,18 +298,18 @@ fn fetch_closure(
     commit: &Commit,
     outcome: &mut PullOutcome,
     on_event: &(dyn Fn(&PullEvent) + Sync),
-) -> Result<(), FetchError> {
+) -> Result<(), PullError> {
     let source = request.source;
     let done = AtomicU64::new(0);
     let bytes_done = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let first_error: Mutex<Option<FetchError>> = Mutex::new(None);
-    let fail = |error: FetchError| {
+    let first_error: Mutex<Option<PullError>> = Mutex::new(None);
+    let fail = |error: PullError| {
         first_error.lock().expect("lock").get_or_insert(error);
         stop.store(true, Ordering::Relaxed);
     };
 
-    let fetch_one = |checksum: &Checksum| -> Result<u64, FetchError> {
+    let fetch_one = |checksum: &Checksum| -> Result<u64, PullError> {
         let name = ObjectName::new(*checksum, ObjectType::File);
         source
             .stage_file(txn, &name)?
@@ -346,7 +346,7 @@ fn fetch_closure(
         drop(finished_tx);
         let walked = walk_tree(txn, source, commit, outcome, &stop, &mut |checksum| {
             if request.cancel.load(Ordering::Relaxed) {
-                fail(FetchError::Cancelled);
+                fail(PullError::Cancelled);
             }
             // A send fails only when every worker has stopped on an error.
             let _ = queue_tx.send(checksum);
@@ -367,7 +367,7 @@ fn fetch_closure(
         let mut last_checkpoint = Instant::now();
         while let Err(RecvTimeoutError::Timeout) = finished_rx.recv_timeout(PROGRESS_INTERVAL) {
             if request.cancel.load(Ordering::Relaxed) {
-                fail(FetchError::Cancelled);
+                fail(PullError::Cancelled);
             }
             on_event(&PullEvent::Progress(plan.progress(
                 done.load(Ordering::Relaxed),

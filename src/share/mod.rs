@@ -19,7 +19,7 @@ pub mod paths;
 pub mod served;
 pub mod server;
 pub mod sharing;
-pub mod throttle;
+pub mod upload_cap;
 pub mod usb;
 
 use std::path::PathBuf;

@@ -28,7 +28,7 @@
 //!   limited in number (the oldest is closed first). A request with a body is
 //!   answered (400 for GET/HEAD, 405 otherwise) without reading it. Sockets time
 //!   out when idle, responses in progress are limited (beyond: 503), and an
-//!   optional bandwidth cap is shared by all responses ([`super::throttle`]).
+//!   optional bandwidth cap is shared by all responses ([`super::upload_cap`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -55,7 +55,7 @@ use crate::transport::map_file;
 
 use super::paths::{parse_request_path, FileKind, RepoPath};
 use super::served::{servable_refs, CompletenessCache, OfferedKey, RepoFingerprint, ServableRefs};
-use super::throttle::{send_body, Throttle};
+use super::upload_cap::{send_body, UploadCap};
 use super::ShareError;
 
 /// Limits that keep misbehaving clients from exhausting the server.
@@ -377,7 +377,7 @@ struct Inner {
     /// Addresses that could not be listened on (warned about once).
     unlistenable: RefCell<HashSet<IpAddr>>,
     last_listen_check: Cell<Instant>,
-    throttle: Option<Rc<Throttle>>,
+    upload_cap: Option<Rc<UploadCap>>,
     summary_listeners: RefCell<Vec<SummaryListener>>,
     timer: RefCell<Option<glib::SourceId>>,
     last_refresh: Cell<Instant>,
@@ -439,7 +439,7 @@ impl RepoServer {
             listeners: RefCell::new(Vec::new()),
             unlistenable: RefCell::new(HashSet::new()),
             last_listen_check: Cell::new(Instant::now()),
-            throttle: config.bandwidth_limit.map(Throttle::new),
+            upload_cap: config.bandwidth_limit.map(UploadCap::new),
             summary_listeners: RefCell::new(Vec::new()),
             timer: RefCell::new(None),
             last_refresh: Cell::new(Instant::now()),
@@ -581,8 +581,8 @@ impl Inner {
         if let Some(timer) = self.timer.take() {
             timer.remove();
         }
-        if let Some(throttle) = &self.throttle {
-            throttle.stop();
+        if let Some(upload_cap) = &self.upload_cap {
+            upload_cap.stop();
         }
         for listener in self.listeners.take() {
             listener.watch.destroy();
@@ -1386,7 +1386,7 @@ impl Inner {
             headers.set_encoding(soup::Encoding::ContentLength);
             headers.set_content_length(data.len() as i64);
         }
-        send_body(msg, data, self.throttle.as_deref());
+        send_body(msg, data, self.upload_cap.as_deref());
     }
 }
 

@@ -25,7 +25,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::fetch::pull::{self, PullEvent, PullRequest};
-use crate::fetch::{FetchError, LocalSource};
+use crate::fetch::{PathSource, PullError};
 use crate::repo::config::RepoConfig;
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
@@ -96,7 +96,7 @@ pub enum UsbError {
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(#[from] PullError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> UsbError + '_ {
@@ -679,7 +679,7 @@ pub fn prepare_usb(
         return Err(UsbError::OutsideDrive(destination));
     }
 
-    let source = LocalSource::new(&options.repo.to_string_lossy())?;
+    let source = PathSource::new(&options.repo.to_string_lossy())?;
     let cancel = AtomicBool::new(false);
     let accept = |_: &pull::CommitToCheck<'_>| -> Result<(), String> {
         // The commit was verified when it was pulled into the local repository.

@@ -14,15 +14,15 @@ use std::time::Duration;
 
 use gio::prelude::*;
 
-use super::error::{FetchError, SourcesError};
+use super::error::{SourcesError, SummaryError};
 use super::http;
 use super::lan::txt::{RepoAdvert, TxtAttributes};
 use super::lan::{self, LanBrowser, LanInterfaces};
-use super::local::LocalRepo;
 use super::model::{
     CollectionRef, RejectReason, Rejection, Source, SourceEvent, SourceKind, SourceState,
 };
 use super::mounts::{self, ScanResult};
+use super::own_repo::OwnRepo;
 use super::summary::SummaryInfo;
 use crate::repo::beneath;
 use crate::trust::{RemoteTrustSettings, TrustPolicy};
@@ -97,7 +97,7 @@ struct Entry {
 
 struct Inner {
     options: DiscoveryOptions,
-    local: LocalRepo,
+    local: OwnRepo,
     tracked: Vec<CollectionRef>,
     context: glib::MainContext,
     http: crate::transport::HttpClient,
@@ -196,12 +196,12 @@ pub fn normalize_source_uri(uri: &str) -> Result<String, SourcesError> {
 impl Discovery {
     /// Loads the local repository at `repo_path` and starts discovering.
     pub fn start(repo_path: &Path, options: DiscoveryOptions) -> Result<Self, SourcesError> {
-        let local = LocalRepo::load(repo_path)?;
+        let local = OwnRepo::load(repo_path)?;
         Self::start_with(local, options)
     }
 
     /// Starts discovering for an already loaded local repository.
-    pub fn start_with(local: LocalRepo, options: DiscoveryOptions) -> Result<Self, SourcesError> {
+    pub fn start_with(local: OwnRepo, options: DiscoveryOptions) -> Result<Self, SourcesError> {
         let context = glib::MainContext::ref_thread_default();
         // Futures are spawned on it from this thread: it must be ours to run.
         drop(context.acquire().map_err(|_| SourcesError::WrongContext)?);
@@ -269,7 +269,7 @@ impl Discovery {
     }
 
     /// The local repository as discovery sees it.
-    pub fn local(&self) -> &LocalRepo {
+    pub fn local(&self) -> &OwnRepo {
         &self.inner.local
     }
 
@@ -579,7 +579,7 @@ impl Inner {
         self: &Rc<Self>,
         id: &str,
         generation: u64,
-        result: Result<glib::Bytes, FetchError>,
+        result: Result<glib::Bytes, SummaryError>,
     ) {
         let mut retry = None;
         {
@@ -597,7 +597,7 @@ impl Inner {
                     }
                     _ => SummaryInfo::parse(&bytes, None),
                 }
-                .map_err(FetchError::Invalid)
+                .map_err(SummaryError::Invalid)
             });
             match parsed {
                 Ok(summary) => {
@@ -633,8 +633,8 @@ impl Inner {
                 }
                 Err(e) => {
                     entry.source.state = match &e {
-                        FetchError::Unreachable(_) => SourceState::Unreachable,
-                        FetchError::NotFound => SourceState::NotServing,
+                        SummaryError::Unreachable(_) => SourceState::Unreachable,
+                        SummaryError::NotFound => SourceState::NotServing,
                         _ => SourceState::Failed,
                     };
                     entry.source.error = Some(e.to_string());
@@ -646,7 +646,7 @@ impl Inner {
                     }
                     // Peers often advertise before their server is up: try again.
                     if matches!(entry.origin, Origin::Lan { .. } | Origin::Static)
-                        && matches!(e, FetchError::Unreachable(_))
+                        && matches!(e, SummaryError::Unreachable(_))
                         && entry.failures <= 3
                     {
                         let generation = self.generation();
@@ -695,13 +695,13 @@ async fn verify_summary_of(
     repo_path: &Path,
     settings: &RemoteTrustSettings,
     cancellable: &gio::Cancellable,
-) -> Result<(), FetchError> {
+) -> Result<(), SummaryError> {
     let setting = match (settings.gpg_verify_summary, settings.sign_verify_summary) {
         (true, true) => "gpg-verify-summary=true and sign-verify-summary=true",
         (true, false) => "gpg-verify-summary=true",
         _ => "sign-verify-summary=true",
     };
-    let untrusted = |reason: String| FetchError::Untrusted {
+    let untrusted = |reason: String| SummaryError::Untrusted {
         remote: settings.name.clone(),
         setting: setting.to_owned(),
         reason,

@@ -26,7 +26,7 @@ pub enum SourcesError {
 
 /// Why a source's summary could not be had.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
+pub enum SummaryError {
     /// Connection refused, no route, name resolution failed, timeout.
     #[error("unreachable: {0}")]
     Unreachable(String),

@@ -5,7 +5,7 @@ use gio::prelude::*;
 
 use crate::transport::{HttpClient, Transport, TransportError};
 
-use super::error::FetchError;
+use super::error::SummaryError;
 
 /// No summary Ferry reads is larger than this.
 pub const MAX_SUMMARY_SIZE: usize = 64 << 20;
@@ -23,7 +23,7 @@ pub async fn fetch_summary(
     http: &HttpClient,
     base: &str,
     cancellable: &gio::Cancellable,
-) -> Result<glib::Bytes, FetchError> {
+) -> Result<glib::Bytes, SummaryError> {
     fetch_file(http, base, "summary", MAX_SUMMARY_SIZE, cancellable).await
 }
 
@@ -32,10 +32,10 @@ pub async fn fetch_summary_sig(
     http: &HttpClient,
     base: &str,
     cancellable: &gio::Cancellable,
-) -> Result<Option<glib::Bytes>, FetchError> {
+) -> Result<Option<glib::Bytes>, SummaryError> {
     match fetch_file(http, base, "summary.sig", MAX_SUMMARY_SIG_SIZE, cancellable).await {
         Ok(bytes) => Ok(Some(bytes)),
-        Err(FetchError::NotFound) => Ok(None),
+        Err(SummaryError::NotFound) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -46,29 +46,29 @@ async fn fetch_file(
     name: &str,
     cap: usize,
     cancellable: &gio::Cancellable,
-) -> Result<glib::Bytes, FetchError> {
+) -> Result<glib::Bytes, SummaryError> {
     let transport = Transport::for_uri(base, http).map_err(|e| match e {
-        TransportError::Io(reason) => FetchError::InvalidUri(reason),
-        other => FetchError::InvalidUri(other.to_string()),
+        TransportError::Io(reason) => SummaryError::InvalidUri(reason),
+        other => SummaryError::InvalidUri(other.to_string()),
     })?;
     let result = transport
         .get_bytes(name, cap as u64, &std::env::temp_dir())
         .await;
     if cancellable.is_cancelled() {
-        return Err(FetchError::Io("cancelled".into()));
+        return Err(SummaryError::Io("cancelled".into()));
     }
     result.map(glib::Bytes::from_owned).map_err(|e| match e {
-        TransportError::NotFound => FetchError::NotFound,
+        TransportError::NotFound => SummaryError::NotFound,
         TransportError::Unreachable(reason)
         | TransportError::Lost(reason)
-        | TransportError::NotAnswering(reason) => FetchError::Unreachable(reason),
-        TransportError::Http(status) => FetchError::Http {
+        | TransportError::NotAnswering(reason) => SummaryError::Unreachable(reason),
+        TransportError::Http(status) => SummaryError::Http {
             status,
             reason: String::new(),
         },
         TransportError::TooLarge(limit) => {
-            FetchError::TooLarge(usize::try_from(limit).unwrap_or(usize::MAX))
+            SummaryError::TooLarge(usize::try_from(limit).unwrap_or(usize::MAX))
         }
-        other => FetchError::Io(other.to_string()),
+        other => SummaryError::Io(other.to_string()),
     })
 }

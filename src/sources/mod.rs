@@ -10,22 +10,22 @@
 //! - [`lan::txt`], [`lan::bloom`]: the libostree/eos-updater advertisement codec.
 
 mod discovery;
-pub mod disk;
+pub mod drive_repo;
 mod error;
 mod http;
 pub mod lan;
-pub mod local;
 pub mod model;
 pub mod mounts;
+pub mod own_repo;
 pub mod summary;
 
 pub use discovery::{normalize_source_uri, sort_sources, Discovery, DiscoveryOptions, LOG_DOMAIN};
-pub use error::{FetchError, SourcesError};
+pub use error::{SourcesError, SummaryError};
 pub use http::{fetch_summary, summary_uri};
 pub use lan::LanInterfaces;
-pub use local::LocalRepo;
 pub use model::{
     CollectionRef, OfferedRef, RejectReason, Rejection, Source, SourceEvent, SourceKind,
     SourceState,
 };
+pub use own_repo::OwnRepo;
 pub use summary::SummaryInfo;

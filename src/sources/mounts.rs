@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::disk::{self, DiskRepo, DiskRepoError, FileId};
+use super::drive_repo::{self, DriveRepo, DriveRepoError, FileId};
 use super::model::{CollectionRef, RejectReason, Rejection};
 
 /// Where repositories live on a drive after `.ostree/repos.d/*`, in order.
@@ -28,7 +28,7 @@ pub struct FoundRepo {
     /// The path it was found at (before following symlinks).
     pub found_at: PathBuf,
     /// The repository, its refs reduced to those no earlier repository offers.
-    pub repo: DiskRepo,
+    pub repo: DriveRepo,
 }
 
 /// The outcome of scanning one mount root or sideload directory.
@@ -88,7 +88,7 @@ pub fn scan_mount_root(root: &Path, local: Option<FileId>) -> ScanResult {
 pub fn scan_sideload_dir(dir: &Path, local: Option<FileId>) -> ScanResult {
     let mut candidates = Vec::new();
     for entry in sorted_dir_entries(dir) {
-        if disk::resolve_repo(&entry).is_ok() {
+        if drive_repo::resolve_repo(&entry).is_ok() {
             candidates.push(Candidate {
                 path: entry,
                 explicit: true,
@@ -125,9 +125,9 @@ fn scan_candidates(
 
     for Candidate { path, explicit } in candidates {
         // Check the identity before reading anything from it.
-        let id = match disk::resolve_repo(&path) {
+        let id = match drive_repo::resolve_repo(&path) {
             Ok((_, id)) => id,
-            Err(DiskRepoError::Io { source, .. })
+            Err(DriveRepoError::Io { source, .. })
                 if !explicit && source.kind() == std::io::ErrorKind::NotFound =>
             {
                 continue
@@ -150,7 +150,7 @@ fn scan_candidates(
         if !seen_repos.insert(id) {
             continue;
         }
-        match disk::read_repo(&path) {
+        match drive_repo::read_repo(&path) {
             // Re-check: the path could have been swapped between the two looks.
             Ok(repo) if repo.id != id => reject(
                 &path,

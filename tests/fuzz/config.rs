@@ -2,7 +2,7 @@
 //! whose collection id discovery reads).
 
 use ferry::repo::config::RepoConfig;
-use ferry::sources::disk::config_collection_id;
+use ferry::sources::drive_repo::config_collection_id;
 use proptest::prelude::*;
 
 use crate::harness::{check, config, untrusted, HeapBound};

@@ -37,7 +37,7 @@ impl FileId {
 
 /// A repository read from disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiskRepo {
+pub struct DriveRepo {
     /// Its canonical path (symlinks resolved).
     pub path: PathBuf,
     pub id: FileId,
@@ -51,7 +51,7 @@ pub struct DiskRepo {
 
 /// Why a repository on disk could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum DiskRepoError {
+pub enum DriveRepoError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -70,8 +70,8 @@ pub enum DiskRepoError {
     Refs { path: PathBuf, reason: String },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskRepoError + '_ {
-    move |source| DiskRepoError::Io {
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DriveRepoError + '_ {
+    move |source| DriveRepoError::Io {
         path: path.to_owned(),
         source,
     }
@@ -85,12 +85,12 @@ const MAX_COMMIT_SIZE: u64 = 16 << 20;
 const MAX_SUMMARY_SIZE: u64 = 64 << 20;
 
 /// Resolves `path` (following symlinks) and checks that it looks like a repository.
-pub fn resolve_repo(path: &Path) -> Result<(PathBuf, FileId), DiskRepoError> {
+pub fn resolve_repo(path: &Path) -> Result<(PathBuf, FileId), DriveRepoError> {
     let canonical = fs::canonicalize(path).map_err(io_err(path))?;
     let id = FileId::of(&canonical).map_err(io_err(&canonical))?;
     let tree = Tree::open(&canonical)?;
     if !tree.is_file("config") || !tree.is_dir("objects") {
-        return Err(DiskRepoError::NotARepository(path.to_owned()));
+        return Err(DriveRepoError::NotARepository(path.to_owned()));
     }
     Ok((canonical, id))
 }
@@ -99,22 +99,22 @@ pub fn resolve_repo(path: &Path) -> Result<(PathBuf, FileId), DiskRepoError> {
 /// beneath the repository root (see [`crate::repo::beneath`]): a FIFO, device,
 /// socket or link out of the repository at the config, a ref, the summary or a
 /// ref's commit refuses the whole repository, naming the file.
-pub fn read_repo(path: &Path) -> Result<DiskRepo, DiskRepoError> {
+pub fn read_repo(path: &Path) -> Result<DriveRepo, DriveRepoError> {
     let (canonical, id) = resolve_repo(path)?;
     let tree = Tree::open(&canonical)?;
     let config_path = canonical.join("config");
     let config = String::from_utf8(tree.read("config", MAX_CONFIG_SIZE)?).map_err(|_| {
-        DiskRepoError::Config {
+        DriveRepoError::Config {
             path: config_path.clone(),
             reason: "not UTF-8".into(),
         }
     })?;
-    let collection_id = config_collection_id(&config).map_err(|reason| DiskRepoError::Config {
+    let collection_id = config_collection_id(&config).map_err(|reason| DriveRepoError::Config {
         path: config_path.clone(),
         reason,
     })?;
 
-    let listed = refs::list_refs(&canonical).map_err(|e| DiskRepoError::Refs {
+    let listed = refs::list_refs(&canonical).map_err(|e| DriveRepoError::Refs {
         path: canonical.clone(),
         reason: e.to_string(),
     })?;
@@ -141,7 +141,7 @@ pub fn read_repo(path: &Path) -> Result<DiskRepo, DiskRepoError> {
     offered.dedup_by(|a, b| a.collection_id == b.collection_id && a.ref_name == b.ref_name);
 
     let last_modified = summary_last_modified(&tree)?;
-    Ok(DiskRepo {
+    Ok(DriveRepo {
         path: canonical,
         id,
         collection_id,

@@ -9,7 +9,7 @@ use crate::repo::config::RepoConfig;
 use crate::repo::refs::{self, RefKind};
 use crate::trust::RemoteTrustSettings;
 
-use super::disk::{self, FileId};
+use super::drive_repo::{self, FileId};
 use super::error::SourcesError;
 use super::model::{CollectionRef, OfferedRef};
 
@@ -20,7 +20,7 @@ pub const SIDELOAD_DIRS_KEY: &str = "sideload-dirs";
 
 /// A configured remote, as discovery sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LocalRemote {
+pub struct OwnRemote {
     pub name: String,
     pub url: String,
     pub collection_id: Option<String>,
@@ -31,19 +31,19 @@ pub struct LocalRemote {
 
 /// A tracked ref with the collection it belongs to (its remote's collection id).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LocalTracked {
+pub struct TrackedCollectionRef {
     pub remote: String,
     pub cref: CollectionRef,
 }
 
 /// A snapshot of the local repository for discovery.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LocalRepo {
+pub struct OwnRepo {
     pub path: PathBuf,
     /// (device, inode) of the repository directory, if it exists.
     pub id: Option<FileId>,
-    pub remotes: Vec<LocalRemote>,
-    pub tracked: Vec<LocalTracked>,
+    pub remotes: Vec<OwnRemote>,
+    pub tracked: Vec<TrackedCollectionRef>,
     /// Timestamps of the commits installed for tracked refs
     /// (`refs/remotes/REMOTE/REF`), where the commit object is present.
     pub installed: BTreeMap<CollectionRef, u64>,
@@ -53,14 +53,14 @@ pub struct LocalRepo {
     pub sideload_dirs: Vec<PathBuf>,
 }
 
-impl LocalRepo {
+impl OwnRepo {
     /// Reads the repository at `path`.
     pub fn load(path: &Path) -> Result<Self, SourcesError> {
         let config = RepoConfig::load(path)?;
-        let remotes: Vec<LocalRemote> = config
+        let remotes: Vec<OwnRemote> = config
             .remotes()?
             .into_iter()
-            .map(|r| LocalRemote {
+            .map(|r| OwnRemote {
                 summary_trust: (r.gpg_verify_summary || r.sign_verify_summary)
                     .then(|| RemoteTrustSettings::from(&r)),
                 name: r.name,
@@ -82,11 +82,11 @@ impl LocalRepo {
             if let Ok(Some(commit)) =
                 refs::read_ref(path, &RefKind::Remote(t.remote.clone()), &t.ref_name)
             {
-                if let (Some(timestamp), _) = disk::commit_info(path, &commit) {
+                if let (Some(timestamp), _) = drive_repo::commit_info(path, &commit) {
                     installed.insert(cref.clone(), timestamp);
                 }
             }
-            tracked.push(LocalTracked {
+            tracked.push(TrackedCollectionRef {
                 remote: t.remote,
                 cref,
             });
@@ -146,7 +146,7 @@ impl LocalRepo {
     }
 
     /// Remotes that tracked refs belong to: the upstream sources.
-    pub fn upstream_remotes(&self) -> Vec<&LocalRemote> {
+    pub fn upstream_remotes(&self) -> Vec<&OwnRemote> {
         let mut names: Vec<&str> = self.tracked.iter().map(|t| t.remote.as_str()).collect();
         names.sort();
         names.dedup();

@@ -34,15 +34,15 @@ struct Bucket {
 }
 
 /// A bandwidth cap shared by every response of a server.
-pub struct Throttle {
+pub struct UploadCap {
     rate: u64,
     chunk: usize,
     burst: f64,
     bucket: RefCell<Bucket>,
-    me: Weak<Throttle>,
+    me: Weak<UploadCap>,
 }
 
-impl Throttle {
+impl UploadCap {
     /// A cap of `rate` bytes per second across all responses.
     pub fn new(rate: u64) -> Rc<Self> {
         let rate = rate.max(1);
@@ -93,10 +93,10 @@ impl Throttle {
         let me = self.me.clone();
         let weak_out = Rc::downgrade(&out);
         msg.connect_wrote_chunk(move |_| {
-            if let (Some(throttle), Some(out)) = (me.upgrade(), weak_out.upgrade()) {
+            if let (Some(upload_cap), Some(out)) = (me.upgrade(), weak_out.upgrade()) {
                 if out.offset.get() < out.data.len() && !out.done.get() {
                     // soup pauses the message if no chunk is appended here.
-                    throttle.feed(out, false);
+                    upload_cap.feed(out, false);
                 }
             }
         });
@@ -156,7 +156,7 @@ impl Throttle {
         }
         let me = self.me.clone();
         bucket.timer = Some(glib::timeout_add_local(TICK, move || match me.upgrade() {
-            Some(throttle) => throttle.tick(),
+            Some(upload_cap) => upload_cap.tick(),
             None => glib::ControlFlow::Break,
         }));
     }
@@ -203,10 +203,10 @@ impl Throttle {
     }
 }
 
-/// Sends `data` as the body of `msg`: whole, or under `throttle`'s cap.
-pub fn send_body(msg: &soup::ServerMessage, data: glib::Bytes, throttle: Option<&Throttle>) {
-    match throttle {
-        Some(throttle) => throttle.send(msg, data),
+/// Sends `data` as the body of `msg`: whole, or under `upload_cap`'s cap.
+pub fn send_body(msg: &soup::ServerMessage, data: glib::Bytes, upload_cap: Option<&UploadCap>) {
+    match upload_cap {
+        Some(upload_cap) => upload_cap.send(msg, data),
         None => {
             if let Some(body) = msg.response_body() {
                 body.set_accumulate(false);

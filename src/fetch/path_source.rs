@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::fetch::error::FetchError;
+use crate::fetch::error::PullError;
 use crate::repo::beneath::{BeneathError, ErrorKeepingReader, Tree};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Transaction;
@@ -11,21 +11,21 @@ use crate::repo::{Checksum, ObjectName, RepoError};
 
 /// A repository read straight from the filesystem.
 #[derive(Clone, Debug)]
-pub struct LocalSource {
+pub struct PathSource {
     root: PathBuf,
     name: String,
 }
 
-impl LocalSource {
+impl PathSource {
     /// `uri` is a `file://` URI or a plain path.
-    pub fn new(uri: &str) -> Result<Self, FetchError> {
+    pub fn new(uri: &str) -> Result<Self, PullError> {
         let path = match uri.strip_prefix("file://") {
             Some(rest) => PathBuf::from(percent_decode(rest)),
             None => PathBuf::from(uri),
         };
         let name = path.display().to_string();
         if !path.join("objects").is_dir() {
-            return Err(FetchError::NotServing { source_name: name });
+            return Err(PullError::NotServing { source_name: name });
         }
         Ok(Self { root: path, name })
     }
@@ -45,8 +45,8 @@ impl LocalSource {
         &self,
         collection_id: Option<&str>,
         ref_name: &str,
-    ) -> Result<Checksum, FetchError> {
-        let source_err = |error| FetchError::Source {
+    ) -> Result<Checksum, PullError> {
+        let source_err = |error| PullError::Source {
             source_name: self.name.clone(),
             error,
         };
@@ -59,7 +59,7 @@ impl LocalSource {
         if let Some(c) = refs::read_ref(&self.root, &RefKind::Head, ref_name).map_err(source_err)? {
             return Ok(c);
         }
-        Err(FetchError::RefNotFound {
+        Err(PullError::RefNotFound {
             source_name: self.name.clone(),
             ref_name: ref_name.to_owned(),
         })
@@ -67,12 +67,12 @@ impl LocalSource {
 
     /// The repository root, opened for reading beneath it only (no FIFO, device,
     /// socket or link out of it is ever read).
-    fn tree(&self) -> Result<Tree, FetchError> {
+    fn tree(&self) -> Result<Tree, PullError> {
         Tree::open(&self.root).map_err(|e| self.error(e))
     }
 
-    fn error(&self, e: BeneathError) -> FetchError {
-        FetchError::Source {
+    fn error(&self, e: BeneathError) -> PullError {
+        PullError::Source {
             source_name: self.name.clone(),
             error: e.into(),
         }
@@ -80,11 +80,11 @@ impl LocalSource {
 
     /// Reads a metadata object, at most `limit` bytes; `Ok(None)` when the source
     /// does not have it.
-    pub fn read(&self, name: &ObjectName, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
+    pub fn read(&self, name: &ObjectName, limit: u64) -> Result<Option<Vec<u8>>, PullError> {
         match self.tree()?.read(name.relative_path(), limit) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(BeneathError::NotFound { .. }) => Ok(None),
-            Err(BeneathError::TooLarge { .. }) => Err(FetchError::BadObject {
+            Err(BeneathError::TooLarge { .. }) => Err(PullError::BadObject {
                 source_name: self.name.clone(),
                 error: RepoError::CorruptObject {
                     name: *name,
@@ -102,7 +102,7 @@ impl LocalSource {
         &self,
         txn: &Transaction,
         name: &ObjectName,
-    ) -> Result<Option<u64>, FetchError> {
+    ) -> Result<Option<u64>, PullError> {
         let tree = self.tree()?;
         let relative = name.relative_path();
         let file = match tree.open_file(&relative) {
@@ -115,8 +115,8 @@ impl LocalSource {
         match (result, reader.into_error()) {
             (Ok(n), _) => Ok(Some(n)),
             (Err(_), Some(e)) => Err(self.error(tree.read_error(&relative, e))),
-            (Err(error), None) if error.is_local() => Err(FetchError::Local(error)),
-            (Err(error), None) => Err(FetchError::BadObject {
+            (Err(error), None) if error.is_local() => Err(PullError::Local(error)),
+            (Err(error), None) => Err(PullError::BadObject {
                 source_name: self.name.clone(),
                 error,
             }),
