@@ -31,11 +31,12 @@ use serde::Serialize;
 
 use crate::fetch::{CHECKPOINT_INTERVAL, MAX_METADATA_SIZE, PROGRESS_INTERVAL};
 use crate::repo::beneath::{self, BeneathError, Tree};
-use crate::repo::config::{RemoteConfig, RepoConfig};
+use crate::repo::config::RemoteConfig;
 use crate::repo::objects::{Commit, DirMeta, DirTree};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
+pub use crate::sources::Target;
 use crate::sources::{Source, SourceKind};
 use crate::transport::{Body, HttpClient, HttpSettings, Transport, TransportError};
 use crate::trust::{self, CommitToVerify, TrustPolicy};
@@ -87,29 +88,6 @@ pub enum EngineError {
     Trust(#[from] trust::TrustError),
 }
 
-/// One ref to keep up to date, with the remote that says how to trust it.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub remote: RemoteConfig,
-    pub ref_name: String,
-}
-
-impl Target {
-    /// The refs the repository tracks (`ferryctl track`), with their remotes.
-    pub fn tracked(config: &RepoConfig) -> Result<Vec<Target>, RepoError> {
-        config
-            .tracked()?
-            .into_iter()
-            .map(|t| {
-                Ok(Target {
-                    remote: config.remote(&t.remote)?,
-                    ref_name: t.ref_name,
-                })
-            })
-            .collect()
-    }
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct SourceLabel {
     pub id: String,
@@ -117,11 +95,41 @@ pub struct SourceLabel {
     pub name: String,
 }
 
+/// What a source is doing in an update, as progress reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferState {
+    /// Usable, nothing asked of it right now.
+    Idle,
+    /// Requests in flight.
+    Downloading,
+    /// Not used for the rest of this update (`last_error` says why).
+    Dropped,
+}
+
+impl TransferState {
+    /// The word progress JSON uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Downloading => "downloading",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+impl std::fmt::Display for TransferState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that column widths in the terminal output apply.
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SourceProgress {
     #[serde(flatten)]
     pub source: SourceLabel,
-    pub state: &'static str,
+    pub state: TransferState,
     pub bytes: u64,
     pub objects: u64,
     /// Bytes per second over the last second or so.
@@ -561,15 +569,9 @@ impl Engine {
             .iter()
             .take_while(|s| unused_reason(&target.remote, &s.source, named).is_none())
             .count();
-        let collection = target.remote.collection_id.as_deref();
         let unused = sources[usable..]
             .iter()
-            .filter(|s| {
-                s.source.refs.iter().any(|offer| {
-                    offer.ref_name == target.ref_name
-                        && offer.collection_id.as_deref() == collection
-                })
-            })
+            .filter(|s| s.source.offer_for(target).is_some())
             .filter_map(|s| {
                 let reason = unused_reason(&target.remote, &s.source, named)?;
                 let message = match reason {
@@ -608,24 +610,17 @@ impl Engine {
         unused_sources: Vec<UnusedSource>,
     ) -> Result<RefPlan, EngineError> {
         let remote = &target.remote;
-        let collection = remote.collection_id.as_deref();
-        let kind = RefKind::Remote(remote.name.clone());
-        let current = match refs::read_ref(self.repo.root(), &kind, &target.ref_name)? {
-            Some(c) => Some((c, self.repo.load_commit(&c)?.0.timestamp)),
-            None => None,
-        };
+        let current = self
+            .repo
+            .installed(&remote.name, &target.ref_name)?
+            .map(|(checksum, commit)| (checksum, commit.timestamp));
         let policy = TrustPolicy::for_remote(self.repo.root(), &remote.into())?;
 
         // Offers, newest claimed first; a source's claim is only a hint.
         let mut offers: Vec<(Checksum, Option<u64>, usize)> = Vec::new();
         for (i, s) in sources.iter().enumerate().filter(|(_, s)| s.alive) {
-            for offer in &s.source.refs {
-                let matches_collection = offer.collection_id.as_deref() == collection
-                    || (offer.collection_id.is_none()
-                        && s.source.remote.as_deref() == Some(&remote.name));
-                if offer.ref_name == target.ref_name && matches_collection {
-                    offers.push((offer.commit, offer.timestamp, i));
-                }
+            if let Some(offer) = s.source.offer_for(target) {
+                offers.push((offer.commit, offer.timestamp, i));
             }
         }
         if offers.is_empty() && !unused_sources.is_empty() {
@@ -1169,11 +1164,11 @@ impl Engine {
             .map(|s| SourceProgress {
                 source: s.label(),
                 state: if !s.alive {
-                    "dropped"
+                    TransferState::Dropped
                 } else if s.in_flight > 0 {
-                    "downloading"
+                    TransferState::Downloading
                 } else {
-                    "idle"
+                    TransferState::Idle
                 },
                 bytes: s.bytes,
                 objects: s.objects,

@@ -17,6 +17,7 @@ use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
 use crate::repo::error::{RepoError, Result};
 use crate::repo::filez::verify_filez;
 use crate::repo::objects::{Commit, DirMeta, DirTree};
+use crate::repo::refs::{self, RefKind};
 
 /// Archive objects are world-readable, so a drive written here works elsewhere.
 const OBJECT_MODE: u32 = 0o644;
@@ -85,6 +86,16 @@ impl Repo {
             io::ErrorKind::NotFound => RepoError::MissingObject(*name),
             _ => RepoError::io(path, e),
         })
+    }
+
+    /// The commit installed for `ref_name` of `remote` (`refs/remotes/REMOTE/REF`),
+    /// with the commit object, which a ref only ever names once it is stored.
+    pub fn installed(&self, remote: &str, ref_name: &str) -> Result<Option<(Checksum, Commit)>> {
+        let kind = RefKind::Remote(remote.to_owned());
+        match refs::read_ref(&self.root, &kind, ref_name)? {
+            Some(checksum) => Ok(Some((checksum, self.load_commit(&checksum)?.0))),
+            None => Ok(None),
+        }
     }
 
     pub fn load_commit(&self, checksum: &Checksum) -> Result<(Commit, Vec<u8>)> {

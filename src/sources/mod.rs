@@ -25,7 +25,7 @@ pub use http::{fetch_summary, summary_uri};
 pub use lan::LanInterfaces;
 pub use model::{
     CollectionRef, OfferedRef, RejectReason, Rejection, Source, SourceEvent, SourceKind,
-    SourceState,
+    SourceState, Target,
 };
 pub use own_repo::OwnRepo;
 pub use summary::SummaryInfo;

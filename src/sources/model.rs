@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::repo::Checksum;
+use crate::repo::config::{RemoteConfig, RepoConfig};
+use crate::repo::{Checksum, RepoError};
 
 /// Where a source lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -177,9 +178,17 @@ impl Source {
         }
     }
 
-    /// The offered ref matching `cref`, if any.
-    pub fn offered(&self, cref: &CollectionRef) -> Option<&OfferedRef> {
-        self.refs.iter().find(|r| r.is(cref))
+    /// What this source offers for `target`: the target's ref in its remote's
+    /// collection, or, from a source standing in for that remote whose summary has
+    /// no collection ids, the ref by name.
+    pub fn offer_for(&self, target: &Target) -> Option<&OfferedRef> {
+        let collection = target.remote.collection_id.as_deref();
+        self.refs.iter().find(|offer| {
+            offer.ref_name == target.ref_name
+                && (offer.collection_id.as_deref() == collection
+                    || (offer.collection_id.is_none()
+                        && self.remote.as_deref() == Some(target.remote.name.as_str())))
+        })
     }
 
     /// `file://` sources (drives, sideload repos) come first when pulling.
@@ -263,5 +272,28 @@ impl fmt::Display for Rejection {
             self.origin.display(),
             self.reason
         )
+    }
+}
+
+/// One ref to keep up to date, with the remote that says how to trust it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub remote: RemoteConfig,
+    pub ref_name: String,
+}
+
+impl Target {
+    /// The refs the repository tracks (`ferryctl track`), with their remotes.
+    pub fn tracked(config: &RepoConfig) -> Result<Vec<Target>, RepoError> {
+        config
+            .tracked()?
+            .into_iter()
+            .map(|t| {
+                Ok(Target {
+                    remote: config.remote(&t.remote)?,
+                    ref_name: t.ref_name,
+                })
+            })
+            .collect()
     }
 }

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::repo::config::RepoConfig;
-use crate::repo::refs::{self, RefKind};
+use crate::repo::store::Repo;
 use crate::trust::RemoteTrustSettings;
 
-use super::drive_repo::{self, FileId};
+use super::drive_repo::FileId;
 use super::error::SourcesError;
 use super::model::{CollectionRef, OfferedRef};
 
@@ -68,6 +68,7 @@ impl OwnRepo {
                 collection_id: r.collection_id,
             })
             .collect();
+        let repo = Repo::open(path).ok();
         let mut tracked = Vec::new();
         let mut installed = BTreeMap::new();
         for t in config.tracked()? {
@@ -79,12 +80,10 @@ impl OwnRepo {
                 collection_id,
                 ref_name: t.ref_name.clone(),
             };
-            if let Ok(Some(commit)) =
-                refs::read_ref(path, &RefKind::Remote(t.remote.clone()), &t.ref_name)
+            if let Some(Ok(Some((_, commit)))) =
+                repo.as_ref().map(|r| r.installed(&t.remote, &t.ref_name))
             {
-                if let (Some(timestamp), _) = drive_repo::commit_info(path, &commit) {
-                    installed.insert(cref.clone(), timestamp);
-                }
+                installed.insert(cref.clone(), commit.timestamp);
             }
             tracked.push(TrackedCollectionRef {
                 remote: t.remote,

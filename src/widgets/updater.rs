@@ -20,10 +20,9 @@ use crate::cli::sources::DiscoveryArgs;
 use crate::demo::DemoWorld;
 use crate::fetch::engine::{
     unused_reason, Engine, EngineError, EngineEvent, EngineSettings, OverallProgress, RefPlan,
-    SourceProgress, Target,
+    SourceProgress, Target, TransferState,
 };
 use crate::repo::config::RepoConfig;
-use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::{Checksum, RepoError};
 use crate::share::server::{Listen, ServerConfig};
@@ -269,21 +268,6 @@ impl Default for FerryUpdater {
 /// Only the internet costs money on a metered connection.
 fn is_metered_kind(source: &Source) -> bool {
     source.kind == SourceKind::Internet
-}
-
-/// Whether `offer` of `source` is for `target`.
-fn offers(source: &Source, target: &Target) -> Option<crate::sources::OfferedRef> {
-    let collection = target.remote.collection_id.as_deref();
-    source
-        .refs
-        .iter()
-        .find(|offer| {
-            offer.ref_name == target.ref_name
-                && (offer.collection_id.as_deref() == collection
-                    || (offer.collection_id.is_none()
-                        && source.remote.as_deref() == Some(target.remote.name.as_str())))
-        })
-        .cloned()
 }
 
 /// A commit and when it was made.
@@ -657,7 +641,7 @@ impl FerryUpdater {
                 }
                 SourceState::Ready | SourceState::Outdated => installed
                     .iter()
-                    .find_map(|i| offers(&source, &i.target).map(|offer| (i, offer)))
+                    .find_map(|i| source.offer_for(&i.target).map(|offer| (i, offer.clone())))
                     .map(|(i, offer)| {
                         let newest = plans
                             .iter()
@@ -688,7 +672,7 @@ impl FerryUpdater {
         let named = self.named_sources();
         let mut offered = installed
             .iter()
-            .filter(|i| offers(source, &i.target).is_some())
+            .filter(|i| source.offer_for(&i.target).is_some())
             .peekable();
         offered.peek().is_some()
             && offered.all(|i| unused_reason(&i.target.remote, source, &named).is_some())
@@ -716,17 +700,14 @@ impl FerryUpdater {
         let installed = targets
             .iter()
             .map(|target| {
-                let kind = RefKind::Remote(target.remote.name.clone());
-                let commit = refs::read_ref(&path, &kind, &target.ref_name)
+                let installed = repo
+                    .installed(&target.remote.name, &target.ref_name)
                     .ok()
                     .flatten();
-                let timestamp = commit
-                    .and_then(|c| repo.load_commit(&c).ok())
-                    .map(|(commit, _)| commit.timestamp);
                 Installed {
                     target: target.clone(),
-                    commit,
-                    timestamp,
+                    commit: installed.as_ref().map(|(checksum, _)| *checksum),
+                    timestamp: installed.map(|(_, commit)| commit.timestamp),
                 }
             })
             .collect();
@@ -1130,7 +1111,7 @@ impl FerryUpdater {
             item.set_if_changed("progress-fraction", share);
             item.set_if_changed("bytes", progress.bytes);
             item.set_if_changed("rate", progress.rate);
-            let text = if progress.state == "dropped" {
+            let text = if progress.state == TransferState::Dropped {
                 gettext("Stopped")
             } else if progress.bytes == 0 && progress.in_flight == 0 {
                 // Better sources have had everything so far.
