@@ -97,9 +97,19 @@ struct OpenHow {
     resolve: u64,
 }
 
-const RESOLVE: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV;
+/// A drive's files: beneath its root, no magic links, not onto another mount.
+const DRIVE_RESOLVE: u64 =
+    libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV;
 
-fn openat2(dir: &File, relative: &Path, flags: i32) -> io::Result<File> {
+/// `openat2(2)` of `relative` under `dir` with the `resolve` rules (`RESOLVE_*`),
+/// close-on-exec, retried when interrupted. The one place Ferry calls it: drives
+/// here, the repository the server shares in `share::server`.
+pub(crate) fn openat2(
+    dir: &impl AsRawFd,
+    relative: &Path,
+    flags: i32,
+    resolve: u64,
+) -> io::Result<File> {
     let name = CString::new(relative.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // openat2 refuses flags O_PATH ignores (EINVAL): O_NOCTTY only when reading.
@@ -111,7 +121,7 @@ fn openat2(dir: &File, relative: &Path, flags: i32) -> io::Result<File> {
     let how = OpenHow {
         flags: (flags | extra) as u64,
         mode: 0,
-        resolve: RESOLVE,
+        resolve,
     };
     loop {
         // SAFETY: `name` is NUL-terminated, `how` is a valid open_how of the size
@@ -222,7 +232,7 @@ impl Tree {
         relative: &Path,
         flags: i32,
     ) -> Result<(File, std::fs::Metadata), BeneathError> {
-        let handle = openat2(&self.dir, relative, libc::O_PATH | flags)
+        let handle = openat2(&self.dir, relative, libc::O_PATH | flags, DRIVE_RESOLVE)
             .map_err(|e| self.error(relative, e))?;
         let meta = handle.metadata().map_err(|e| self.error(relative, e))?;
         Ok((handle, meta))
@@ -247,8 +257,13 @@ impl Tree {
         let relative = relative.as_ref();
         let (_, meta) = self.mode_of(relative, 0)?;
         self.check_regular(relative, &meta)?;
-        let file = openat2(&self.dir, relative, libc::O_RDONLY | libc::O_NONBLOCK)
-            .map_err(|e| self.error(relative, e))?;
+        let file = openat2(
+            &self.dir,
+            relative,
+            libc::O_RDONLY | libc::O_NONBLOCK,
+            DRIVE_RESOLVE,
+        )
+        .map_err(|e| self.error(relative, e))?;
         // Swapped between the two opens: check what was opened.
         let opened = file.metadata().map_err(|e| self.error(relative, e))?;
         self.check_regular(relative, &opened)?;
@@ -280,6 +295,7 @@ impl Tree {
             &self.dir,
             relative,
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK,
+            DRIVE_RESOLVE,
         )
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ENOTDIR) => match self.mode_of(relative, 0) {

@@ -36,7 +36,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use gio::prelude::*;
 use soup::prelude::*;
 
+use crate::repo::beneath;
 use crate::repo::config::RepoConfig;
 use crate::repo::store::Repo;
 use crate::repo::summary::Summary;
@@ -1464,50 +1465,23 @@ fn open_directory(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `struct open_how` of openat2(2).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// Opens `relative` (a whitelisted path) for reading, never leaving `dir`.
 /// `follow`: symlinks may be followed while they stay beneath `dir` (ref aliases);
 /// otherwise any symlink on the way is refused.
 pub fn open_beneath(dir: &OwnedFd, relative: &str, follow: bool) -> io::Result<File> {
-    let c_path = CString::new(relative).map_err(io::Error::other)?;
     // O_NONBLOCK: a FIFO planted under an object's name cannot hang the server.
-    let mut flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+    let mut flags = libc::O_RDONLY | libc::O_NONBLOCK;
     let mut resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     if !follow {
         flags |= libc::O_NOFOLLOW;
         resolve |= libc::RESOLVE_NO_SYMLINKS;
     }
-    let how = OpenHow {
-        flags: flags as u64,
-        mode: 0,
-        resolve,
-    };
-    // SAFETY: valid dirfd, NUL-terminated path, and a correctly sized open_how.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c_path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: a new fd owned by the File.
-        return Ok(unsafe { File::from_raw_fd(fd as RawFd) });
-    }
-    let error = io::Error::last_os_error();
-    match error.raw_os_error() {
+    match beneath::openat2(dir, Path::new(relative), flags, resolve) {
         // No openat2 (old kernel, or a seccomp filter): walk without any symlink.
-        Some(libc::ENOSYS) | Some(libc::EPERM) => open_without_symlinks(dir, relative, flags),
-        _ => Err(error),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {
+            open_without_symlinks(dir, relative, flags | libc::O_CLOEXEC | libc::O_NOCTTY)
+        }
+        result => result,
     }
 }
 
