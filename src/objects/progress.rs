@@ -234,6 +234,33 @@ impl FerryProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn keeps_the_newest_report_and_publishes_it_once() {
+        let progress = FerryProgress::new();
+        let published = Rc::new(Cell::new(0));
+        let counter = published.clone();
+        progress.connect_sampled(move |_| counter.set(counter.get() + 1));
+        for done in [10, 20, 30] {
+            progress.report(ProgressSample {
+                bytes_done: done,
+                bytes_total: 40,
+                ..ProgressSample::default()
+            });
+        }
+        // Reports alone reach no widget: only a tick (or the end) publishes.
+        assert_eq!(published.get(), 0);
+        assert_eq!(progress.bytes_done(), 0);
+        progress.finish();
+        assert_eq!(published.get(), 1);
+        assert_eq!(progress.sample().bytes_done, 30);
+        assert_eq!((progress.bytes_done(), progress.bytes_total()), (30, 40));
+        assert_eq!(progress.fraction(), 0.75);
+        // Nothing new: nothing published again.
+        progress.finish();
+        assert_eq!(published.get(), 1);
+    }
 
     #[test]
     fn fractions_stay_between_nothing_and_everything() {
