@@ -1,7 +1,7 @@
 //! Ferry: updates from nearby.
 //!
 //! The engine (`repo`, `transport`, `trust`, `sources`, `fetch`, `share`) never imports GTK; the
-//! GUI (`widgets`, behind the `gui` feature) and `ferryctl` are two consumers of it.
+//! GUI (`objects` and `widgets`, behind the `gui` feature) and `ferryctl` are two consumers of it.
 
 pub mod cli;
 /// Build-time settings (app id, version, install paths), generated from src/config.rs.in.
@@ -12,9 +12,12 @@ pub mod demo;
 pub mod fetch;
 pub mod repo;
 pub mod share;
+pub mod signals;
 pub mod sources;
 pub mod transport;
 pub mod trust;
 
+#[cfg(feature = "gui")]
+pub mod objects;
 #[cfg(feature = "gui")]
 pub mod widgets;

@@ -101,7 +101,10 @@ pub fn main() -> ExitCode {
     // SAFETY: called once, before any other thread exists or logs.
     unsafe { glib::log_writer_default_set_use_stderr(true) };
     let cli = Cli::parse();
-    let repo = cli.repo.clone().unwrap_or_else(default_repo_path);
+    let repo = cli
+        .repo
+        .clone()
+        .unwrap_or_else(crate::repo::default_repo_path);
     let result = match cli.command {
         Command::Init { collection_id } => repo_cmds::init(&repo, collection_id.as_deref()),
         Command::Remote(cmd) => repo_cmds::remote(&repo, cmd, cli.json),
@@ -136,8 +139,4 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-pub fn default_repo_path() -> PathBuf {
-    glib::user_data_dir().join("ferry").join("repo")
 }

@@ -14,11 +14,12 @@
 //!   `ostree create-usb` does. With `--json` it prints JSON lines (`planned`,
 //!   `ref-started`, `progress`, `ref-copied`) and finally `{"event":"done",…}`.
 
+use std::cell::Cell;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use crate::repo::summary::SummaryRef;
 use crate::share::server::{Listen, ServedSummary, ServerConfig};
 use crate::share::usb::{self, UsbEvent, UsbOptions};
 use crate::share::{parse_rate, Sharing, DEFAULT_PORT};
+use crate::signals::on_stop_signals;
 use crate::sources::LanInterfaces;
 
 /// `ferryctl serve` arguments.
@@ -70,24 +72,6 @@ pub struct PrepareUsbArgs {
     /// .ostree/repos.d) instead of .ostree/repo
     #[arg(long, value_name = "DIR")]
     pub destination_repo: Option<PathBuf>,
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_stop_handlers() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-    }
 }
 
 /// The refs a summary offers, each once: a plain ref that repeats a
@@ -153,7 +137,20 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
             }
         }
     }
-    install_stop_handlers();
+    // From here on SIGINT/SIGTERM stop serving cleanly: the advertisement is
+    // withdrawn. A signal before the main loop runs is seen once it does.
+    let stop_requested = Rc::new(Cell::new(false));
+    let main_loop = glib::MainLoop::new(None, false);
+    let _stop_signals = on_stop_signals(glib::clone!(
+        #[strong]
+        stop_requested,
+        #[strong]
+        main_loop,
+        move || {
+            stop_requested.set(true);
+            main_loop.quit();
+        }
+    ));
     let mut config = ServerConfig::new(repo);
     config.port = args.port;
     config.listen = listen;
@@ -227,19 +224,9 @@ pub fn run_serve(repo: &Path, args: &ServeArgs, json: bool) -> Result<ExitCode, 
         println!("Press Ctrl+C to stop.");
     }
 
-    let main_loop = glib::MainLoop::new(None, false);
-    {
-        let main_loop = main_loop.clone();
-        glib::timeout_add_local(Duration::from_millis(100), move || {
-            if STOP.load(Ordering::SeqCst) {
-                main_loop.quit();
-                glib::ControlFlow::Break
-            } else {
-                glib::ControlFlow::Continue
-            }
-        });
-    }
-    if !STOP.load(Ordering::SeqCst) {
+    // Quitting before `run` would be forgotten: a signal that came while starting
+    // has set the flag.
+    if !stop_requested.get() {
         main_loop.run();
     }
 

@@ -17,12 +17,13 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::sources::{
-    Discovery, DiscoveryOptions, LanInterfaces, Source, SourceEvent, SourcesError,
+    Discovery, DiscoveryOptions, DiscoverySwitches, Source, SourceEvent, SourcesError,
 };
 
 use super::output::format_timestamp;
 
-/// Discovery switches, global to every command that discovers sources.
+/// Discovery switches, global to every command that discovers sources: the
+/// command-line form of [`DiscoverySwitches`].
 #[derive(Debug, Clone, Default, Args)]
 pub struct DiscoveryArgs {
     /// Do not look for nearby computers (DNS-SD)
@@ -43,23 +44,21 @@ pub struct DiscoveryArgs {
     pub sideload_dirs: Vec<PathBuf>,
 }
 
+impl From<&DiscoveryArgs> for DiscoverySwitches {
+    fn from(args: &DiscoveryArgs) -> Self {
+        Self {
+            no_lan: args.no_lan,
+            no_mounts: args.no_mounts,
+            static_sources: args.static_sources.clone(),
+            sideload_dirs: args.sideload_dirs.clone(),
+        }
+    }
+}
+
 impl DiscoveryArgs {
-    /// Discovery options for these switches. LAN interfaces come from
-    /// `FERRY_LAN_INTERFACES` (comma-separated names, `none`, or `all`; unset means
-    /// every non-loopback interface) unless `--no-lan` is given.
+    /// Discovery options for these switches (see [`DiscoverySwitches::options`]).
     pub fn options(&self) -> Result<DiscoveryOptions, SourcesError> {
-        let lan = if self.no_lan {
-            LanInterfaces::Off
-        } else {
-            LanInterfaces::from_env()?
-        };
-        Ok(DiscoveryOptions {
-            mounts: !self.no_mounts,
-            lan,
-            static_sources: self.static_sources.clone(),
-            sideload_dirs: self.sideload_dirs.clone(),
-            ..DiscoveryOptions::default()
-        })
+        DiscoverySwitches::from(self).options()
     }
 }
 

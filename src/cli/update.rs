@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -24,13 +23,8 @@ use crate::fetch::engine::{
 };
 use crate::repo::config::RepoConfig;
 use crate::repo::store::Repo;
+use crate::signals::on_stop_signals;
 use crate::sources::{Discovery, Source};
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
 
 fn targets(config: &RepoConfig) -> Result<Vec<Target>, String> {
     let targets = Target::tracked(config).map_err(|e| e.to_string())?;
@@ -251,16 +245,13 @@ pub fn update(
             ..EngineSettings::default()
         };
         let engine = Rc::new(Engine::new(repo, settings, sender));
-        // Ctrl-C cancels; the repository stays consistent.
-        let cancel_engine = engine.clone();
-        INTERRUPTED.store(false, Ordering::SeqCst);
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-        let sigint = glib::timeout_add_local(std::time::Duration::from_millis(50), move || {
-            if INTERRUPTED.load(Ordering::SeqCst) {
-                cancel_engine.cancel();
+        // Ctrl-C (or SIGTERM) cancels; the repository stays consistent.
+        // (Weak: the engine must go when the update ends, to close its events.)
+        let cancel_engine = Rc::downgrade(&engine);
+        let stop_signals = on_stop_signals(move || {
+            if let Some(engine) = cancel_engine.upgrade() {
+                engine.cancel();
             }
-            glib::ControlFlow::Continue
         });
         let terminal = (!json && std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .then(|| Rc::new(RefCell::new(TerminalProgress::new())));
@@ -277,13 +268,14 @@ pub fn update(
             }
         });
         let result = engine.update(&targets, &sources).await;
-        sigint.remove();
         drop(engine);
         let _ = printer.await;
         if let Some(t) = terminal {
             let _ = t.borrow().multi.clear();
         }
         discovery.stop();
+        // Until here a signal still cancels rather than kills: nothing is cut short.
+        drop(stop_signals);
         result.map_err(|e: EngineError| e.to_string())
     });
     let (plans, failure) = match result {

@@ -16,3 +16,9 @@ pub mod refs;
 pub mod store;
 pub mod summary;
 pub mod summary_gen;
+
+/// The user's repository when none is named (`--repo`, `FERRY_REPO`):
+/// `$XDG_DATA_HOME/ferry/repo`.
+pub fn default_repo_path() -> std::path::PathBuf {
+    glib::user_data_dir().join("ferry").join("repo")
+}

@@ -50,6 +50,40 @@ pub struct DiscoveryOptions {
     pub http_timeout: Duration,
 }
 
+/// The discovery switches a user gives (`ferryctl`'s global flags, the window's
+/// command-line options): which kinds of sources to look at, and sources by hand.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiscoverySwitches {
+    /// Do not look for nearby computers.
+    pub no_lan: bool,
+    /// Do not look at mounted drives.
+    pub no_mounts: bool,
+    /// Sources given by hand: `http://HOST:PORT/PATH` or `file:///PATH`.
+    pub static_sources: Vec<String>,
+    /// Directories of symlinks to repositories (or drive roots), used like drives.
+    pub sideload_dirs: Vec<PathBuf>,
+}
+
+impl DiscoverySwitches {
+    /// Discovery options for these switches. LAN interfaces come from
+    /// `FERRY_LAN_INTERFACES` (comma-separated names, `none`, or `all`; unset means
+    /// every non-loopback interface) unless `no_lan` is set.
+    pub fn options(&self) -> Result<DiscoveryOptions, SourcesError> {
+        let lan = if self.no_lan {
+            LanInterfaces::Off
+        } else {
+            LanInterfaces::from_env()?
+        };
+        Ok(DiscoveryOptions {
+            mounts: !self.no_mounts,
+            lan,
+            static_sources: self.static_sources.clone(),
+            sideload_dirs: self.sideload_dirs.clone(),
+            ..DiscoveryOptions::default()
+        })
+    }
+}
+
 impl Default for DiscoveryOptions {
     fn default() -> Self {
         Self {

@@ -19,7 +19,9 @@ pub mod mounts;
 pub mod own_repo;
 pub mod summary;
 
-pub use discovery::{normalize_source_uri, sort_sources, Discovery, DiscoveryOptions, LOG_DOMAIN};
+pub use discovery::{
+    normalize_source_uri, sort_sources, Discovery, DiscoveryOptions, DiscoverySwitches, LOG_DOMAIN,
+};
 pub use error::{SourcesError, SummaryError};
 pub use http::{fetch_summary, summary_uri};
 pub use lan::LanInterfaces;

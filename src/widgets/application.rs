@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use gettextrs::gettext;
 use gtk4 as gtk;
@@ -14,8 +13,10 @@ use adw::subclass::prelude::*;
 use gtk::{gio, glib};
 
 use crate::config::{APP_ID, VERSION};
+use crate::objects::Launch;
+use crate::signals::{on_stop_signals, StopSignals};
 use crate::sources::LOG_DOMAIN;
-use crate::widgets::{FerryPreferencesWindow, FerryWindow, Launch};
+use crate::widgets::{FerryPreferencesWindow, FerryWindow};
 
 /// Resources and icons live under the base id for every profile, so the
 /// development build finds the same ones.
@@ -69,12 +70,6 @@ fn builtin_schema() -> Result<gio::SettingsSchema, String> {
     result
 }
 
-static QUIT_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_quit_signal(_: libc::c_int) {
-    QUIT_REQUESTED.store(true, Ordering::SeqCst);
-}
-
 mod imp {
     use super::*;
 
@@ -82,6 +77,8 @@ mod imp {
     pub struct FerryApplication {
         pub launch: RefCell<Launch>,
         pub settings: RefCell<Option<gio::Settings>>,
+        /// SIGINT and SIGTERM quit while Ferry runs.
+        pub stop_signals: RefCell<Option<StopSignals>>,
     }
 
     #[glib::object_subclass]
@@ -136,6 +133,11 @@ mod imp {
             self.settings.replace(Some(load_settings()));
             app.setup_actions();
             app.quit_on_signals();
+        }
+
+        fn shutdown(&self) {
+            self.stop_signals.take();
+            self.parent_shutdown();
         }
 
         fn activate(&self) {
@@ -236,28 +238,15 @@ impl FerryApplication {
     }
 
     /// SIGINT and SIGTERM quit as Ctrl+Q does: downloads stop cleanly and the demo
-    /// world is removed. (glib-rs keeps `g_unix_signal_add` in a crate of its own;
-    /// a flag checked a few times a second is enough here.)
+    /// world is removed.
     fn quit_on_signals(&self) {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_quit_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-            libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        }
         let app = self.downgrade();
-        glib::timeout_add_local(std::time::Duration::from_millis(200), move || {
-            let Some(app) = app.upgrade() else {
-                return glib::ControlFlow::Break;
-            };
-            if QUIT_REQUESTED.swap(false, Ordering::SeqCst) {
+        let signals = on_stop_signals(move || {
+            if let Some(app) = app.upgrade() {
                 app.activate_action("quit", None);
             }
-            glib::ControlFlow::Continue
         });
+        self.imp().stop_signals.replace(Some(signals));
     }
 
     fn setup_actions(&self) {

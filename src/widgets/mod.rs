@@ -2,24 +2,22 @@
 //! the engine's API and events.
 //!
 //! - [`FerryApplication`]: options, settings, app actions; opens the window.
-//! - [`FerryWindow`]: status area, source choice, sources list.
-//! - [`FerryUpdater`]: the window's model, driving discovery and the engine.
-//! - [`FerrySource`] / [`FerrySourceRow`]: one source and its row.
+//! - [`FerryWindow`]: status area, source choice, sources list; its model is a
+//!   [`FerryUpdater`](crate::objects::FerryUpdater).
+//! - [`FerrySourceRow`]: one source's row, bound to a
+//!   [`FerrySource`](crate::objects::FerrySource).
 //! - [`FerryPreferencesWindow`], [`FerryUsbDialog`].
+//!
+//! The models and the words they show live in [`crate::objects`].
 
 mod application;
-pub mod format;
 mod preferences;
-mod source_object;
 mod source_row;
-mod updater;
 mod usb_dialog;
 mod window;
 
 pub use application::FerryApplication;
 pub use preferences::FerryPreferencesWindow;
-pub use source_object::FerrySource;
 pub use source_row::FerrySourceRow;
-pub use updater::{FerryUpdater, Launch, Status, AUTOMATIC};
 pub use usb_dialog::FerryUsbDialog;
 pub use window::FerryWindow;

@@ -13,7 +13,7 @@ use adw::prelude::*;
 use adw::subclass::prelude::*;
 use gtk::glib;
 
-use crate::widgets::FerrySource;
+use crate::objects::FerrySource;
 
 mod imp {
     use super::*;

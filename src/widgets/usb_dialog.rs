@@ -1,11 +1,10 @@
 //! `FerryUsbDialog`: "Copy Update to USB Stick…". Lists mounted removable drives,
 //! copies the tracked refs onto the chosen one with [`crate::share::usb`] (as
-//! `ostree create-usb` lays drives out) on a worker thread, shows progress, then
-//! "done" or why it failed.
+//! `ostree create-usb` lays drives out) on a worker thread, shows progress (sampled
+//! by a [`FerryProgress`]), then "done" or why it failed.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use gettextrs::gettext;
 use gtk4 as gtk;
@@ -15,12 +14,9 @@ use adw::prelude::*;
 use adw::subclass::prelude::*;
 use gtk::{gio, glib};
 
+use crate::objects::{format, FerryProgress};
 use crate::share::usb::{self, UsbError, UsbEvent, UsbOptions};
 use crate::sources::mounts;
-use crate::widgets::format;
-
-/// Progress reaches the widgets at most this often.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 mod imp {
     use super::*;
@@ -49,6 +45,8 @@ mod imp {
         pub chosen: RefCell<Option<PathBuf>>,
         pub group: RefCell<Option<gtk::CheckButton>>,
         pub monitor: RefCell<Option<(gio::VolumeMonitor, Vec<glib::SignalHandlerId>)>>,
+        /// The copy's progress, sampled.
+        pub progress: FerryProgress,
     }
 
     #[glib::object_subclass]
@@ -96,6 +94,18 @@ mod imp {
                 monitor.connect_mount_changed(refill),
             ];
             self.monitor.replace(Some((monitor, handlers)));
+            self.progress
+                .bind_property("fraction", &*self.progress_bar, "fraction")
+                .build();
+            let label = self.progress_label.clone();
+            self.progress.connect_sampled(move |progress| {
+                if progress.active() {
+                    label.set_label(&format::size_of(
+                        progress.bytes_done(),
+                        progress.bytes_total(),
+                    ));
+                }
+            });
         }
 
         fn dispose(&self) {
@@ -258,7 +268,8 @@ impl FerryUsbDialog {
             return;
         };
         self.show_page(Page::Copying);
-        imp.progress_bar.set_fraction(0.0);
+        imp.progress.start();
+        // Until the first report.
         imp.progress_label.set_label(&gettext("Starting…"));
         let options = UsbOptions {
             repo: imp.repo.borrow().clone(),
@@ -268,22 +279,17 @@ impl FerryUsbDialog {
         };
         let (sender, receiver) = async_channel::unbounded::<UsbEvent>();
         let dialog = self.downgrade();
+        let progress = imp.progress.clone();
         glib::MainContext::default().spawn_local(async move {
             let worker = gio::spawn_blocking(move || {
                 usb::prepare_usb(&options, &|event| {
                     let _ = sender.send_blocking(event.clone());
                 })
             });
-            // Progress, sampled: only the newest report every interval.
-            let mut last = std::time::Instant::now() - PROGRESS_INTERVAL;
             while let Ok(event) = receiver.recv().await {
-                if last.elapsed() >= PROGRESS_INTERVAL {
-                    last = std::time::Instant::now();
-                    if let Some(dialog) = dialog.upgrade() {
-                        dialog.show_progress(&event);
-                    }
-                }
+                progress.usb_event(&event);
             }
+            progress.finish();
             let result = match worker.await {
                 Ok(Ok(report)) => Ok(report),
                 Ok(Err(error)) => {
@@ -310,24 +316,5 @@ impl FerryUsbDialog {
                 }
             }
         });
-    }
-
-    fn show_progress(&self, event: &UsbEvent) {
-        let imp = self.imp();
-        if let UsbEvent::Progress {
-            bytes_done,
-            bytes_total,
-            ..
-        } = event
-        {
-            let fraction = if *bytes_total == 0 {
-                0.0
-            } else {
-                *bytes_done as f64 / *bytes_total as f64
-            };
-            imp.progress_bar.set_fraction(fraction.clamp(0.0, 1.0));
-            imp.progress_label
-                .set_label(&format::size_of(*bytes_done, *bytes_total));
-        }
     }
 }

@@ -14,9 +14,8 @@ use adw::subclass::prelude::*;
 use gtk::{gio, glib};
 
 use crate::config::PROFILE;
-use crate::widgets::{
-    FerryApplication, FerrySource, FerrySourceRow, FerryUpdater, FerryUsbDialog, Launch, Status,
-};
+use crate::objects::{FerrySource, FerryUpdater, Launch, Status, AUTOMATIC};
+use crate::widgets::{FerryApplication, FerrySourceRow, FerryUsbDialog};
 
 mod imp {
     use super::*;
@@ -185,13 +184,13 @@ impl FerryWindow {
 
         // "Automatic" and the rows' radio buttons form one group.
         let automatic = imp.automatic_check.clone();
-        automatic.set_active(updater.source_choice() == crate::widgets::AUTOMATIC);
+        automatic.set_active(updater.source_choice() == AUTOMATIC);
         automatic.connect_toggled(glib::clone!(
             #[weak]
             updater,
             move |check| {
                 if check.is_active() {
-                    updater.set_source_choice(crate::widgets::AUTOMATIC);
+                    updater.set_source_choice(AUTOMATIC);
                 }
             }
         ));
@@ -199,7 +198,7 @@ impl FerryWindow {
             #[weak]
             automatic,
             move |updater| {
-                let is_automatic = updater.source_choice() == crate::widgets::AUTOMATIC;
+                let is_automatic = updater.source_choice() == AUTOMATIC;
                 if automatic.is_active() != is_automatic {
                     automatic.set_active(is_automatic);
                 }

@@ -1,6 +1,6 @@
 //! `FerrySource`: one source as the UI sees it, an item of the window's
 //! `gio::ListStore`. Discovery events and (sampled) engine progress update its
-//! properties; rows bind to them.
+//! properties; rows ([`crate::widgets::FerrySourceRow`]) bind to them.
 
 use std::cell::{Cell, RefCell};
 
