@@ -1,0 +1,539 @@
+//! The multi-source pull engine.
+//!
+//! Runs on the thread-default GLib main context. For each tracked ref it resolves
+//! the newest commit that passes trust across all sources, then fetches the commit's
+//! closure from every useful source at once. CPU work (inflate, sha256, parsing)
+//! runs on GLib's worker threads; progress goes out as typed events on a channel,
+//! at most every `PROGRESS_INTERVAL`.
+//!
+//! By job: `events` (what the engine reports), `resolve` (which sources a ref may
+//! use and which commit it gets), `schedule` (the `Scheduler`: which source serves
+//! which object, no I/O), `requests` (the requests in flight), `stage` (the
+//! transaction, fetching and verifying one object, the walk over stored trees),
+//! and here the loop that ties them together (`Engine::transfer`).
+//!
+//! Where DESIGN.md's engine rules live:
+//!
+//! | rule | where |
+//! |---|---|
+//! | 1 `file://` first; 2 fresher summaries first; 7 stale sources serve what they hold | `schedule::SourceRank::of` (via `Engine::rank`), `Scheduler::choose_source`; rule 7 also `Outcome::NotFound` moving the object on |
+//! | 3 a refusing source is dropped | discovery; `Outcome::Failed { source_gone: true }` in `Scheduler::on_result`; `Engine::fetch_trusted_commit` |
+//! | 4 no summary: dropped | discovery (`sources::discovery`), `Engine::prepare_sources` |
+//! | 5 a 404 moves one object on | `Scheduler::on_result` (`Outcome::NotFound`) → `Scheduler::move_on`; no candidate left: `Scheduler::no_candidate` |
+//! | 6 random among equals | `Scheduler::choose_source`, `Scheduler::best_free` (the scheduler's seeded `StdRng`) |
+//! | 8 commit verified first | `Engine::resolve`, `Engine::fetch_trusted_commit` |
+//! | 9 every object verified; a bad one drops its source | `stage::stage_body`, `stage::verify_metadata`, `stage::stage_file_object`; `Scheduler::on_result` (`Outcome::Bad`) |
+//! | 10 ref last | `stage::publish` (after `Engine::transfer` stored the closure) |
+//! | metadata first | `Scheduler::need` |
+//! | slow sources: hedging | `schedule::is_slow`, `Scheduler::hedge`, looked over every `SLOW_SCAN_INTERVAL` |
+//! | slow sources: stall penalty | `Scheduler::stalled_sources`, `Scheduler::pass_over_stalled` (`STALL_PENALTY`) |
+//! | pace: additive increase / halving | `SourceState::additive_increase`, `SourceState::halve_limit` |
+//! | size bounds | `requests::SizeLimits` (the commit's `ostree.sizes`), `MAX_METADATA_SIZE` |
+
+mod events;
+mod requests;
+mod resolve;
+mod schedule;
+mod stage;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gio::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+pub use self::events::{
+    DownloadSize, EngineEvent, OverallProgress, RefOutcome, RefPlan, RefStatus, RejectedCommit,
+    SourceLabel, SourceProgress, TransferState, UnusedReason, UnusedSource,
+};
+use self::requests::{Requests, SizeLimits};
+pub use self::resolve::unused_reason;
+use self::schedule::{NoCandidate, Outcome, Scheduler, SourceRank, SourceState};
+use self::stage::Fetched;
+use crate::fetch::{CHECKPOINT_INTERVAL, PROGRESS_INTERVAL};
+use crate::repo::objects::Commit;
+use crate::repo::store::{Repo, Transaction};
+use crate::repo::{ObjectName, ObjectType, RepoError};
+pub use crate::sources::Target;
+use crate::sources::{Source, SourceKind};
+use crate::transport::{HttpClient, HttpSettings, Transport};
+use crate::trust;
+
+/// How often the requests in flight are looked over for slow ones (a scan walks
+/// every request in flight, so not on every result).
+const SLOW_SCAN_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no source offers {ref_name} ({looked_at})")]
+    NoSource { ref_name: String, looked_at: String },
+    #[error(
+        "no source remote {remote} trusts offers {ref_name}: {remote} verifies no commit \
+         signatures (gpg-verify=false, sign-verify=false), so only its own URL and sources \
+         named with --source or --static-source are used for it; not used: {unused}"
+    )]
+    OnlyUnverifiedNearby {
+        remote: String,
+        ref_name: String,
+        unused: String,
+    },
+    #[error("no source offers a trusted commit for {ref_name}: {reasons}")]
+    NoTrustedCommit { ref_name: String, reasons: String },
+    #[error("no source has object {object} (needed for {ref_name}); tried {tried}")]
+    ObjectUnavailable {
+        ref_name: String,
+        object: String,
+        tried: String,
+    },
+    #[error("every source failed while fetching {ref_name}; last error: {last}")]
+    AllSourcesFailed { ref_name: String, last: String },
+    #[error("the update was cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Local(#[from] RepoError),
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EngineSettings {
+    pub http: HttpSettings,
+    pub object_events: bool,
+    /// Worker jobs per `file://` source.
+    pub file_in_flight: Option<usize>,
+    /// Ids of the sources the user chose by hand (`--source`, a source picked in
+    /// the window): like static sources, trusted for remotes that verify no
+    /// signatures.
+    pub named_sources: Vec<String>,
+}
+
+/// A source as the engine sees it during one update.
+struct EngineSource {
+    source: Source,
+    transport: Transport,
+    /// How it is scheduled; a pull's `Scheduler` holds the current copy.
+    state: SourceState,
+    bytes: u64,
+    objects: u64,
+    last_error: Option<String>,
+    rate: RateMeter,
+    /// Requests this source took over from a slow one.
+    hedged: u64,
+}
+
+impl EngineSource {
+    fn new(source: Source, transport: Transport, state: SourceState) -> Self {
+        Self {
+            source,
+            transport,
+            state,
+            bytes: 0,
+            objects: 0,
+            last_error: None,
+            rate: RateMeter::default(),
+            hedged: 0,
+        }
+    }
+
+    fn label(&self) -> SourceLabel {
+        SourceLabel {
+            id: self.source.id.clone(),
+            uri: self.source.uri.clone(),
+            name: self.source.name.clone(),
+        }
+    }
+}
+
+/// Bytes per second over a sliding window of about a second.
+#[derive(Default)]
+struct RateMeter {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl RateMeter {
+    fn add(&mut self, bytes: u64) {
+        let now = Instant::now();
+        self.samples.push_back((now, bytes));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(2))
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    fn rate(&self) -> u64 {
+        let Some((first, _)) = self.samples.front() else {
+            return 0;
+        };
+        let span = first.elapsed().as_secs_f64().max(0.5);
+        (self.samples.iter().map(|(_, b)| b).sum::<u64>() as f64 / span) as u64
+    }
+}
+
+pub struct Engine {
+    repo: Repo,
+    settings: EngineSettings,
+    http: HttpClient,
+    events: async_channel::Sender<EngineEvent>,
+    cancellable: gio::Cancellable,
+    /// The sources of the current run as given, usable or not.
+    seen: std::cell::RefCell<Vec<String>>,
+}
+
+impl Engine {
+    pub fn new(
+        repo: Repo,
+        settings: EngineSettings,
+        events: async_channel::Sender<EngineEvent>,
+    ) -> Self {
+        let http = HttpClient::new(&settings.http);
+        Self {
+            repo,
+            settings,
+            http,
+            events,
+            cancellable: gio::Cancellable::new(),
+            seen: Default::default(),
+        }
+    }
+
+    /// Stops a running update; the repository stays consistent.
+    pub fn cancel(&self) {
+        self.cancellable.cancel();
+    }
+
+    pub fn cancellable(&self) -> &gio::Cancellable {
+        &self.cancellable
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        // A consumer that went away must not stop the update.
+        let _ = self.events.try_send(event);
+    }
+
+    /// Resolves and pulls every target, moving each ref once its closure is stored.
+    /// A ref that fails does not stop the others: each one's outcome is returned
+    /// (and sent as a `RefResult` event). Only cancelling ends the whole update.
+    pub async fn update(
+        &self,
+        targets: &[Target],
+        sources: &[Source],
+    ) -> Result<Vec<RefOutcome>, EngineError> {
+        let mut engine_sources = self.prepare_sources(sources);
+        let mut outcomes = Vec::new();
+        for target in targets {
+            let (usable, unused) = self.sources_for(target, &mut engine_sources);
+            let usable = &mut engine_sources[..usable];
+            let result = match self.resolve(target, usable, unused).await {
+                Ok(plan) if plan.up_to_date => Ok(plan),
+                Ok(plan) => self.pull(target, &plan, usable).await.map(|()| plan),
+                Err(e) => Err(e),
+            };
+            if matches!(result, Err(EngineError::Cancelled)) || self.cancellable.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            let (status, commit, error) = match &result {
+                Ok(plan) if plan.up_to_date => (RefStatus::UpToDate, Some(plan.commit), None),
+                Ok(plan) => (RefStatus::Updated, Some(plan.commit), None),
+                Err(e) => (RefStatus::Failed, None, Some(e.to_string())),
+            };
+            self.emit(EngineEvent::RefResult {
+                remote: target.remote.name.clone(),
+                ref_name: target.ref_name.clone(),
+                status,
+                commit,
+                error,
+            });
+            outcomes.push(RefOutcome {
+                remote: target.remote.name.clone(),
+                ref_name: target.ref_name.clone(),
+                result,
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Drops a source for the rest of the update (while resolving; during a pull
+    /// the scheduler decides).
+    fn drop_source(&self, source: &mut EngineSource, reason: String) {
+        if source.state.drop_out() {
+            self.report_dropped(source, reason);
+        }
+    }
+
+    fn report_dropped(&self, source: &mut EngineSource, reason: String) {
+        source.last_error = Some(reason.clone());
+        self.emit(EngineEvent::SourceDropped {
+            source: source.label(),
+            reason,
+        });
+    }
+
+    /// Rank of a source for this ref (rules 1, 2, 7).
+    fn rank(source: &EngineSource, plan: &RefPlan) -> SourceRank {
+        SourceRank::of(
+            source.transport.is_file(),
+            plan.sources.contains(&source.source.id),
+            source.source.kind == SourceKind::Internet,
+            source.source.last_modified,
+        )
+    }
+
+    /// Fetches `plan`'s closure into one transaction, then moves the ref.
+    async fn pull(
+        &self,
+        target: &Target,
+        plan: &RefPlan,
+        sources: &mut [EngineSource],
+    ) -> Result<(), EngineError> {
+        let txn = stage::begin(&self.repo, plan)?;
+        let mut scheduler = Scheduler::new(
+            sources.iter().map(|s| s.state.clone()).collect(),
+            sources.iter().map(|s| Self::rank(s, plan)).collect(),
+            StdRng::from_rng(&mut rand::rng()),
+        );
+        let result = self
+            .transfer(target, plan, &txn, &mut scheduler, sources)
+            .await;
+        // What this pull learnt of each source (dropped, its pace) holds for the
+        // next ref too.
+        for (source, state) in sources.iter_mut().zip(scheduler.into_sources()) {
+            source.state = state;
+        }
+        result?;
+        let previous =
+            stage::publish(&self.repo, txn, &target.remote.name, &target.ref_name, plan).await?;
+        self.emit(EngineEvent::RefUpdated {
+            remote: target.remote.name.clone(),
+            ref_name: target.ref_name.clone(),
+            commit: plan.commit,
+            previous,
+        });
+        Ok(())
+    }
+
+    /// The loop of a pull: asks the scheduler for assignments, dispatches them,
+    /// feeds results back, reports progress and checkpoints, until every object
+    /// of the closure is stored.
+    async fn transfer(
+        &self,
+        target: &Target,
+        plan: &RefPlan,
+        txn: &Arc<Transaction>,
+        scheduler: &mut Scheduler,
+        sources: &mut [EngineSource],
+    ) -> Result<(), EngineError> {
+        let commit = Commit::parse(&plan.commit_bytes)?;
+        let mut seen: HashSet<ObjectName> = HashSet::new();
+        let mut overall = OverallProgress {
+            forecast_bytes: plan.download.map(|d| d.bytes),
+            ..OverallProgress::default()
+        };
+        let roots = [
+            ObjectName::new(commit.root_meta, ObjectType::DirMeta),
+            ObjectName::new(commit.root_tree, ObjectType::DirTree),
+        ];
+        Self::need(txn, &roots, &mut seen, scheduler, &mut overall)?;
+
+        let size_limits = SizeLimits::of(&commit);
+        let (results_tx, results_rx) = async_channel::unbounded();
+        let mut requests = Requests::new(txn.clone(), results_tx);
+        let started = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut last_checkpoint = Instant::now();
+        let mut last_slow_scan = Instant::now();
+        let mut last_error = String::from("none");
+
+        loop {
+            let now = Instant::now();
+            let slow = (now.duration_since(last_slow_scan) >= SLOW_SCAN_INTERVAL).then(|| {
+                last_slow_scan = now;
+                let slow = requests.slow(now);
+                scheduler.pass_over_stalled(&slow, now);
+                slow
+            });
+            let assignments = match scheduler.pick(now) {
+                Ok(assignments) => assignments,
+                Err(no_candidate) => {
+                    requests.abort_all();
+                    return Err(no_candidate_error(
+                        no_candidate,
+                        target,
+                        sources,
+                        last_error,
+                    ));
+                }
+            };
+            for assignment in assignments {
+                let limit = size_limits.of_object(&assignment.object);
+                requests.dispatch(assignment, &sources[assignment.source].transport, limit);
+            }
+            for assignment in slow.map_or_else(Vec::new, |slow| scheduler.hedge(&slow, now)) {
+                sources[assignment.source].hedged += 1;
+                let limit = size_limits.of_object(&assignment.object);
+                requests.dispatch(assignment, &sources[assignment.source].transport, limit);
+            }
+
+            if scheduler.is_done() {
+                break;
+            }
+            if self.cancellable.is_cancelled() {
+                requests.abort_all();
+                return Err(EngineError::Cancelled);
+            }
+            let received = glib::future_with_timeout(PROGRESS_INTERVAL, results_rx.recv()).await;
+            if let Ok(Ok((name, i, fetched))) = received {
+                // A request let go after its object arrived from elsewhere.
+                if !scheduler.is_asked(&name, i) {
+                    continue;
+                }
+                requests.finish(&name, i);
+                if let Fetched::Local(error) = fetched {
+                    requests.abort_all();
+                    return Err(error.into());
+                }
+                let outcome = match &fetched {
+                    Fetched::Stored { .. } => Outcome::Stored,
+                    Fetched::Duplicate => Outcome::Duplicate,
+                    Fetched::NotFound => Outcome::NotFound,
+                    Fetched::Bad(_) => Outcome::Bad,
+                    Fetched::Failed(error) => Outcome::Failed {
+                        source_gone: error.source_is_gone(),
+                    },
+                    Fetched::Local(_) => unreachable!("returned above"),
+                };
+                let settled = scheduler
+                    .on_result(name, i, outcome)
+                    .expect("the request was asked");
+                let source = &mut sources[i];
+                match fetched {
+                    Fetched::Stored { bytes, children } => {
+                        requests.let_go(&name, &settled.let_go);
+                        source.bytes += bytes;
+                        source.objects += 1;
+                        source.rate.add(bytes);
+                        overall.bytes_done += bytes;
+                        overall.objects_done += 1;
+                        if self.settings.object_events {
+                            self.emit(EngineEvent::ObjectFetched {
+                                source: source.source.id.clone(),
+                                object: name.to_string(),
+                                bytes,
+                            });
+                        }
+                        Self::need(txn, &children, &mut seen, scheduler, &mut overall)?;
+                    }
+                    Fetched::Bad(error) => {
+                        let reason = format!("sent a bad object: {error}");
+                        last_error = reason.clone();
+                        if settled.dropped {
+                            self.report_dropped(source, reason);
+                        }
+                    }
+                    Fetched::Failed(error) => {
+                        last_error = format!("{}: {error}", source.source.id);
+                        if settled.dropped {
+                            self.report_dropped(source, error.to_string());
+                        } else if !error.source_is_gone() {
+                            source.last_error = Some(error.to_string());
+                        }
+                    }
+                    Fetched::Duplicate | Fetched::NotFound | Fetched::Local(_) => {}
+                }
+            }
+            if last_progress.elapsed() >= PROGRESS_INTERVAL {
+                self.emit_progress(target, &mut overall, sources, scheduler.sources(), started);
+                last_progress = Instant::now();
+            }
+            if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+                stage::checkpoint(txn.clone(), "checkpoint").await?;
+                last_checkpoint = Instant::now();
+            }
+        }
+        self.emit_progress(target, &mut overall, sources, scheduler.sources(), started);
+        Ok(())
+    }
+
+    /// Queues for the scheduler what of `names` (and beneath the trees stored
+    /// already) is missing, and counts it into the progress totals.
+    fn need(
+        txn: &Transaction,
+        names: &[ObjectName],
+        seen: &mut HashSet<ObjectName>,
+        scheduler: &mut Scheduler,
+        overall: &mut OverallProgress,
+    ) -> Result<(), EngineError> {
+        let missing = stage::missing_objects(txn, names, seen)?;
+        overall.objects_total += missing.len() as u64;
+        scheduler.need(missing);
+        overall.estimate_total();
+        Ok(())
+    }
+
+    fn emit_progress(
+        &self,
+        target: &Target,
+        overall: &mut OverallProgress,
+        sources: &[EngineSource],
+        states: &[SourceState],
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed().as_secs_f64();
+        let remaining = overall.bytes_total.saturating_sub(overall.bytes_done);
+        overall.eta_seconds = (overall.bytes_done > 0 && elapsed > 1.0)
+            .then(|| (remaining as f64 / (overall.bytes_done as f64 / elapsed)) as u64);
+        let progress = sources
+            .iter()
+            .zip(states)
+            .map(|(s, state)| SourceProgress {
+                source: s.label(),
+                state: if !state.alive {
+                    TransferState::Dropped
+                } else if state.in_flight > 0 {
+                    TransferState::Downloading
+                } else {
+                    TransferState::Idle
+                },
+                bytes: s.bytes,
+                objects: s.objects,
+                rate: s.rate.rate(),
+                in_flight: state.in_flight,
+                hedged: s.hedged,
+                last_error: s.last_error.clone(),
+            })
+            .collect();
+        self.emit(EngineEvent::Progress {
+            ref_name: target.ref_name.clone(),
+            overall: overall.clone(),
+            sources: progress,
+        });
+    }
+}
+
+/// The error a pull ends with when an object has no source left.
+fn no_candidate_error(
+    no_candidate: NoCandidate,
+    target: &Target,
+    sources: &[EngineSource],
+    last_error: String,
+) -> EngineError {
+    match no_candidate {
+        NoCandidate::ObjectUnavailable { object, tried } => EngineError::ObjectUnavailable {
+            ref_name: target.ref_name.clone(),
+            object: object.to_string(),
+            tried: tried
+                .iter()
+                .map(|&i| sources[i].source.id.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        NoCandidate::AllSourcesDropped => EngineError::AllSourcesFailed {
+            ref_name: target.ref_name.clone(),
+            last: last_error,
+        },
+    }
+}

@@ -1,0 +1,275 @@
+//! Getting objects into the store: the transaction a pull runs in (`begin`,
+//! `checkpoint`, `publish`), fetching one object from one source and verifying it
+//! on the way in (rule 9), and the walk over what is stored already.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::events::RefPlan;
+use crate::repo::beneath::{self, BeneathError, Tree};
+use crate::repo::objects::{DirMeta, DirTree};
+use crate::repo::refs::{self, RefKind};
+use crate::repo::store::{Repo, Transaction};
+use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
+use crate::transport::{Body, Transport, TransportError};
+
+/// What a task fetching one object reports back.
+pub(super) enum Fetched {
+    /// Stored; for metadata, the objects it names.
+    Stored {
+        bytes: u64,
+        children: Vec<ObjectName>,
+    },
+    NotFound,
+    /// Another request brought the same object and is storing it.
+    Duplicate,
+    Bad(RepoError),
+    Failed(TransportError),
+    Local(RepoError),
+}
+
+/// Starts pulling `plan`'s commit: marks it partial (so a pull cut short is
+/// resumed, not taken as complete) and opens the transaction its objects are
+/// staged in.
+pub(super) fn begin(repo: &Repo, plan: &RefPlan) -> Result<Arc<Transaction>, RepoError> {
+    repo.mark_commit_partial(&plan.commit)?;
+    Ok(Arc::new(repo.begin()?))
+}
+
+/// Makes what is staged durable and moves it into `objects/` (see
+/// `Transaction::checkpoint`), off the main thread; `what` names the step in an
+/// error.
+pub(super) async fn checkpoint(txn: Arc<Transaction>, what: &'static str) -> Result<(), RepoError> {
+    gio::spawn_blocking(move || txn.checkpoint())
+        .await
+        .unwrap_or_else(|_| Err(RepoError::format(what, "worker panicked")))
+}
+
+/// Ends a pull whose closure is stored (rule 10): stages the detached metadata
+/// and the commit, checkpoints (the commit goes last), then moves the ref of
+/// `remote` and clears the partial mark. Returns where the ref was before.
+pub(super) async fn publish(
+    repo: &Repo,
+    txn: Arc<Transaction>,
+    remote: &str,
+    ref_name: &str,
+    plan: &RefPlan,
+) -> Result<Option<Checksum>, RepoError> {
+    if let Some(detached) = &plan.detached {
+        txn.stage_bytes(
+            &ObjectName::new(plan.commit, ObjectType::CommitMeta),
+            detached,
+        )?;
+    }
+    txn.stage_bytes(
+        &ObjectName::new(plan.commit, ObjectType::Commit),
+        &plan.commit_bytes,
+    )?;
+    checkpoint(txn, "commit").await?;
+    let kind = RefKind::Remote(remote.to_owned());
+    let previous = refs::read_ref(repo.root(), &kind, ref_name)?;
+    refs::write_ref(repo.root(), &kind, ref_name, &plan.commit)?;
+    repo.clear_commit_partial(&plan.commit)?;
+    Ok(previous)
+}
+
+/// Of `names` and, beneath every dirtree among them that is stored already, of
+/// its children (walked in place), the objects not stored yet, in the order met.
+/// `seen` holds what earlier calls met: each object is looked at once.
+pub(super) fn missing_objects(
+    txn: &Transaction,
+    names: &[ObjectName],
+    seen: &mut HashSet<ObjectName>,
+) -> Result<Vec<ObjectName>, RepoError> {
+    let mut missing = Vec::new();
+    let mut pending: Vec<ObjectName> = names.to_vec();
+    while let Some(name) = pending.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        if !txn.has_object(&name) {
+            missing.push(name);
+            continue;
+        }
+        if name.kind == ObjectType::DirTree {
+            let tree = DirTree::parse(&txn.read_object_bytes(&name)?)?;
+            pending.extend(tree_children(&tree));
+        }
+    }
+    Ok(missing)
+}
+
+/// Checks fetched metadata against its name: the checksum, then that it parses;
+/// returns the objects a dirtree names.
+pub(super) fn verify_metadata(
+    name: &ObjectName,
+    bytes: &[u8],
+) -> Result<Vec<ObjectName>, RepoError> {
+    let actual = Checksum::digest(bytes);
+    if actual != name.checksum {
+        return Err(RepoError::ChecksumMismatch {
+            expected: *name,
+            actual: actual.to_hex(),
+        });
+    }
+    match name.kind {
+        ObjectType::DirTree => DirTree::parse(bytes).map(|tree| tree_children(&tree)),
+        ObjectType::DirMeta => DirMeta::parse(bytes).map(|_| Vec::new()),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The objects a dirtree names: its files, and each subdirectory's dirmeta and dirtree.
+fn tree_children(tree: &DirTree) -> Vec<ObjectName> {
+    let mut out = Vec::with_capacity(tree.files.len() + tree.dirs.len() * 2);
+    out.extend(
+        tree.files
+            .iter()
+            .map(|f| ObjectName::new(f.checksum, ObjectType::File)),
+    );
+    for d in &tree.dirs {
+        out.push(ObjectName::new(d.meta, ObjectType::DirMeta));
+        out.push(ObjectName::new(d.tree, ObjectType::DirTree));
+    }
+    out
+}
+
+/// Fetches, verifies and stages one object from one source; `limit` bounds its
+/// body, `received` counts the bytes as they come.
+pub(super) async fn fetch_object(
+    transport: &Transport,
+    txn: &Arc<Transaction>,
+    name: ObjectName,
+    limit: u64,
+    received: Arc<AtomicU64>,
+) -> Fetched {
+    let relative = name.relative_path();
+    if name.kind == ObjectType::File {
+        if let Transport::File(root) = transport {
+            // Straight from the drive into staging, verified on the way; off the
+            // main context with a deadline, so a drive that hangs blocks nothing.
+            let (root, txn) = (root.clone(), txn.clone());
+            let shown = root.join(&relative);
+            return beneath::off_thread(beneath::drive_deadline(), move || {
+                stage_file_object(&txn, &name, &root, &relative, &received)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Fetched::Failed(TransportError::NotAnswering(format!(
+                    "{}: {e}",
+                    shown.display()
+                )))
+            });
+        }
+    }
+    let spill_dir = txn.staging_dir().to_path_buf();
+    let body = match transport
+        .get_counted(&relative, limit, &spill_dir, &received)
+        .await
+    {
+        Ok(body) => body,
+        Err(TransportError::NotFound) => return Fetched::NotFound,
+        Err(TransportError::TooLarge(limit)) => {
+            return Fetched::Bad(RepoError::CorruptObject {
+                name,
+                reason: format!("larger than the {limit} bytes it may take"),
+            })
+        }
+        Err(e) => return Fetched::Failed(e),
+    };
+    let txn = txn.clone();
+    gio::spawn_blocking(move || stage_body(&txn, &name, body))
+        .await
+        .unwrap_or_else(|_| Fetched::Local(RepoError::format("worker", "panicked")))
+}
+
+/// Counts what passes through, for the scheduler's view of a request's pace.
+struct Counting<'a, R> {
+    inner: R,
+    count: &'a AtomicU64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Stages the `.filez` at `root/relative` (a drive) verified against `name`. The
+/// file is opened beneath the repository root (no FIFO, device or link out of it);
+/// a read that fails because the drive went away (`EIO`, `ENODEV`, a vanished
+/// mount) makes the source lost, never "sent a bad object".
+fn stage_file_object(
+    txn: &Transaction,
+    name: &ObjectName,
+    root: &Path,
+    relative: &str,
+    received: &AtomicU64,
+) -> Fetched {
+    let tree = match Tree::open(root) {
+        Ok(tree) => tree,
+        Err(e) => return Fetched::Failed(e.into()),
+    };
+    let file = match tree.open_file(relative) {
+        Ok(file) => file,
+        Err(BeneathError::NotFound { .. }) => return Fetched::NotFound,
+        Err(e) => return Fetched::Failed(e.into()),
+    };
+    let mut reader = beneath::ErrorKeepingReader::new(Counting {
+        inner: file,
+        count: received,
+    });
+    let result = txn.stage_filez(name, &mut reader);
+    match (result, reader.into_error()) {
+        // The drive failed under the read: its error, not the object's.
+        (Err(_), Some(e)) => Fetched::Failed(tree.read_error(relative, e).into()),
+        (result, _) => classify(result, Vec::new()),
+    }
+}
+
+fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
+    match name.kind {
+        ObjectType::File => {
+            let result = match &body {
+                Body::Memory(bytes) => txn.stage_filez(name, &bytes[..]),
+                Body::File { path, .. } => std::fs::File::open(path)
+                    .map_err(|e| RepoError::io(path, e))
+                    .and_then(|file| txn.stage_filez(name, file)),
+            };
+            if let Body::File { path, .. } = &body {
+                if path.starts_with(txn.staging_dir()) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            classify(result, Vec::new())
+        }
+        _ => {
+            // Large metadata (a directory of 20,000 entries) was spilled: mapped.
+            let bytes = match body.into_bytes() {
+                Ok(bytes) => bytes,
+                Err(e) => return Fetched::Local(RepoError::format("download", e.to_string())),
+            };
+            let children = match verify_metadata(name, &bytes) {
+                Ok(children) => children,
+                Err(e) => return Fetched::Bad(e),
+            };
+            classify(
+                txn.stage_bytes(name, &bytes).map(|_| bytes.len() as u64),
+                children,
+            )
+        }
+    }
+}
+
+fn classify(result: Result<u64, RepoError>, children: Vec<ObjectName>) -> Fetched {
+    match result {
+        Ok(bytes) => Fetched::Stored { bytes, children },
+        Err(RepoError::AlreadyStaging(_)) => Fetched::Duplicate,
+        Err(e) if e.is_local() => Fetched::Local(e),
+        Err(e) => Fetched::Bad(e),
+    }
+}
