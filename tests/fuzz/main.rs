@@ -29,5 +29,5 @@ mod trust;
 
 // Shared with tests/trust.rs, which uses more of it.
 #[allow(unused_imports)]
-#[path = "../common/trust_env.rs"]
-mod trust_env;
+#[path = "../common/mod.rs"]
+mod common;

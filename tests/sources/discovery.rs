@@ -2,16 +2,13 @@
 //! the event stream, one summary shared by every consumer, refresh, and the JSON
 //! shape of events. Drives and LAN are off here (they have their own tests).
 
-#[path = "common/sources_env.rs"]
-mod sources_env;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry::sources::{
     Discovery, DiscoveryOptions, LanInterfaces, SourceEvent, SourceKind, SourceState,
 };
-use sources_env::*;
+use crate::common::sources::*;
 
 fn options(static_sources: Vec<String>) -> DiscoveryOptions {
     DiscoveryOptions {

@@ -19,12 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "cmd.rs"]
-mod cmd;
-#[path = "drive.rs"]
-mod drive;
-#[path = "lan.rs"]
-mod lan;
+use super::cmd;
+use super::drive;
+use super::lan;
 
 #[allow(unused_imports)] // Not every test binary uses all of them.
 pub use cmd::{kill_group, run, run_status};

@@ -1,5 +1,5 @@
 //! The engine rules of DESIGN.md, each tested end to end: repositories made by the
-//! real `ostree`, served by `tests/engine_support/serve.py` (which can refuse,
+//! real `ostree`, served by `tests/common/serve.py` (which can refuse,
 //! 404, corrupt, throttle and die on demand) or read from disk, pulled with
 //! `ferryctl update --json --object-events`, whose events say which source served
 //! which object. Server logs say what was asked of whom.
@@ -7,8 +7,12 @@
 //! Network safety: every `ferryctl` runs with `FERRY_LAN_INTERFACES=none`,
 //! `--no-lan --no-mounts`; every server binds 127.0.0.1 only.
 
-#[path = "engine_support/mod.rs"]
-mod engine_support;
+#[path = "../common/mod.rs"]
+mod common;
+
+mod hostile_drives;
+mod hostile_peers;
+mod real_trees;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -16,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine_support::*;
+use common::engine::*;
 use serde_json::Value;
 
 /// Both the ostree and the Ferry view of a finished pull.

@@ -1,6 +1,6 @@
 //! Trust policy (issue 11, items 11–13), end to end with `ferryctl`, repositories
 //! made and signed by the real `ostree` and `gpg`, HTTP servers on loopback
-//! (`tests/engine_support/serve.py`) and loop-mounted drives:
+//! (`tests/common/serve.py`) and loop-mounted drives:
 //!
 //! - drives and nearby computers are used for a remote only when it verifies
 //!   commits; a `--no-verify` remote takes only its own URL and sources named by
@@ -12,14 +12,11 @@
 //! Network safety: every `ferryctl` runs with `FERRY_LAN_INTERFACES=none`,
 //! `--no-lan --no-mounts`; every server binds 127.0.0.1 only.
 
-#[path = "engine_support/mod.rs"]
-mod engine_support;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use engine_support::*;
+use crate::common::engine::*;
 use serde_json::Value;
 
 /// A loop-mounted drive holding a copy of `repo`, reached through a sideload

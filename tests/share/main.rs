@@ -9,8 +9,8 @@
 //! removed by Drop guards, also when a test fails. mDNS only ever runs inside the
 //! namespaces a test makes (FERRY_LAN_INTERFACES names their veth).
 
-#[path = "share_support/mod.rs"]
-mod share_support;
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use share_support::*;
+use common::share::*;
 
 /// `ferryctl --repo REPO` run inside a namespace, advertising/browsing on `iface`.
 fn ferryctl_in(ns: &Netns, repo: &Path, iface: &str) -> Command {

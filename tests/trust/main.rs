@@ -2,8 +2,10 @@
 //! import, ref/collection bindings and downgrades, against the real `gpg`, `ostree`
 //! and Python `cryptography`.
 
-#[path = "common/trust_env.rs"]
-mod trust_env;
+#[path = "../common/mod.rs"]
+mod common;
+
+mod policy;
 
 use std::fs;
 use std::path::Path;
@@ -18,7 +20,7 @@ use ferry::trust::{
 };
 use glib::prelude::*;
 use glib::{Variant, VariantTy};
-use trust_env::{output, python_keypair, python_sign, python_verifies, run, Gpg, OstreeRepo};
+use common::gpg::{output, python_keypair, python_sign, python_verifies, run, Gpg, OstreeRepo};
 
 const COLLECTION: &str = "org.example.Os";
 

@@ -9,9 +9,6 @@
 //! it), with `--no-lan --no-mounts` and `FERRY_LAN_INTERFACES=none`; the HTTP
 //! server binds 127.0.0.1 only. Drives and processes are removed on drop.
 
-#[path = "engine_support/mod.rs"]
-mod engine_support;
-
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -19,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine_support::*;
+use crate::common::engine::*;
 use serde_json::Value;
 
 /// An upstream served over HTTP, a client tracking it, and a copy of the upstream

@@ -3,7 +3,11 @@
 //! bad input is refused with one clear sentence and leaves the repository as it was;
 //! `ferryctl` behaves as documented.
 
-mod support;
+#[path = "../common/mod.rs"]
+mod common;
+
+mod formats_config;
+mod sign_cli;
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
@@ -22,7 +26,7 @@ use glib::prelude::*;
 use glib::{Variant, VariantDict, VariantTy};
 use rand::Rng;
 
-use support::*;
+use common::repo::*;
 
 /// Runs `ostree checkout -U REV DEST` in `repo`.
 fn ostree_checkout(repo: &Path, rev: &str, dest: &Path) {

@@ -2,11 +2,10 @@
 //! detached metadata in the documented format, and a remote with `sign-verify`
 //! accepts exactly the commits signed by its key.
 
-#[path = "common/cmd.rs"]
-mod cmd;
-
 use std::path::Path;
 use std::process::{Command, Output};
+
+use crate::common::cmd;
 
 const FERRYCTL: &str = env!("CARGO_BIN_EXE_ferryctl");
 

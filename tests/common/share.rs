@@ -21,12 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "../common/cmd.rs"]
-mod cmd;
-#[path = "../common/drive.rs"]
-mod drive;
-#[path = "../common/lan.rs"]
-mod lan;
+use super::cmd;
+use super::drive;
+use super::lan;
 
 #[allow(unused_imports)] // Not every test binary uses all of them.
 pub use cmd::{describe, kill_group, output, run, text};

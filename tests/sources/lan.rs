@@ -5,9 +5,6 @@
 //! `ferryctl sources` runs in the other namespace with `FERRY_LAN_INTERFACES` set
 //! to its end of the veth. Nothing touches the host's interfaces. Runs as root.
 
-#[path = "common/sources_env.rs"]
-mod sources_env;
-
 use std::os::unix::fs::symlink;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,7 +12,7 @@ use std::time::{Duration, Instant};
 use ferry::sources::lan::bloom::{Bloom, EOS_UPDATER_BYTES, EOS_UPDATER_K};
 use ferry::sources::lan::txt::RepoAdvert;
 use serde_json::Value;
-use sources_env::*;
+use crate::common::sources::*;
 
 const PORT: u16 = 43381;
 

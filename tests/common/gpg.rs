@@ -11,8 +11,7 @@ use std::process::Command;
 use ferry::repo::Checksum;
 use glib::Variant;
 
-#[path = "cmd.rs"]
-mod cmd;
+use super::cmd;
 
 pub use cmd::{output, run, run_with_input};
 

@@ -2,15 +2,12 @@
 //! filled by `ostree create-usb`, seen through `gio::VolumeMonitor` by
 //! `ferryctl sources`. Runs as root. Every test removes its mounts, even on failure.
 
-#[path = "common/sources_env.rs"]
-mod sources_env;
-
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sources_env::*;
+use crate::common::sources::*;
 
 /// Upstream (real `ostree`) and a client tracking `origin:os/stable`.
 struct Setup {

@@ -11,8 +11,8 @@
 
 #![allow(clippy::zombie_processes)] // children are reaped by kill_group
 
-#[path = "common/sources_env.rs"]
-mod sources_env;
+#[path = "../common/mod.rs"]
+mod common;
 
 use std::fs;
 use std::io::Read;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use sources_env::{kill_group, run, LoopDrive, OstreeRepo};
+use common::sources::{kill_group, run, LoopDrive, OstreeRepo};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const FERRYCTL: &str = env!("CARGO_BIN_EXE_ferryctl");
@@ -191,7 +191,7 @@ impl World {
 
         let mut server = Command::new("python3");
         server
-            .arg(root().join("tests/engine_support/serve.py"))
+            .arg(root().join("tests/common/serve.py"))
             .arg(&upstream.path)
             .arg("--log")
             .arg(dir.path().join("requests.log"))

@@ -7,13 +7,10 @@
 //! Network safety: every `ferryctl` runs with `FERRY_LAN_INTERFACES=none`,
 //! `--no-lan --no-mounts`; every server binds 127.0.0.1 only.
 
-#[path = "engine_support/mod.rs"]
-mod engine_support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use engine_support::*;
+use crate::common::engine::*;
 use serde_json::Value;
 
 /// Runs `cmd`, killing it (and failing) if it is not done in `bound`: the cases

@@ -3,9 +3,6 @@
 //! Everything happens in temporary directories; the only URLs are `file://` paths
 //! and unrouted example names that nothing ever fetches.
 
-#[path = "common/cmd.rs"]
-mod cmd;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,7 +16,7 @@ use ferry::repo::refs::{
 use ferry::repo::summary::{Summary, SummaryRef};
 use ferry::repo::{Checksum, RepoError};
 
-use cmd::{run_output, run_status};
+use crate::common::cmd::{run_output, run_status};
 
 /// Runs `ostree --repo=REPO ARGS…`, which must succeed; returns stdout.
 fn ostree(repo: &Path, args: &[&str]) -> String {

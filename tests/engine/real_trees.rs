@@ -11,9 +11,6 @@
 //! Network safety: every `ferryctl` runs with `FERRY_LAN_INTERFACES=none`,
 //! `--no-lan --no-mounts`; every server binds 127.0.0.1 only.
 
-#[path = "engine_support/mod.rs"]
-mod engine_support;
-
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
@@ -21,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use engine_support::*;
+use crate::common::engine::*;
 
 /// A signed upstream repository holding `tree` as `os/stable`.
 struct SignedUpstream {

@@ -23,8 +23,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
-#[path = "../common/cmd.rs"]
-mod cmd;
+use super::cmd;
 
 pub use cmd::Run;
 

@@ -21,10 +21,8 @@ use ferry::repo::objects::{Commit, DirTree};
 use ferry::repo::{Checksum, ObjectName, ObjectType};
 use serde_json::Value;
 
-#[path = "../common/cmd.rs"]
-mod cmd;
-#[path = "../common/drive.rs"]
-mod drive;
+use super::cmd;
+use super::drive;
 
 use cmd::{describe, output, text};
 /// Loop-mounted drives.
@@ -327,7 +325,7 @@ impl Server {
     pub fn start(root: &Path, options: ServeOptions) -> Self {
         let files = tempdir();
         let log = files.path().join("requests.log");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/engine_support/serve.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/serve.py");
         let mut cmd = Command::new(python());
         cmd.arg(&script)
             .arg(root)
