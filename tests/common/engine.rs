@@ -1,66 +1,41 @@
-//! Helpers for tests/engine.rs: repositories made by the real `ostree`, HTTP
-//! servers that misbehave on demand (`serve.py`), `ferryctl` clients whose JSON
-//! events say which source served which object, GPG homes and loop-mounted drives.
+//! Fixtures for the engine tests (tests/engine, tests/trust/policy.rs): an
+//! upstream made by the real `ostree` and served by `serve.py` (which misbehaves
+//! on demand, see `http`), and `ferryctl` clients whose JSON events say which
+//! source served which object.
 //!
 //! Everything a test creates is owned by a guard that removes it on drop, also
 //! when the test panics: servers and `ferryctl` children are killed, gpg-agents
 //! stopped, loop mounts unmounted and their mount points deleted.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ferry::repo::objects::{Commit, DirTree};
-use ferry::repo::{Checksum, ObjectName, ObjectType};
+use ferry::repo::{ObjectName, ObjectType};
 use serde_json::Value;
 
-use super::cmd;
-use super::drive;
+use super::cmd::{self, describe, output, text};
+use super::json_lines::JsonLines;
+use super::repo;
 
-use cmd::{describe, output, text};
-/// Loop-mounted drives.
-pub use drive::LoopDrive;
+/// Runs a command to completion and panics, with its output, unless it succeeded.
+pub use super::cmd::run_output as run_ok;
+pub use super::drive::LoopDrive;
+pub use super::gpg::{Gpg, Signer};
+pub use super::http::{python, refused_port, ServeOptions, Server};
+pub use super::repo::{assert_ostree_fsck, ostree_init};
+pub use super::{copy_tree, file_uri, ostree, tempdir, wait_until, COLLECTION, REF};
 
-pub const COLLECTION: &str = "org.example.Os";
-pub const REF: &str = "os/stable";
 /// A timestamp well in the past; later commits add to it, so "newer" never
 /// depends on the clock.
 pub const T0: u64 = 1_700_000_000;
 
-// ---------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------
-
-pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("ferry-engine-test-")
-        .tempdir()
-        .expect("create a temporary directory")
-}
-
-/// Runs a command to completion and panics, with its output, unless it succeeded.
-pub use cmd::run_output as run_ok;
-
 /// Its stdout, trimmed; panics unless it succeeded.
 pub fn stdout_of(command: &mut Command) -> String {
     cmd::run(command).trim().to_owned()
-}
-
-pub fn ostree(repo: &Path) -> Command {
-    let mut cmd = Command::new("ostree");
-    cmd.arg(format!("--repo={}", repo.display()));
-    cmd
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    run_ok(Command::new("cp").arg("-a").arg(from).arg(to));
 }
 
 // ---------------------------------------------------------------------------
@@ -104,16 +79,8 @@ pub fn change_tree(dir: &Path, count: usize, seed: u64) {
     fs::write(dir.join(format!("new-{seed}")), pseudo_random(seed, 5000)).unwrap();
 }
 
-pub fn ostree_init(repo: &Path) {
-    run_ok(
-        ostree(repo)
-            .arg("init")
-            .arg("--mode=archive")
-            .arg(format!("--collection-id={COLLECTION}")),
-    );
-}
-
-/// Commits `tree` to `branch` with the given timestamp; returns the checksum.
+/// Commits `tree` to `branch` with the given subject and timestamp; returns the
+/// checksum.
 pub fn ostree_commit(
     repo: &Path,
     branch: &str,
@@ -121,26 +88,18 @@ pub fn ostree_commit(
     subject: &str,
     timestamp: u64,
 ) -> String {
-    stdout_of(
-        ostree(repo)
-            .arg("commit")
-            .arg("-b")
-            .arg(branch)
-            .arg(format!("--tree=dir={}", tree.display()))
-            .arg("-s")
-            .arg(subject)
-            .arg(format!("--timestamp=@{timestamp}")),
-    )
+    let timestamp = format!("--timestamp=@{timestamp}");
+    repo::ostree_commit(repo, branch, tree, &["-s", subject, &timestamp])
 }
 
 /// `ostree commit` of `tree` as `REF` (v1, at `T0`) with an `ostree.sizes` index.
 pub fn ostree_commit_with_sizes(repo: &Path, tree: &Path) -> String {
-    stdout_of(
-        ostree(repo)
-            .arg("commit")
-            .args(["-b", REF, "-s", "v1", "--generate-sizes"])
-            .arg(format!("--timestamp=@{T0}"))
-            .arg(format!("--tree=dir={}", tree.display())),
+    let timestamp = format!("--timestamp=@{T0}");
+    repo::ostree_commit(
+        repo,
+        REF,
+        tree,
+        &["-s", "v1", "--generate-sizes", &timestamp],
     )
 }
 
@@ -148,78 +107,38 @@ pub fn ostree_summary(repo: &Path) {
     run_ok(ostree(repo).arg("summary").arg("-u"));
 }
 
-pub fn assert_ostree_fsck(repo: &Path) {
-    let out = run_ok(ostree(repo).arg("fsck"));
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !text.to_lowercase().contains("corrupt") && !text.contains("missing"),
-        "ostree fsck of {} reported problems:\n{text}",
-        repo.display()
-    );
-}
-
 /// `objects/ab/cdef….ext` for an object named `abcdef….ext`.
 pub fn object_path(object: &str) -> String {
     format!("objects/{}/{}", &object[..2], &object[2..])
 }
 
-fn name(checksum: &Checksum, kind: ObjectType) -> String {
-    ObjectName::new(*checksum, kind).to_string()
-}
-
-fn read_object(repo: &Path, object: &str) -> Vec<u8> {
-    let path = repo.join(object_path(object));
-    fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
 /// The root dirtree and dirmeta of a commit, as `hex.ext` names.
 pub fn commit_roots(repo: &Path, commit: &str) -> (String, String) {
-    let parsed =
-        Commit::parse(&read_object(repo, &format!("{commit}.commit"))).expect("parse commit");
+    let parsed = repo::load_commit(repo, commit);
     (
-        name(&parsed.root_tree, ObjectType::DirTree),
-        name(&parsed.root_meta, ObjectType::DirMeta),
+        ObjectName::new(parsed.root_tree, ObjectType::DirTree).to_string(),
+        ObjectName::new(parsed.root_meta, ObjectType::DirMeta).to_string(),
     )
 }
 
 /// Every object under a commit (not the commit itself), as `hex.ext` names.
 pub fn closure(repo: &Path, commit: &str) -> BTreeSet<String> {
-    let parsed =
-        Commit::parse(&read_object(repo, &format!("{commit}.commit"))).expect("parse commit");
-    let mut out = BTreeSet::new();
-    out.insert(name(&parsed.root_meta, ObjectType::DirMeta));
-    let mut pending = vec![parsed.root_tree];
-    while let Some(tree) = pending.pop() {
-        if !out.insert(name(&tree, ObjectType::DirTree)) {
-            continue;
-        }
-        let parsed = DirTree::parse(&read_object(repo, &name(&tree, ObjectType::DirTree)))
-            .expect("parse dirtree");
-        for f in &parsed.files {
-            out.insert(name(&f.checksum, ObjectType::File));
-        }
-        for d in &parsed.dirs {
-            out.insert(name(&d.meta, ObjectType::DirMeta));
-            pending.push(d.tree);
-        }
-    }
-    out
+    repo::closure_of(repo, commit)
+        .into_iter()
+        .filter(|o| o.kind != ObjectType::Commit)
+        .map(|o| o.to_string())
+        .collect()
 }
 
 /// The objects stored in a repository, as `hex.ext` names.
 pub fn stored_objects(repo: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let Ok(dirs) = fs::read_dir(repo.join("objects")) else {
-        return out;
-    };
-    for dir in dirs.flatten() {
-        let prefix = dir.file_name().to_string_lossy().into_owned();
-        for file in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
-            out.insert(format!("{prefix}{}", file.file_name().to_string_lossy()));
-        }
+    if !repo.join("objects").is_dir() {
+        return BTreeSet::new();
     }
-    out
+    repo::object_files(repo)
+        .iter()
+        .map(|rel| rel.replacen('/', "", 1))
+        .collect()
 }
 
 /// Only the file objects of a set.
@@ -260,7 +179,7 @@ impl Upstream {
     /// A copy of the repository as it is now, under this upstream's temp dir.
     pub fn snapshot(&self, label: &str) -> PathBuf {
         let to = self.dir.path().join(label);
-        copy_dir(&self.repo, &to);
+        copy_tree(&self.repo, &to);
         to
     }
 
@@ -283,172 +202,6 @@ impl Upstream {
     pub fn latest(&self) -> &str {
         self.commits.last().unwrap()
     }
-}
-
-// ---------------------------------------------------------------------------
-// HTTP servers
-// ---------------------------------------------------------------------------
-
-#[derive(Clone, Debug, Default)]
-pub struct ServeOptions {
-    pub port: u16,
-    pub no_summary: bool,
-    /// Paths (relative to the repository) answered with 404.
-    pub missing: Vec<String>,
-    /// Paths served with one byte flipped.
-    pub corrupt: Vec<String>,
-    pub rate: Option<u64>,
-    pub die_after: Option<u64>,
-    /// Path prefixes sent one byte a second.
-    pub trickle: Vec<String>,
-    /// Paths sent, then followed by zeros without end.
-    pub endless: Vec<String>,
-}
-
-/// `serve.py` on 127.0.0.1, killed on drop. Every request is logged.
-pub struct Server {
-    child: Option<Child>,
-    pub port: u16,
-    pub log: PathBuf,
-    _files: tempfile::TempDir,
-}
-
-pub fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-impl Server {
-    pub fn start(root: &Path, options: ServeOptions) -> Self {
-        let files = tempdir();
-        let log = files.path().join("requests.log");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/serve.py");
-        let mut cmd = Command::new(python());
-        cmd.arg(&script)
-            .arg(root)
-            .arg("--port")
-            .arg(options.port.to_string())
-            .arg("--log")
-            .arg(&log);
-        if options.no_summary {
-            cmd.arg("--no-summary");
-        }
-        if !options.missing.is_empty() {
-            let list = files.path().join("missing.txt");
-            fs::write(&list, options.missing.join("\n") + "\n").unwrap();
-            cmd.arg("--missing").arg(&list);
-        }
-        for path in &options.corrupt {
-            cmd.arg("--corrupt").arg(path);
-        }
-        if let Some(rate) = options.rate {
-            cmd.arg("--rate").arg(rate.to_string());
-        }
-        if let Some(n) = options.die_after {
-            cmd.arg("--die-after").arg(n.to_string());
-        }
-        for prefix in &options.trickle {
-            cmd.arg("--trickle").arg(prefix);
-        }
-        for path in &options.endless {
-            cmd.arg("--endless").arg(path);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start serve.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the port");
-        let port = match line.trim().parse() {
-            Ok(port) => port,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("serve.py did not print a port: {line:?}");
-            }
-        };
-        Server {
-            child: Some(child),
-            port,
-            log,
-            _files: files,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The id discovery gives this server as a `--static-source`.
-    pub fn static_id(&self) -> String {
-        format!("static:{}", self.url())
-    }
-
-    /// Every path requested so far, in order.
-    pub fn requests(&self) -> Vec<String> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| !line.starts_with("sent "))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Bytes sent per finished response, in order: (path, bytes).
-    pub fn sent(&self) -> Vec<(String, u64)> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.strip_prefix("sent ")?.rsplitn(2, ' ');
-                let bytes = fields.next()?.parse().ok()?;
-                Some((fields.next()?.to_owned(), bytes))
-            })
-            .collect()
-    }
-
-    /// The objects requested so far, as `hex.ext` names.
-    pub fn object_requests(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .filter_map(|p| p.strip_prefix("objects/"))
-            .map(|p| p.replace('/', ""))
-            .collect()
-    }
-
-    /// Whether the process has exited (e.g. after `--die-after`).
-    pub fn exited(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => child.try_wait().ok().flatten().is_some(),
-            None => true,
-        }
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A loopback port nothing listens on: bound, then closed.
-pub fn refused_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 // ---------------------------------------------------------------------------
@@ -534,27 +287,8 @@ impl Client {
 
     /// Starts `ferryctl update` and hands back its events as they come.
     pub fn spawn_update(&self, discovery: &[&str], extra: &[&str]) -> LiveUpdate {
-        let mut cmd = self.update_command(discovery, extra);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ferryctl update");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         LiveUpdate {
-            child: Some(child),
-            lines: rx,
-            seen: Vec::new(),
+            process: JsonLines::spawn(self.update_command(discovery, extra)),
         }
     }
 
@@ -776,236 +510,66 @@ pub fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A running `ferryctl update`; killed (SIGKILL) on drop if still running.
+/// A running `ferryctl update`; killed on drop if still running.
 pub struct LiveUpdate {
-    child: Option<Child>,
-    lines: mpsc::Receiver<String>,
-    pub seen: Vec<Value>,
+    process: JsonLines,
 }
 
 impl LiveUpdate {
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
+        self.process.pid() as i32
     }
 
-    /// Reads events until one satisfies `pred`; panics after `timeout` or at EOF.
-    pub fn wait_for(&mut self, timeout: Duration, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let event: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-                    self.seen.push(event.clone());
-                    if pred(&event) {
-                        return event;
-                    }
-                }
-                Err(e) => panic!(
-                    "no matching event from ferryctl update ({e:?}); seen: {:?}",
-                    self.seen
-                        .iter()
-                        .filter(|e| e["event"] != "progress")
-                        .map(Value::to_string)
-                        .collect::<Vec<_>>()
-                ),
-            }
+    /// The events read so far.
+    pub fn seen(&self) -> Vec<Value> {
+        self.process.seen.iter().map(|l| l.value.clone()).collect()
+    }
+
+    /// Reads events until a new one satisfies `pred`; panics after `timeout` or at
+    /// the end of the output.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl FnMut(&Value) -> bool) -> Value {
+        match self.process.wait_for_new(timeout, pred) {
+            Some(line) => line.value,
+            None => panic!(
+                "no matching event from ferryctl update; seen: {:?}",
+                self.seen()
+                    .iter()
+                    .filter(|e| e["event"] != "progress")
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+            ),
         }
     }
 
     pub fn signal(&self, signal: i32) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.pid(), signal) };
-        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
+        self.process.signal(signal);
     }
 
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Waits for the process to end and collects the rest of its output.
     pub fn finish(mut self, timeout: Duration) -> UpdateRun {
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("ferryctl update did not finish in {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = self.process.wait_exit(timeout) else {
+            self.process.kill();
+            panic!("ferryctl update did not finish in {timeout:?}");
         };
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
-        }
-        let mut stdout: Vec<String> = self.seen.iter().map(Value::to_string).collect();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            stdout.push(line);
-        }
+        let stdout: Vec<String> = self.seen().iter().map(Value::to_string).collect();
         UpdateRun::new(
             "ferryctl update (spawned)".into(),
             status.success(),
             stdout.join("\n"),
-            stderr,
+            self.process.stderr(),
             Duration::ZERO,
         )
-    }
-}
-
-impl Drop for LiveUpdate {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// GPG
-// ---------------------------------------------------------------------------
-
-/// A throwaway GNUPGHOME; its gpg-agent is stopped on drop.
-pub struct GpgHome {
-    dir: tempfile::TempDir,
-}
-
-impl GpgHome {
-    pub fn new() -> Self {
-        // Short path: gpg-agent's socket path must fit in sun_path.
-        let dir = tempfile::Builder::new()
-            .prefix("fgpg")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mut perms = fs::metadata(dir.path()).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o700);
-        fs::set_permissions(dir.path(), perms).unwrap();
-        GpgHome { dir }
-    }
-
-    pub fn home(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn gpg(&self) -> Command {
-        let mut cmd = Command::new("gpg");
-        cmd.arg("--homedir").arg(self.home()).arg("--batch");
-        cmd
-    }
-
-    /// Makes a signing key for `email`; returns its fingerprint.
-    pub fn generate(&self, email: &str) -> String {
-        run_ok(self.gpg().args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            email,
-            "ed25519",
-            "sign",
-            "never",
-        ]));
-        let listing = stdout_of(self.gpg().args(["--with-colons", "--list-keys", email]));
-        listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .map(|rest| rest.trim_matches(':').to_owned())
-            .expect("fingerprint")
-    }
-
-    /// Exports the public key of `email` to `path`.
-    pub fn export(&self, email: &str, path: &Path) {
-        let out = run_ok(self.gpg().args(["--export", email]));
-        assert!(!out.stdout.is_empty(), "gpg exported nothing for {email}");
-        fs::write(path, out.stdout).unwrap();
-    }
-
-    /// `ostree gpg-sign` of `commit` with `key`.
-    pub fn sign(&self, repo: &Path, commit: &str, key: &str) {
-        run_ok(
-            ostree(repo)
-                .arg("gpg-sign")
-                .arg(format!("--gpg-homedir={}", self.home().display()))
-                .arg(commit)
-                .arg(key),
-        );
-    }
-}
-
-/// A GPG key that signs an upstream's commits (and summaries), with the public key
-/// exported for `Trust::Gpg`.
-pub struct Signer {
-    pub gpg: GpgHome,
-    /// The key's fingerprint.
-    pub key: String,
-    /// The exported public key.
-    pub public: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Signer {
-    pub fn new(email: &str) -> Self {
-        let gpg = GpgHome::new();
-        let key = gpg.generate(email);
-        let dir = tempdir();
-        let public = dir.path().join("key.gpg");
-        gpg.export(email, &public);
-        Signer {
-            gpg,
-            key,
-            public,
-            _dir: dir,
-        }
-    }
-
-    /// `ostree gpg-sign` of `commit` in `repo`.
-    pub fn sign(&self, repo: &Path, commit: &str) {
-        self.gpg.sign(repo, commit, &self.key);
-    }
-
-    /// `ostree summary -u --gpg-sign=KEY`: a new summary and its `summary.sig`.
-    pub fn sign_summary(&self, repo: &Path) {
-        run_ok(
-            ostree(repo)
-                .args(["summary", "-u"])
-                .arg(format!("--gpg-sign={}", self.key))
-                .arg(format!("--gpg-homedir={}", self.gpg.home().display())),
-        );
-    }
-}
-
-impl Drop for GpgHome {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(self.home())
-            .args(["--kill", "all"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
 // ---------------------------------------------------------------------------
 // Small things
 // ---------------------------------------------------------------------------
-
-/// Polls `cond` every 20 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
 
 pub fn symlink(target: &Path, link: &Path) {
     std::os::unix::fs::symlink(target, link).unwrap();
@@ -1019,8 +583,4 @@ pub fn append_line(path: &Path, line: &str) {
         .open(path)
         .unwrap();
     writeln!(f, "{line}").unwrap();
-}
-
-pub fn file_uri(path: &Path) -> String {
-    format!("file://{}", path.display())
 }

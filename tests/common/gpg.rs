@@ -1,30 +1,26 @@
-//! Test environment for tests/trust.rs: throwaway GnuPG homes, real `ostree`
-//! repositories, and a Python ed25519 helper. Every external command must succeed.
-
-#![allow(dead_code)]
+//! GnuPG for the tests: one throwaway home ([`Gpg`]) and one ready signing key
+//! ([`Signer`]). The gpg-agent a home starts is stopped on drop, also when a test
+//! fails.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use ferry::repo::Checksum;
-use glib::Variant;
+use super::cmd::{run, run_output};
+use super::ostree;
 
-use super::cmd;
-
-pub use cmd::{output, run, run_with_input};
-
-/// A throwaway GNUPGHOME. Its gpg-agent is stopped on drop.
+/// A throwaway GNUPGHOME (mode 0700). Its gpg-agent is stopped on drop.
 pub struct Gpg {
     dir: tempfile::TempDir,
 }
 
 impl Gpg {
     pub fn new() -> Self {
+        // Short path in /tmp: gpg-agent's socket path must fit in sun_path.
         let dir = tempfile::Builder::new()
-            .prefix("ferry-gpg")
-            .tempdir()
+            .prefix("fgpg")
+            .tempdir_in("/tmp")
             .unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
         Gpg { dir }
@@ -43,16 +39,7 @@ impl Gpg {
 
     /// Generates a key with no passphrase; returns its fingerprint.
     pub fn gen_key(&self, uid: &str, algo: &str, usage: &str, expire: &str) -> String {
-        run(self.cmd().args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            uid,
-            algo,
-            usage,
-            expire,
-        ]));
-        self.fingerprint(uid)
+        self.quick_gen_key(&[], uid, algo, usage, expire)
     }
 
     /// As `gen_key`, at a faked system time (e.g. "20200101T000000").
@@ -64,9 +51,19 @@ impl Gpg {
         usage: &str,
         expire: &str,
     ) -> String {
-        run(self.cmd().args([
-            "--faked-system-time",
-            &format!("{time}!"),
+        let faked = format!("{time}!");
+        self.quick_gen_key(&["--faked-system-time", &faked], uid, algo, usage, expire)
+    }
+
+    fn quick_gen_key(
+        &self,
+        options: &[&str],
+        uid: &str,
+        algo: &str,
+        usage: &str,
+        expire: &str,
+    ) -> String {
+        run(self.cmd().args(options).args([
             "--passphrase",
             "",
             "--quick-gen-key",
@@ -114,7 +111,7 @@ impl Gpg {
         if armor {
             cmd.arg("--armor");
         }
-        let out = cmd::run_output(cmd.arg(who));
+        let out = run_output(cmd.arg(who));
         assert!(!out.stdout.is_empty(), "gpg --export {who}");
         out.stdout
     }
@@ -158,12 +155,34 @@ impl Gpg {
     pub fn detach_sign(&self, who: &str, data: &[u8]) -> Vec<u8> {
         let input = self.home().join("to-sign");
         fs::write(&input, data).unwrap();
-        cmd::run_output(
+        run_output(
             self.cmd()
                 .args(["--local-user", who, "--detach-sign", "--output", "-"])
                 .arg(&input),
         )
         .stdout
+    }
+
+    /// `ostree gpg-sign REV KEY` in `repo`, with this home.
+    pub fn ostree_sign(&self, repo: &Path, rev: &str, key: &str) {
+        run(ostree(repo)
+            .arg("gpg-sign")
+            .arg(format!("--gpg-homedir={}", self.home().display()))
+            .args([rev, key]));
+    }
+
+    /// `ostree summary -u --gpg-sign=KEY`: a new summary and its `summary.sig`.
+    pub fn sign_summary(&self, repo: &Path, key: &str) {
+        run(ostree(repo)
+            .args(["summary", "-u"])
+            .arg(format!("--gpg-sign={key}"))
+            .arg(format!("--gpg-homedir={}", self.home().display())));
+    }
+}
+
+impl Default for Gpg {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -172,168 +191,70 @@ impl Drop for Gpg {
         let _ = Command::new("gpgconf")
             .env("GNUPGHOME", self.home())
             .args(["--kill", "all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status();
     }
 }
 
-/// A real OSTree archive repository made with the `ostree` tool.
-pub struct OstreeRepo {
-    dir: tempfile::TempDir,
-    trees: std::cell::Cell<u32>,
+/// One ed25519 signing key without a passphrase in its own [`Gpg`] home, with
+/// its public key exported (binary) for `--gpg-import` and `Trust::Gpg`.
+pub struct Signer {
+    pub gpg: Gpg,
+    pub uid: String,
+    /// The key's fingerprint.
+    pub key: String,
+    /// The exported public key.
+    pub public: PathBuf,
 }
 
-impl OstreeRepo {
-    pub fn init(collection_id: Option<&str>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("ferry-ostree")
-            .tempdir()
-            .unwrap();
-        let repo = OstreeRepo {
-            dir,
-            trees: std::cell::Cell::new(0),
-        };
-        let mut cmd = repo.ostree();
-        cmd.args(["init", "--mode=archive"]);
-        if let Some(id) = collection_id {
-            cmd.arg(format!("--collection-id={id}"));
+impl Signer {
+    pub fn new(uid: &str) -> Self {
+        let gpg = Gpg::new();
+        let key = gpg.gen_key(uid, "ed25519", "sign", "never");
+        let public = gpg.export_to(&key, false, &gpg.home().join("public.gpg"));
+        Signer {
+            gpg,
+            uid: uid.to_owned(),
+            key,
+            public,
         }
-        run(&mut cmd);
-        repo
     }
 
-    pub fn path(&self) -> PathBuf {
-        self.dir.path().join("repo")
+    pub fn home(&self) -> &Path {
+        self.gpg.home()
     }
 
-    pub fn ostree(&self) -> Command {
-        let mut c = Command::new("ostree");
-        c.arg(format!("--repo={}", self.path().display()));
-        c
+    /// `gpg` in this key's home.
+    pub fn cmd(&self) -> Command {
+        self.gpg.cmd()
     }
 
-    /// Commits a small fresh tree to `branch`; `extra` are more `ostree commit` args.
-    pub fn commit(&self, branch: &str, extra: &[&str]) -> Checksum {
-        let n = self.trees.get() + 1;
-        self.trees.set(n);
-        let tree = self.dir.path().join(format!("tree{n}"));
-        fs::create_dir_all(tree.join("usr/share")).unwrap();
-        fs::write(
-            tree.join("usr/share/hello"),
-            format!("tree {n} of {branch}\n"),
-        )
-        .unwrap();
+    /// `ostree gpg-sign` of `rev` in `repo` with this key.
+    pub fn sign(&self, repo: &Path, rev: &str) {
+        self.gpg.ostree_sign(repo, rev, &self.key);
+    }
+
+    /// `ostree summary -u` signed with this key.
+    pub fn sign_summary(&self, repo: &Path) {
+        self.gpg.sign_summary(repo, &self.key);
+    }
+
+    /// Writes the armored public key to `path`.
+    pub fn export_armored(&self, path: &Path) {
+        self.gpg.export_to(&self.key, true, path);
+    }
+
+    /// Fingerprints in a keyring file, read by gpg itself.
+    pub fn keyring_fingerprints(&self, keyring: &Path) -> Vec<String> {
         let out = run(self
-            .ostree()
-            .args(["commit", "-b", branch, "-s", &format!("commit {n}")])
-            .arg(format!("--tree=dir={}", tree.display()))
-            .args(extra));
-        out.trim()
-            .parse()
-            .expect("ostree commit prints the checksum")
-    }
-
-    pub fn gpg_sign(&self, rev: &str, gpg: &Gpg, key: &str) {
-        run(self
-            .ostree()
-            .arg("gpg-sign")
-            .arg(format!("--gpg-homedir={}", gpg.home().display()))
-            .args([rev, key]));
-    }
-
-    pub fn object_path(&self, checksum: &Checksum, ext: &str) -> PathBuf {
-        let hex = checksum.to_hex();
-        self.path()
-            .join(format!("objects/{}/{}.{ext}", &hex[..2], &hex[2..]))
-    }
-
-    pub fn commit_bytes(&self, checksum: &Checksum) -> Vec<u8> {
-        fs::read(self.object_path(checksum, "commit")).unwrap()
-    }
-
-    pub fn commitmeta_bytes(&self, checksum: &Checksum) -> Option<Vec<u8>> {
-        fs::read(self.object_path(checksum, "commitmeta")).ok()
-    }
-
-    pub fn commitmeta(&self, checksum: &Checksum) -> Option<Variant> {
-        self.commitmeta_bytes(checksum)
-            .map(|b| ferry::trust::parse_detached_metadata(&b).expect("valid .commitmeta"))
-    }
-
-    pub fn write_commitmeta(&self, checksum: &Checksum, meta: &Variant) {
-        fs::write(self.object_path(checksum, "commitmeta"), meta.data()).unwrap();
-    }
-}
-
-/// An ed25519 key pair made by Python's `cryptography`: (secret base64 of seed ||
-/// public, public base64).
-pub fn python_keypair() -> (String, String) {
-    let out = run(Command::new("python3").args([
-        "-c",
-        r#"
-import base64
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-k = Ed25519PrivateKey.generate()
-seed = k.private_bytes_raw()
-pub = k.public_key().public_bytes_raw()
-print(base64.b64encode(seed + pub).decode())
-print(base64.b64encode(pub).decode())
-"#,
-    ]));
-    let mut lines = out.lines();
-    (
-        lines.next().unwrap().to_owned(),
-        lines.next().unwrap().to_owned(),
-    )
-}
-
-/// Signs `data` with Python's `cryptography`, using the seed of `secret_b64`.
-pub fn python_sign(secret_b64: &str, data: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
-    let out = run_with_input(
-        Command::new("python3").args([
-            "-c",
-            r#"
-import base64, sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-seed = base64.b64decode(sys.argv[1])[:32]
-data = sys.stdin.buffer.read()
-print(base64.b64encode(Ed25519PrivateKey.from_private_bytes(seed).sign(data)).decode())
-"#,
-            secret_b64,
-        ]),
-        data,
-    );
-    base64::engine::general_purpose::STANDARD
-        .decode(out.trim())
-        .unwrap()
-}
-
-/// Whether Python's `cryptography` accepts `sig` over `data` by `public_b64`.
-pub fn python_verifies(public_b64: &str, sig: &[u8], data: &[u8]) -> bool {
-    use base64::Engine as _;
-    let sig_b64 = base64::engine::general_purpose::STANDARD.encode(sig);
-    let out = run_with_input(
-        Command::new("python3").args([
-            "-c",
-            r#"
-import base64, sys
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-key = Ed25519PublicKey.from_public_bytes(base64.b64decode(sys.argv[1]))
-try:
-    key.verify(base64.b64decode(sys.argv[2]), sys.stdin.buffer.read())
-    print("good")
-except InvalidSignature:
-    print("bad")
-"#,
-            public_b64,
-            &sig_b64,
-        ]),
-        data,
-    );
-    match out.trim() {
-        "good" => true,
-        "bad" => false,
-        other => panic!("unexpected python output {other}"),
+            .cmd()
+            .args(["--no-default-keyring", "--keyring"])
+            .arg(keyring)
+            .args(["--with-colons", "--list-keys"]));
+        out.lines()
+            .filter(|l| l.starts_with("fpr:"))
+            .filter_map(|l| l.split(':').nth(9).map(str::to_owned))
+            .collect()
     }
 }

@@ -1,11 +1,5 @@
-//! Shared helpers for Ferry's integration tests: temporary directories, running the
-//! real `ostree` tool and the `ferryctl` binary, building file trees, writing
-//! objects with Ferry's library, comparing trees, and asserting on errors.
-//!
-//! `ferryctl` runs with `FERRY_REPO` unset and `XDG_DATA_HOME` pointing where nothing
-//! can be created, so a test never touches a real repository.
-
-#![allow(dead_code)]
+//! Repositories made by the real `ostree` tool, objects written with Ferry's
+//! library, file trees built and compared.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
@@ -14,45 +8,23 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use ferry::repo::filez::{write_filez, FileHeader};
 use ferry::repo::objects::{Commit, DirMeta, DirTree};
 use ferry::repo::{Checksum, ObjectName, ObjectType};
+use glib::Variant;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use super::cmd;
+pub use super::cmd::Run;
+pub use super::gpg::{Gpg, Signer};
+pub use super::{copy_tree, ferryctl, ferryctl_bare, file_uri, ostree, tempdir, COLLECTION, REF};
 
-pub use cmd::Run;
-
-/// The collection id every test repository uses.
-pub const COLLECTION: &str = "org.example.Os";
-/// The ref every test commits to.
-pub const REF: &str = "os/stable";
-
-// ---------------------------------------------------------------------------
-// Temporary directories
-// ---------------------------------------------------------------------------
-
-/// A temporary directory, removed (with everything in it) when dropped, also when
-/// the test panics.
-pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("ferry-test-")
-        .tempdir()
-        .expect("create a temporary directory")
-}
-
-/// What `$XDG_DATA_HOME` is for every `ferryctl` run: a path that can never be
-/// created (not even by root), so a test that forgets `--repo` fails instead of
-/// touching a real repository.
-const NO_DATA_HOME: &str = "/dev/null/ferry-test-data-home";
-
-// ---------------------------------------------------------------------------
-// Running commands
-// ---------------------------------------------------------------------------
+/// The user id of the signing keys made here.
+pub const SIGNER: &str = "Ferry Test <ferry-test@example.com>";
 
 /// Runs `cmd` to completion (stdin closed) and captures its output.
 pub fn run(cmd: &mut Command) -> Run {
@@ -62,34 +34,6 @@ pub fn run(cmd: &mut Command) -> Run {
 /// Runs `cmd` and asserts success.
 pub fn run_ok(cmd: &mut Command) -> Run {
     run(cmd).ok()
-}
-
-/// `ostree --repo=REPO`.
-pub fn ostree(repo: &Path) -> Command {
-    let mut cmd = Command::new("ostree");
-    cmd.arg(format!("--repo={}", repo.display()));
-    cmd
-}
-
-/// The `ferryctl` binary with no repository chosen (add `--repo` yourself).
-pub fn ferryctl_bare() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferryctl"));
-    cmd.env_remove("FERRY_REPO")
-        .env("XDG_DATA_HOME", NO_DATA_HOME)
-        .env("LC_ALL", "C.UTF-8");
-    cmd
-}
-
-/// `ferryctl --repo REPO`.
-pub fn ferryctl(repo: &Path) -> Command {
-    let mut cmd = ferryctl_bare();
-    cmd.arg("--repo").arg(repo);
-    cmd
-}
-
-/// `cp -a FROM TO`: copies a repository with everything in it.
-pub fn copy_tree(from: &Path, to: &Path) {
-    run_ok(Command::new("cp").arg("-a").arg(from).arg(to));
 }
 
 // ---------------------------------------------------------------------------
@@ -126,15 +70,15 @@ pub fn rev_parse(repo: &Path, rev: &str) -> Option<String> {
     out.success.then(|| out.stdout.trim().to_owned())
 }
 
-/// Asserts `ostree fsck` accepts the repository.
+/// Asserts `ostree fsck` accepts the repository and reports nothing corrupt or
+/// missing.
 pub fn assert_ostree_fsck(repo: &Path) {
     let out = run(ostree(repo).arg("fsck"));
+    let text = format!("{}\n{}", out.stdout, out.stderr);
     assert!(
-        out.success,
-        "ostree fsck of {} failed:\n{}\n{}",
+        out.success && !text.to_lowercase().contains("corrupt") && !text.contains("missing"),
+        "ostree fsck of {} failed:\n{text}",
         repo.display(),
-        out.stdout,
-        out.stderr
     );
 }
 
@@ -151,11 +95,6 @@ pub fn ferry_init_unverified(path: &Path) {
         COLLECTION,
         "--no-verify",
     ]));
-}
-
-/// `file://` URI of a path (test paths need no escaping).
-pub fn file_uri(path: &Path) -> String {
-    format!("file://{}", path.display())
 }
 
 /// `ferryctl --json pull file://SOURCE REF`, asserting success; the JSON report.
@@ -521,133 +460,6 @@ pub fn list_all(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-// ---------------------------------------------------------------------------
-// GnuPG
-// ---------------------------------------------------------------------------
-
-/// A throwaway `GNUPGHOME` (mode 0700); agents started in it are stopped and the
-/// directory removed on drop.
-pub struct GnupgHome(tempfile::TempDir);
-
-impl GnupgHome {
-    pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("ferry-test-gpg-")
-            .tempdir()
-            .unwrap();
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-        GnupgHome(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Default for GnupgHome {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for GnupgHome {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.path())
-            .args(["--kill", "all"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// A throwaway `GNUPGHOME` with one signing key.
-pub struct Gpg {
-    home: GnupgHome,
-    pub uid: String,
-}
-
-impl Gpg {
-    /// Generates an ed25519 signing key without a passphrase.
-    pub fn new() -> Self {
-        let gpg = Gpg {
-            home: GnupgHome::new(),
-            uid: "Ferry Test <ferry-test@example.com>".into(),
-        };
-        run_ok(gpg.cmd().args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            &gpg.uid,
-            "ed25519",
-            "sign",
-            "never",
-        ]));
-        gpg
-    }
-
-    pub fn home(&self) -> &Path {
-        self.home.path()
-    }
-
-    pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new("gpg");
-        cmd.env("GNUPGHOME", self.home())
-            .args(["--batch", "--no-tty", "--quiet"]);
-        cmd
-    }
-
-    /// The key's fingerprint.
-    pub fn fingerprint(&self) -> String {
-        let out = run_ok(self.cmd().args(["--with-colons", "--list-keys", &self.uid]));
-        out.stdout
-            .lines()
-            .find(|l| l.starts_with("fpr:"))
-            .and_then(|l| l.split(':').nth(9))
-            .expect("a fingerprint")
-            .to_owned()
-    }
-
-    /// Writes the armored public key to `path`.
-    pub fn export_armored(&self, path: &Path) {
-        let out = run_ok(self.cmd().args(["--armor", "--export", &self.uid]));
-        assert!(out.stdout.contains("BEGIN PGP PUBLIC KEY BLOCK"));
-        fs::write(path, out.stdout).unwrap();
-    }
-
-    /// Fingerprints in a keyring file, read by gpg itself.
-    pub fn keyring_fingerprints(&self, keyring: &Path) -> Vec<String> {
-        let out = run_ok(
-            self.cmd()
-                .args(["--no-default-keyring", "--keyring"])
-                .arg(keyring)
-                .args(["--with-colons", "--list-keys"]),
-        );
-        out.stdout
-            .lines()
-            .filter(|l| l.starts_with("fpr:"))
-            .filter_map(|l| l.split(':').nth(9).map(str::to_owned))
-            .collect()
-    }
-
-    /// `ostree gpg-sign` of `rev` in `repo` with this key.
-    pub fn ostree_sign(&self, repo: &Path, rev: &str) {
-        run_ok(
-            ostree(repo)
-                .arg("gpg-sign")
-                .arg(format!("--gpg-homedir={}", self.home().display()))
-                .arg(rev)
-                .arg(self.fingerprint()),
-        );
-    }
-}
-
-impl Default for Gpg {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The objects a commit needs (itself, its dirtrees, dirmetas and files; not its
 /// detached metadata), read with Ferry's parsers.
 pub fn closure_of(repo: &Path, commit: &str) -> BTreeSet<ObjectName> {
@@ -672,4 +484,181 @@ pub fn closure_of(repo: &Path, commit: &str) -> BTreeSet<ObjectName> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// An ostree-made repository as a value
+// ---------------------------------------------------------------------------
+
+/// An `ostree` archive repository made by the real tool: either in a temporary
+/// directory of its own ([`OstreeRepo::init`]) or at a given path with one commit
+/// and a summary ([`OstreeRepo::create`]).
+pub struct OstreeRepo {
+    pub path: PathBuf,
+    pub collection_id: Option<String>,
+    /// How many trees [`OstreeRepo::commit`] has made (each commit gets a new one).
+    trees: std::cell::Cell<u32>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl OstreeRepo {
+    /// `ostree init --mode=archive [--collection-id=ID]` in a temporary directory
+    /// of its own (at `DIR/repo`), removed on drop.
+    pub fn init(collection_id: Option<&str>) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-ostree")
+            .tempdir()
+            .unwrap();
+        let mut repo = Self::init_at(&dir.path().join("repo"), collection_id);
+        repo._dir = Some(dir);
+        repo
+    }
+
+    fn init_at(path: &Path, collection_id: Option<&str>) -> Self {
+        let mut cmd = ostree(path);
+        cmd.args(["init", "--mode=archive"]);
+        if let Some(id) = collection_id {
+            cmd.arg(format!("--collection-id={id}"));
+        }
+        cmd::run(&mut cmd);
+        OstreeRepo {
+            path: path.to_owned(),
+            collection_id: collection_id.map(str::to_owned),
+            trees: std::cell::Cell::new(0),
+            _dir: None,
+        }
+    }
+
+    /// `ostree init --mode=archive --collection-id=ID` at `path`, a commit of a
+    /// small tree on `ref_name` (version 1.0), then `ostree summary -u`.
+    pub fn create(path: &Path, collection_id: &str, ref_name: &str) -> Self {
+        let repo = Self::init_at(path, Some(collection_id));
+        repo.commit_version(ref_name, "1.0");
+        repo
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// `ostree --repo=THIS`.
+    pub fn ostree(&self) -> Command {
+        ostree(&self.path)
+    }
+
+    /// Commits a small fresh tree to `branch`; `extra` are more `ostree commit` args.
+    pub fn commit(&self, branch: &str, extra: &[&str]) -> Checksum {
+        let n = self.trees.get() + 1;
+        self.trees.set(n);
+        let tree = tempdir();
+        fs::create_dir_all(tree.path().join("usr/share")).unwrap();
+        fs::write(
+            tree.path().join("usr/share/hello"),
+            format!("tree {n} of {branch}\n"),
+        )
+        .unwrap();
+        let out = cmd::run(
+            self.ostree()
+                .args(["commit", "-b", branch, "-s", &format!("commit {n}")])
+                .arg(format!("--tree=dir={}", tree.path().display()))
+                .args(extra),
+        );
+        out.trim()
+            .parse()
+            .expect("ostree commit prints the checksum")
+    }
+
+    /// A commit of a small tree with `version` on `ref_name`, then a new summary.
+    pub fn commit_version(&self, ref_name: &str, version: &str) -> String {
+        self.commit_at(ref_name, version, None)
+    }
+
+    /// As [`OstreeRepo::commit_version`], with the given timestamp (Unix seconds),
+    /// or now.
+    pub fn commit_at(&self, ref_name: &str, version: &str, timestamp: Option<u64>) -> String {
+        let tree = tempdir();
+        fs::write(
+            tree.path().join("os-release"),
+            format!("VERSION={version}\n"),
+        )
+        .unwrap();
+        fs::create_dir(tree.path().join("usr")).unwrap();
+        fs::write(tree.path().join("usr/data"), vec![7u8; 4096]).unwrap();
+        cmd::run(
+            self.ostree()
+                .args(["commit", "-b", ref_name])
+                .arg(format!("--tree=dir={}", tree.path().display()))
+                .arg(format!("--add-metadata-string=version={version}"))
+                .args(["-s", &format!("Version {version}")])
+                .args(timestamp.map(|t| format!("--timestamp=@{t}"))),
+        );
+        self.update_summary();
+        self.rev_parse(ref_name)
+    }
+
+    pub fn update_summary(&self) {
+        cmd::run(self.ostree().args(["summary", "-u"]));
+    }
+
+    pub fn rev_parse(&self, ref_name: &str) -> String {
+        cmd::run(self.ostree().args(["rev-parse", ref_name]))
+            .trim()
+            .to_owned()
+    }
+
+    /// `ostree.summary.last-modified` as `ostree summary --view` shows it.
+    pub fn summary_last_modified(&self) -> u64 {
+        let bytes = fs::read(self.path.join("summary")).expect("summary");
+        ferry::repo::summary::Summary::parse(&bytes)
+            .expect("summary parses")
+            .last_modified
+            .expect("summary has last-modified")
+    }
+
+    /// The timestamp of the commit `ref_name` points at, as Ferry parses it.
+    pub fn commit_timestamp(&self, ref_name: &str) -> u64 {
+        let checksum: Checksum = self.rev_parse(ref_name).parse().unwrap();
+        Commit::parse(&self.commit_bytes(&checksum))
+            .expect("commit parses")
+            .timestamp
+    }
+
+    /// `ostree create-usb MOUNT COLLECTION REF`.
+    pub fn create_usb(&self, mount: &Path, ref_name: &str) {
+        let collection = self.collection_id.as_deref().expect("a collection id");
+        cmd::run(
+            self.ostree()
+                .arg("create-usb")
+                .arg(mount)
+                .args([collection, ref_name]),
+        );
+    }
+
+    /// `ostree gpg-sign REV KEY` with the key in `gpg`.
+    pub fn gpg_sign(&self, rev: &str, gpg: &Gpg, key: &str) {
+        gpg.ostree_sign(&self.path, rev, key);
+    }
+
+    pub fn object_path(&self, checksum: &Checksum, ext: &str) -> PathBuf {
+        let hex = checksum.to_hex();
+        self.path
+            .join(format!("objects/{}/{}.{ext}", &hex[..2], &hex[2..]))
+    }
+
+    pub fn commit_bytes(&self, checksum: &Checksum) -> Vec<u8> {
+        fs::read(self.object_path(checksum, "commit")).unwrap()
+    }
+
+    pub fn commitmeta_bytes(&self, checksum: &Checksum) -> Option<Vec<u8>> {
+        fs::read(self.object_path(checksum, "commitmeta")).ok()
+    }
+
+    pub fn commitmeta(&self, checksum: &Checksum) -> Option<Variant> {
+        self.commitmeta_bytes(checksum)
+            .map(|b| ferry::trust::parse_detached_metadata(&b).expect("valid .commitmeta"))
+    }
+
+    pub fn write_commitmeta(&self, checksum: &Checksum, meta: &Variant) {
+        fs::write(self.object_path(checksum, "commitmeta"), meta.data()).unwrap();
+    }
 }

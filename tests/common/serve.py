@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A misbehaving-on-demand HTTP server for one repository directory.
 
-Used by tests/engine.rs to stand in for LAN peers and upstream servers:
+Used by the engine tests (common/http.rs) to stand in for LAN peers and upstream servers:
 
     serve.py ROOT [--port N] [--no-summary] [--missing LIST_FILE]
              [--corrupt PATH]... [--rate BYTES_PER_SEC] [--die-after N]

@@ -351,7 +351,7 @@ fn drive_failing_with_eio_mid_pull_is_lost_and_http_completes() {
     let drive = LoopDrive::new("FERRYEIO");
     drive.mount();
     let on_drive = drive.mount_point.join("repo");
-    copy_dir(&up.repo, &on_drive);
+    copy_tree(&up.repo, &on_drive);
     drive.sync();
     let usb_id = format!("static:{}", file_uri(&on_drive));
     let upstream = Server::start(

@@ -176,7 +176,7 @@ fn endless_object_is_cut_off_and_its_source_dropped() {
     let commit = ostree_commit_with_sizes(&repo, &tree);
     ostree_summary(&repo);
     let peer_repo = dir.path().join("peer");
-    copy_dir(&repo, &peer_repo);
+    copy_tree(&repo, &peer_repo);
     let victim = files_of(&closure(&repo, &commit))[0].clone();
     let victim_path = object_path(&victim);
     let upstream = Server::start(&repo, ServeOptions::default());
@@ -226,7 +226,7 @@ fn full_disk_is_reported_as_this_computers_problem() {
     let drive = LoopDrive::builder("SMALLDISK").size_mib(16).build();
     drive.mount();
     let on_drive = drive.mount_point.join("repo");
-    copy_dir(&client.repo, &on_drive);
+    copy_tree(&client.repo, &on_drive);
     client.repo = on_drive;
 
     let run = client.update(&[], &[]).failed();

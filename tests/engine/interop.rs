@@ -60,7 +60,7 @@ fn interop_ostree_repo_served_by_plain_python_http_server() {
 fn interop_ostree_create_usb_layout_on_a_drive() {
     let up = Upstream::new(80, 900);
     let commit = up.latest().to_owned();
-    // Drives are used only for remotes that verify commits (tests/trust_policy.rs).
+    // Drives are used only for remotes that verify commits (tests/trust/policy.rs).
     let signer = Signer::new("interop@example.org");
     signer.sign(&up.repo, &commit);
     let drive = LoopDrive::builder("FERRYUSB").size_mib(32).build();

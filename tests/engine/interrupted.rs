@@ -144,7 +144,7 @@ fn usb_drive_pulled_out_mid_pull_http_completes() {
     let drive = LoopDrive::new("FERRYTEST");
     drive.mount();
     let on_drive = drive.mount_point.join("repo");
-    copy_dir(&up.repo, &on_drive);
+    copy_tree(&up.repo, &on_drive);
     drive.sync();
     let usb_id = format!("static:{}", file_uri(&on_drive));
     let upstream = Server::start(

@@ -10,12 +10,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod interop;
-mod interrupted;
-mod rules;
 mod hostile_drives;
 mod hostile_peers;
+mod interop;
+mod interrupted;
 mod real_trees;
+mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

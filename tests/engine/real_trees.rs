@@ -12,13 +12,13 @@
 //! `--no-lan --no-mounts`; every server binds 127.0.0.1 only.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use crate::common::engine::*;
+use crate::common::share::Server as FerryServer;
 
 /// A signed upstream repository holding `tree` as `os/stable`.
 struct SignedUpstream {
@@ -26,7 +26,7 @@ struct SignedUpstream {
     repo: PathBuf,
     commit: String,
     key: PathBuf,
-    _gpg: GpgHome,
+    _gpg: Gpg,
 }
 
 impl SignedUpstream {
@@ -41,12 +41,12 @@ impl SignedUpstream {
             tree.display(),
             started.elapsed()
         );
-        let gpg = GpgHome::new();
-        let fingerprint = gpg.generate("real-trees@example.org");
-        gpg.sign(&repo, &commit, &fingerprint);
+        let gpg = Gpg::new();
+        let fingerprint = gpg.gen_key("real-trees@example.org", "ed25519", "sign", "never");
+        gpg.ostree_sign(&repo, &commit, &fingerprint);
         ostree_summary(&repo);
         let key = dir.path().join("key.gpg");
-        gpg.export("real-trees@example.org", &key);
+        gpg.export_to("real-trees@example.org", false, &key);
         Self {
             dir,
             repo,
@@ -69,45 +69,20 @@ impl SignedUpstream {
 
 /// `ferryctl --repo REPO --json serve --port 0 --address 127.0.0.1`, killed on drop.
 struct Peer {
-    child: Child,
+    _server: FerryServer,
     url: String,
 }
 
 impl Peer {
     fn serve(client: &Client) -> Self {
         let mut cmd = client.ferryctl();
-        cmd.args(["--json", "serve", "--port", "0", "--address", "127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("start ferryctl serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut peer = Peer {
-            child,
-            url: String::new(),
-        };
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read ferryctl serve");
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if event["event"] == "serving" {
-                peer.url = event["urls"][0].as_str().expect("urls").to_owned();
-                break;
-            }
+        cmd.args(["--json", "serve", "--port", "0", "--address", "127.0.0.1"]);
+        let server = FerryServer::spawn(cmd);
+        let url = server.serving["urls"][0].as_str().expect("urls").to_owned();
+        Peer {
+            _server: server,
+            url,
         }
-        assert!(
-            !peer.url.is_empty(),
-            "ferryctl serve never said it was serving"
-        );
-        peer
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

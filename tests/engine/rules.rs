@@ -52,7 +52,7 @@ fn rule1_file_static_source_serves_every_object() {
 fn rule1_sideload_symlink_serves_every_object() {
     let up = Upstream::new(60, 700);
     let commit = up.latest().to_owned();
-    // Drives are used only for remotes that verify commits (tests/trust_policy.rs).
+    // Drives are used only for remotes that verify commits (tests/trust/policy.rs).
     let signer = Signer::new("rule1@example.org");
     signer.sign(&up.repo, &commit);
     let upstream = Server::start(&up.repo, ServeOptions::default());
@@ -602,7 +602,7 @@ fn rule7_stale_usb_stick_serves_what_it_has_and_http_the_rest() {
     // libostree ignores such a stick entirely; Ferry takes what it holds first.
     let mut up = Upstream::new(60, 700);
     let old = up.latest().to_owned();
-    // Drives are used only for remotes that verify commits (tests/trust_policy.rs).
+    // Drives are used only for remotes that verify commits (tests/trust/policy.rs).
     let signer = Signer::new("rule7@example.org");
     signer.sign(&up.repo, &old);
     let stick = up.snapshot("stick");
@@ -689,20 +689,20 @@ enum BadCommit {
 }
 
 fn rule8(bad: BadCommit) {
-    let gpg = GpgHome::new();
-    let honest_key = gpg.generate("test@example.org");
-    let evil_key = gpg.generate("evil@example.org");
+    let gpg = Gpg::new();
+    let honest_key = gpg.gen_key("test@example.org", "ed25519", "sign", "never");
+    let evil_key = gpg.gen_key("evil@example.org", "ed25519", "sign", "never");
     let up = Upstream::new(40, 700);
     let honest = up.latest().to_owned();
-    gpg.sign(&up.repo, &honest, &honest_key);
+    gpg.ostree_sign(&up.repo, &honest, &honest_key);
     ostree_summary(&up.repo);
     let key_file = up.dir.path().join("trusted.gpg");
-    gpg.export("test@example.org", &key_file);
+    gpg.export_to("test@example.org", false, &key_file);
 
     // The malicious peer: the honest history plus a newer commit of its own.
     let peer_repo = up.snapshot("peer");
     let peer_tree = up.dir.path().join("peer-tree");
-    copy_dir(&up.tree, &peer_tree);
+    copy_tree(&up.tree, &peer_tree);
     change_tree(&peer_tree, 10, 66);
     let branch = match bad {
         BadCommit::BoundToOtherRef => "os/beta",
@@ -711,9 +711,9 @@ fn rule8(bad: BadCommit) {
     let evil = ostree_commit(&peer_repo, branch, &peer_tree, "totally legit", T0 + 5000);
     match bad {
         BadCommit::Unsigned => {}
-        BadCommit::OtherKey => gpg.sign(&peer_repo, &evil, &evil_key),
+        BadCommit::OtherKey => gpg.ostree_sign(&peer_repo, &evil, &evil_key),
         BadCommit::BoundToOtherRef => {
-            gpg.sign(&peer_repo, &evil, &honest_key);
+            gpg.ostree_sign(&peer_repo, &evil, &honest_key);
             fs::write(peer_repo.join("refs/heads").join(REF), format!("{evil}\n")).unwrap();
         }
     }

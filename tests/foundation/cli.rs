@@ -153,7 +153,7 @@ fn cli_init_and_remote_add_write_what_ostree_writes() {
 #[test]
 fn cli_gpg_import_and_signed_pulls() {
     let tmp = tempdir();
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let key = tmp.path().join("key.asc");
     gpg.export_armored(&key);
     let tree = tmp.path().join("tree");
@@ -173,7 +173,7 @@ fn cli_gpg_import_and_signed_pulls() {
     );
     let keyring = ferry.join("origin.trustedkeys.gpg");
     assert!(keyring.is_file(), "no {}", keyring.display());
-    assert_eq!(gpg.keyring_fingerprints(&keyring), vec![gpg.fingerprint()]);
+    assert_eq!(gpg.keyring_fingerprints(&keyring), vec![gpg.key.clone()]);
     let remote = run_ok(ferryctl(&ferry).args(["--json", "remote", "list"])).json();
     assert_eq!(remote[0]["gpg_verify"], true, "{remote}");
 
@@ -188,14 +188,14 @@ fn cli_gpg_import_and_signed_pulls() {
     assert_ostree_fsck(&ferry);
 
     // Signed by a key that is not trusted: refused too.
-    let stranger = Gpg::new();
-    stranger.ostree_sign(&src, &commit);
+    let stranger = Signer::new(SIGNER);
+    stranger.sign(&src, &commit);
     let out = ferry_pull_fails(&ferry, &src, REF);
     assert!(out.error_sentence().contains(REF), "{}", out.stderr);
     assert_eq!(origin_ref(&ferry), None);
 
     // Signed by the imported key: accepted, signature stored with the commit.
-    gpg.ostree_sign(&src, &commit);
+    gpg.sign(&src, &commit);
     let report = ferry_pull(&ferry, &src, REF);
     assert_eq!(report["commit"], commit.as_str());
     assert_eq!(origin_ref(&ferry).as_deref(), Some(commit.as_str()));
@@ -215,10 +215,10 @@ fn cli_gpg_import_and_signed_pulls() {
     fs::copy(&keyring, other.join("origin.trustedkeys.gpg")).unwrap();
     run_ok(ostree(&other).args(["summary", "-u"]));
     run_ok(ostree(&src).args(["summary", "-u"]));
-    let scratch_gpg = GnupgHome::new();
+    let scratch_gpg = Gpg::new();
     run_ok(
         ostree(&other)
-            .env("GNUPGHOME", scratch_gpg.path())
+            .env("GNUPGHOME", scratch_gpg.home())
             .args(["pull", "origin", REF]),
     );
     assert_eq!(

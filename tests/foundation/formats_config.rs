@@ -16,7 +16,8 @@ use ferry::repo::refs::{
 use ferry::repo::summary::{Summary, SummaryRef};
 use ferry::repo::{Checksum, RepoError};
 
-use crate::common::cmd::{run_output, run_status};
+use crate::common::cmd::run_status;
+use crate::common::gpg::Signer;
 
 /// Runs `ostree --repo=REPO ARGS…`, which must succeed; returns stdout.
 fn ostree(repo: &Path, args: &[&str]) -> String {
@@ -217,49 +218,13 @@ fn remote_add_matches_ostree() {
     }
 }
 
-/// Makes an OpenPGP public key with gpg in a throwaway home; returns the key file.
-fn make_gpg_key(dir: &Path) -> PathBuf {
-    let home = dir.join("gnupg");
-    fs::create_dir(&home).unwrap();
-    let gpg = |args: &[&str]| {
-        run_output(
-            Command::new("gpg")
-                .env("GNUPGHOME", &home)
-                .args([
-                    "--batch",
-                    "--quiet",
-                    "--pinentry-mode=loopback",
-                    "--passphrase",
-                    "",
-                ])
-                .args(args),
-        )
-        .stdout
-    };
-    gpg(&[
-        "--quick-gen-key",
-        "Ferry Test <ferry-test@example.invalid>",
-        "ed25519",
-        "sign",
-        "never",
-    ]);
-    let key = gpg(&["--export", "ferry-test@example.invalid"]);
-    assert!(!key.is_empty());
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", &home)
-        .args(["--kill", "all"])
-        .status();
-    let path = dir.join("key.gpg");
-    fs::write(&path, key).unwrap();
-    path
-}
-
 #[test]
 fn ferry_reads_remotes_ostree_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     ostree_init(&repo, None);
-    let key = make_gpg_key(dir.path());
+    let signer = Signer::new("Ferry Test <ferry-test@example.invalid>");
+    let key = &signer.public;
     ostree(
         &repo,
         &[

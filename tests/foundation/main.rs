@@ -9,9 +9,9 @@ mod common;
 mod bad_input;
 mod cli;
 mod crash_safety;
+mod formats_config;
 mod objects;
 mod round_trips;
-mod formats_config;
 mod sign_cli;
 
 use std::collections::BTreeSet;

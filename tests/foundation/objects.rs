@@ -25,7 +25,7 @@ fn every_ostree_object_round_trips_through_ferry() {
         0o644,
     );
     ostree_init(&repo);
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
 
     ostree_commit(
         &repo,
@@ -54,7 +54,7 @@ fn every_ostree_object_round_trips_through_ferry() {
             "--timestamp=2022-02-02 02:02:02 +0000",
         ],
     );
-    gpg.ostree_sign(&repo, &second);
+    gpg.sign(&repo, &second);
     ostree_commit(
         &repo,
         "os/other",

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::http::{ServeOptions, Server};
 use common::sources::{kill_group, run, LoopDrive, OstreeRepo};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
@@ -177,7 +178,7 @@ struct World {
     client: PathBuf,
     sideload: PathBuf,
     commits: Vec<String>,
-    server: Child,
+    server: Server,
 }
 
 impl World {
@@ -189,23 +190,8 @@ impl World {
         let sideload = dir.path().join("sideload");
         fs::create_dir(&sideload).unwrap();
 
-        let mut server = Command::new("python3");
-        server
-            .arg(root().join("tests/common/serve.py"))
-            .arg(&upstream.path)
-            .arg("--log")
-            .arg(dir.path().join("requests.log"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0);
-        let mut server = server.spawn().expect("python3 serve.py");
-        let mut port = String::new();
-        let mut stdout = server.stdout.take().unwrap();
-        let mut byte = [0u8; 1];
-        while stdout.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
-            port.push(byte[0] as char);
-        }
-        let url = format!("http://127.0.0.1:{}", port.trim());
+        let server = Server::start(&upstream.path, ServeOptions::default());
+        let url = server.url();
 
         let repo = client.display().to_string();
         run(Command::new(FERRYCTL).args(["--repo", &repo, "init"]));
@@ -252,17 +238,11 @@ impl World {
 
     /// Every path the HTTP server was asked for, in order.
     fn requests_log(&self) -> PathBuf {
-        self._dir.path().join("requests.log")
+        self.server.log.clone()
     }
 
     fn installed(&self) -> String {
         rev_parse(&self.client, &format!("origin:{REF}"))
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        kill_group(&mut self.server);
     }
 }
 

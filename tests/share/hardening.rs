@@ -11,7 +11,7 @@ fn local_server(repo: &FerryRepo, extra: &[&str]) -> Server {
 
 #[test]
 fn server_refuses_paths_outside_the_repository() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 200_000);
     let commit = upstream.rev(REF);
     let served = FerryRepo::with_upstream(&upstream, &gpg);
@@ -177,12 +177,12 @@ fn server_refuses_paths_outside_the_repository() {
 /// verify summaries can pull from Ferry.
 #[test]
 fn server_serves_the_repositorys_own_signed_summary() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 100_000);
     let commit = upstream.rev(REF);
     run(ostree(&upstream.path)
-        .args(["summary", "-u", "--gpg-sign", &gpg.key_id])
-        .arg(format!("--gpg-homedir={}", gpg.home.path().display())));
+        .args(["summary", "-u", "--gpg-sign", &gpg.key])
+        .arg(format!("--gpg-homedir={}", gpg.home().display())));
     let on_disk = fs::read(upstream.path.join("summary")).unwrap();
     let signature = fs::read(upstream.path.join("summary.sig")).unwrap();
 
@@ -198,7 +198,7 @@ fn server_serves_the_repositorys_own_signed_summary() {
     run(ostree(&client).args(["init", "--mode=archive"]));
     run(ostree(&client)
         .args(["remote", "add", "--set=gpg-verify-summary=true"])
-        .arg(format!("--gpg-import={}", gpg.public_key.display()))
+        .arg(format!("--gpg-import={}", gpg.public.display()))
         .arg(format!("--collection-id={COLLECTION}"))
         .arg("srv")
         .arg(format!("http://127.0.0.1:{}/0", server.port)));
@@ -215,7 +215,7 @@ fn server_serves_the_repositorys_own_signed_summary() {
 /// HEAD, 405 for other methods.
 #[test]
 fn server_answers_requests_with_a_body_without_reading_it() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 100_000);
     let served = FerryRepo::with_upstream(&upstream, &gpg);
     let server = local_server(&served, &[]);
@@ -287,7 +287,7 @@ fn server_answers_requests_with_a_body_without_reading_it() {
 /// bounded. Loopback addresses 127.0.0.2… stand for other computers.
 #[test]
 fn server_gives_each_client_a_handful_of_connections() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 100_000);
     let served = FerryRepo::with_upstream(&upstream, &gpg);
     let server = local_server(&served, &[]);
@@ -406,14 +406,14 @@ fn wait_until(what: &str, timeout: Duration, check: impl Fn() -> bool) {
 /// never on every address of the computer.
 #[test]
 fn server_listens_only_where_it_shares() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 100_000);
     let served = FerryRepo::with_upstream(&upstream, &gpg);
 
     // Explicit addresses.
     let server = local_server(&served, &["--address", "127.0.0.3"]);
     let port = server.port;
-    let urls: Vec<String> = server.seen[0]["urls"]
+    let urls: Vec<String> = server.serving["urls"]
         .as_array()
         .unwrap()
         .iter()
@@ -450,7 +450,7 @@ fn server_listens_only_where_it_shares() {
     let server = Server::spawn(cmd);
     let port = server.port;
     assert_eq!(
-        server.seen[0]["urls"],
+        server.serving["urls"],
         serde_json::json!([format!("http://{ADDR_A}:{port}/0/")]),
         "{}",
         server.transcript()
@@ -516,7 +516,7 @@ fn server_listens_only_where_it_shares() {
 /// 30 s), and the test ends by itself within its time bound.
 #[test]
 fn server_bounds_slow_connections_while_serving_honest_clients() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     // Larger than the socket buffers, so the stalled readers really stall it.
     let upstream = Upstream::new(&gpg, 12_000_000);
     let commit = upstream.rev(REF);
@@ -703,7 +703,7 @@ fn set_receive_buffer(stream: &TcpStream, size: libc::c_int) {
 /// One bandwidth cap for all responses, and responses in progress bounded (503).
 #[test]
 fn server_shares_one_bandwidth_cap_and_sheds_load() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 1_000_000);
     let served = FerryRepo::with_upstream(&upstream, &gpg);
     let (object, size) = served.largest_object();

@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn libostree_finds_ferry_on_the_lan() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 300_000);
     let commit = upstream.rev(REF);
     let served = FerryRepo::with_upstream(&upstream, &gpg);
@@ -76,7 +76,7 @@ fn libostree_finds_ferry_on_the_lan() {
     // (without a goodbye it would keep it for the records' TTL).
     server.terminate(libc::SIGTERM);
     assert!(
-        server.seen.iter().any(|v| v["event"] == "withdrawn"),
+        server.seen().any(|v| v["event"] == "withdrawn"),
         "{}",
         server.transcript()
     );
@@ -87,7 +87,7 @@ fn libostree_finds_ferry_on_the_lan() {
 
 #[test]
 fn ferry_finds_ferry_on_the_lan() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 300_000);
     let commit = upstream.rev(REF);
     let served = FerryRepo::with_upstream(&upstream, &gpg);
@@ -119,7 +119,7 @@ fn ferry_finds_ferry_on_the_lan() {
 
     let source = lan_source_with(&client, &lan, &uri, &commit);
     assert_eq!(source["state"], "ready", "{source}");
-    let served_modified = server.seen[0]["summary_last_modified"].clone();
+    let served_modified = server.serving["summary_last_modified"].clone();
     assert_eq!(source["last_modified"], served_modified, "{source}");
 
     let out = run(ferryctl_in(&lan.b, &client.path, &lan.veth_b).args([
@@ -174,7 +174,7 @@ fn ferry_finds_ferry_on_the_lan() {
 
     server.terminate(libc::SIGINT);
     assert!(
-        server.seen.iter().any(|v| v["event"] == "withdrawn"),
+        server.seen().any(|v| v["event"] == "withdrawn"),
         "{}",
         server.transcript()
     );

@@ -46,7 +46,7 @@ fn done(events: &[Value]) -> &Value {
 
 #[test]
 fn libostree_reads_ferry_usb_drives() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 500_000);
     let commit = upstream.rev(REF);
     let ferry = FerryRepo::with_upstream(&upstream, &gpg);
@@ -167,7 +167,7 @@ fn libostree_reads_ferry_usb_drives() {
 
 #[test]
 fn ferry_reads_drives_written_by_ostree() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 500_000);
     let commit = upstream.rev(REF);
     let drive = LoopDrive::new("FERRYTEST");
@@ -228,7 +228,7 @@ fn error_line(out: &std::process::Output) -> String {
 
 #[test]
 fn prepare_usb_refuses_a_read_only_drive() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 100_000);
     let ferry = FerryRepo::with_upstream(&upstream, &gpg);
     let drive = LoopDrive::builder("FERRYTEST")
@@ -249,7 +249,7 @@ fn prepare_usb_refuses_a_read_only_drive() {
 
 #[test]
 fn prepare_usb_refuses_a_too_small_drive() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     // 3 MB of incompressible data does not fit a 2 MiB drive (~800 kB free).
     let upstream = Upstream::new(&gpg, 3_000_000);
     let ferry = FerryRepo::with_upstream(&upstream, &gpg);
@@ -303,7 +303,7 @@ impl Drop for BindMount {
 /// writes to or changes the permissions of anything outside the drive.
 #[test]
 fn prepare_usb_refuses_repositories_that_lead_off_the_drive() {
-    let gpg = Gpg::new();
+    let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 100_000);
     let ferry = FerryRepo::with_upstream(&upstream, &gpg);
     let drive = LoopDrive::new("FERRYTEST");

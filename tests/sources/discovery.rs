@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::sources::*;
 use ferry::sources::{
     Discovery, DiscoveryOptions, LanInterfaces, SourceEvent, SourceKind, SourceState,
 };
-use crate::common::sources::*;
 
 fn options(static_sources: Vec<String>) -> DiscoveryOptions {
     DiscoveryOptions {
@@ -118,7 +118,7 @@ fn sources_engine_events_shared_summary_and_refresh() {
         assert_eq!(prefilled, discovery.sources());
 
         // The upstream moves on; a refresh picks it up as one change per source.
-        let second_commit = upstream.commit(REF, "2.0");
+        let second_commit = upstream.commit_version(REF, "2.0");
         discovery.refresh();
         let mut changed = std::collections::BTreeSet::new();
         while changed.len() < 2 {

@@ -9,10 +9,10 @@ use std::os::unix::fs::symlink;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::sources::*;
 use ferry::sources::lan::bloom::{Bloom, EOS_UPDATER_BYTES, EOS_UPDATER_K};
 use ferry::sources::lan::txt::RepoAdvert;
 use serde_json::Value;
-use crate::common::sources::*;
 
 const PORT: u16 = 43381;
 
@@ -126,7 +126,7 @@ fn sources_lan_peer_is_listed_confirmed_and_dropped_when_withdrawn() {
     let started = Instant::now();
     let mut cmd = p.ferryctl_in_b(&["sources", "--watch", "--json", "--no-mounts"]);
     cmd.env("G_MESSAGES_DEBUG", "ferry");
-    let mut watch = Watcher::spawn(cmd);
+    let mut watch = JsonLines::spawn(cmd);
     let id = format!("lan:{good}");
     let added = watch
         .wait_for(Duration::from_secs(5), |v| is_event(v, "added", &id))
@@ -189,7 +189,7 @@ fn sources_lan_peer_disappears_when_avahi_stops() {
     p.avahi().wait_established(&name);
 
     let mut watch =
-        Watcher::spawn(p.ferryctl_in_b(&["sources", "--watch", "--json", "--no-mounts"]));
+        JsonLines::spawn(p.ferryctl_in_b(&["sources", "--watch", "--json", "--no-mounts"]));
     let id = format!("lan:{name}");
     let added = watch
         .wait_for(Duration::from_secs(5), |v| is_event(v, "added", &id))

@@ -6,8 +6,8 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use crate::common::sources::*;
+use serde_json::Value;
 
 /// Upstream (real `ostree`) and a client tracking `origin:os/stable`.
 struct Setup {
@@ -54,7 +54,7 @@ fn sources_usb_drive_appears_and_disappears_within_a_second() {
 
     let mut cmd = s.client.ferryctl();
     cmd.args(["sources", "--watch", "--json", "--no-lan"]);
-    let mut watch = Watcher::spawn(cmd);
+    let mut watch = JsonLines::spawn(cmd);
     // Discovery is running once the upstream has been listed.
     assert!(
         watch

@@ -9,14 +9,18 @@ mod bindings;
 mod ed25519;
 mod gpg;
 mod keys;
-mod summary;
 mod policy;
+mod summary;
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
+use common::cmd::{output, run};
+use common::ed25519::{python_keypair, python_sign, python_verifies};
+use common::gpg::Gpg;
+use common::repo::OstreeRepo;
 use ferry::repo::Checksum;
 use ferry::trust::{
     append_ed25519_signature, import_keys, keyring_path, parse_detached_metadata,
@@ -25,7 +29,6 @@ use ferry::trust::{
 };
 use glib::prelude::*;
 use glib::{Variant, VariantTy};
-use common::gpg::{output, python_keypair, python_sign, python_verifies, run, Gpg, OstreeRepo};
 
 const COLLECTION: &str = "org.example.Os";
 

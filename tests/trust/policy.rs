@@ -25,7 +25,7 @@ use serde_json::Value;
 fn drive_with(repo: &Path, label: &str, work: &Path) -> (LoopDrive, Vec<String>) {
     let drive = LoopDrive::builder(label).size_mib(32).build();
     drive.mount();
-    copy_dir(repo, &drive.mount_point.join("repo"));
+    copy_tree(repo, &drive.mount_point.join("repo"));
     drive.sync();
     let sideload = work.join(format!("sideload-{label}"));
     fs::create_dir(&sideload).unwrap();
