@@ -9,7 +9,7 @@ checksum) unpacked into `cargo/vendor/NAME-VERSION`, and the
 `.cargo-checksum.json` cargo wants beside it; then the cargo config that replaces
 crates.io with that directory. This is what flatpak-cargo-generator writes for a
 lock file without git dependencies; the manifest sets CARGO_HOME to the `cargo`
-directory. The output is deterministic: tests/flatpak.rs regenerates it and
+directory. The output is deterministic: tests/packaging/flatpak.rs regenerates it and
 compares.
 """
 

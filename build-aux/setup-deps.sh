@@ -12,7 +12,7 @@ packages=(
     desktop-file-utils appstream
     # the reference implementation and tools the integration tests drive
     ostree gnupg curl python3 python3-cryptography python3-nacl
-    # a real tree nobody here wrote (tests/real_trees.rs pulls /usr/share/man)
+    # a real tree nobody here wrote (tests/engine/real_trees.rs pulls /usr/share/man)
     manpages
     # fake USB drives (loop mounts) and LANs (network namespaces, mDNS)
     mount util-linux e2fsprogs iproute2 avahi-daemon avahi-utils

@@ -27,7 +27,6 @@ mod refs;
 mod summary;
 mod trust;
 
-// Shared with tests/trust.rs, which uses more of it.
-#[allow(unused_imports)]
-#[path = "../common/trust_env.rs"]
-mod trust_env;
+// The support every suite shares (the fuzz seeds use its GnuPG and ostree repositories).
+#[path = "../common/mod.rs"]
+mod common;

@@ -15,7 +15,10 @@ use ferry::sources::lan::bloom::{Bloom, EOS_UPDATER_BYTES, EOS_UPDATER_K};
 use ferry::sources::lan::txt::RepoAdvert;
 use glib::prelude::*;
 
-use crate::trust_env::{python_keypair, run, Gpg, OstreeRepo};
+use crate::common::cmd::run;
+use crate::common::ed25519::python_keypair;
+use crate::common::gpg::Gpg;
+use crate::common::repo::OstreeRepo;
 
 pub const COLLECTION: &str = "org.example.Fuzz";
 pub const BRANCH: &str = "os/stable";

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Drives the Ferry window through the accessibility tree (at-spi, pyatspi).
 
-Run by tests/gui.rs inside a private `dbus-run-session` on an Xvfb display:
+Run by tests/gui/main.rs inside a private `dbus-run-session` on an Xvfb display:
 
     driver.py CONFIG.json
 
