@@ -13,6 +13,7 @@ mod formats_config;
 mod objects;
 mod round_trips;
 mod sign_cli;
+mod signals;
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};

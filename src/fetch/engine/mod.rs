@@ -27,7 +27,7 @@
 //! | metadata first | `Scheduler::need` |
 //! | slow sources: hedging | `schedule::is_slow`, `Scheduler::hedge`, looked over every `SLOW_SCAN_INTERVAL` |
 //! | slow sources: stall penalty | `Scheduler::stalled_sources`, `Scheduler::pass_over_stalled` (`STALL_PENALTY`) |
-//! | pace: additive increase / halving | `SourceState::additive_increase`, `SourceState::halve_limit` |
+//! | pace: additive increase / halving | `SourceSchedule::additive_increase`, `SourceSchedule::halve_limit` |
 //! | size bounds | `requests::SizeLimits` (the commit's `ostree.sizes`), `MAX_METADATA_SIZE` |
 
 mod events;
@@ -50,7 +50,7 @@ pub use self::events::{
 };
 use self::requests::{Requests, SizeLimits};
 pub use self::resolve::unused_reason;
-use self::schedule::{NoCandidate, Outcome, Scheduler, SourceRank, SourceState};
+use self::schedule::{NoCandidate, Outcome, Scheduler, SourceRank, SourceSchedule};
 use self::stage::Fetched;
 use crate::fetch::{CHECKPOINT_INTERVAL, PROGRESS_INTERVAL};
 use crate::repo::objects::Commit;
@@ -114,7 +114,7 @@ struct EngineSource {
     source: Source,
     transport: Transport,
     /// How it is scheduled; a pull's `Scheduler` holds the current copy.
-    state: SourceState,
+    state: SourceSchedule,
     bytes: u64,
     objects: u64,
     last_error: Option<String>,
@@ -124,7 +124,7 @@ struct EngineSource {
 }
 
 impl EngineSource {
-    fn new(source: Source, transport: Transport, state: SourceState) -> Self {
+    fn new(source: Source, transport: Transport, state: SourceSchedule) -> Self {
         Self {
             source,
             transport,
@@ -479,7 +479,7 @@ impl Engine {
         target: &Target,
         overall: &mut OverallProgress,
         sources: &[EngineSource],
-        states: &[SourceState],
+        states: &[SourceSchedule],
         started: Instant,
     ) {
         let elapsed = started.elapsed().as_secs_f64();

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::events::{
     DownloadSize, EngineEvent, RefPlan, RejectedCommit, UnusedReason, UnusedSource,
 };
-use super::schedule::{SourceState, INITIAL_HTTP_IN_FLIGHT};
+use super::schedule::{SourceSchedule, INITIAL_HTTP_IN_FLIGHT};
 use super::{Engine, EngineError, EngineSource};
 use crate::fetch::MAX_METADATA_SIZE;
 use crate::repo::config::RemoteConfig;
@@ -77,7 +77,7 @@ impl Engine {
                 Some(EngineSource::new(
                     s.clone(),
                     transport,
-                    SourceState::new(limit, !is_file),
+                    SourceSchedule::new(limit, !is_file),
                 ))
             })
             .collect()

@@ -63,7 +63,7 @@ impl SourceRank {
 
 /// One source's scheduling state; it lasts the whole update, across refs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct SourceState {
+pub(super) struct SourceSchedule {
     /// False once dropped (refused, gone, or sent a bad object): no more work.
     pub alive: bool,
     pub in_flight: usize,
@@ -78,7 +78,7 @@ pub(super) struct SourceState {
     pub passed_over_until: Option<Instant>,
 }
 
-impl SourceState {
+impl SourceSchedule {
     pub(super) fn new(limit: usize, adaptive: bool) -> Self {
         Self {
             alive: true,
@@ -175,7 +175,7 @@ pub(super) enum NoCandidate {
 
 /// The scheduling of one ref's pull.
 pub(super) struct Scheduler {
-    sources: Vec<SourceState>,
+    sources: Vec<SourceSchedule>,
     ranks: Vec<SourceRank>,
     /// Objects waiting for a source, metadata first.
     queue: VecDeque<ObjectName>,
@@ -189,7 +189,7 @@ pub(super) struct Scheduler {
 
 impl Scheduler {
     /// `sources[i]` ranks `ranks[i]` for this ref; `rng` breaks ties (rule 6).
-    pub(super) fn new(sources: Vec<SourceState>, ranks: Vec<SourceRank>, rng: StdRng) -> Self {
+    pub(super) fn new(sources: Vec<SourceSchedule>, ranks: Vec<SourceRank>, rng: StdRng) -> Self {
         assert_eq!(sources.len(), ranks.len());
         Self {
             sources,
@@ -201,13 +201,13 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn sources(&self) -> &[SourceState] {
+    pub(super) fn sources(&self) -> &[SourceSchedule] {
         &self.sources
     }
 
     /// The sources' state to carry to the next ref. Requests still in flight are
     /// let go with this pull, so they hold no slot any more.
-    pub(super) fn into_sources(mut self) -> Vec<SourceState> {
+    pub(super) fn into_sources(mut self) -> Vec<SourceSchedule> {
         for (_, holders) in self.asked.drain() {
             for source in holders {
                 self.sources[source].in_flight -= 1;
@@ -486,11 +486,11 @@ mod tests {
         SourceRank::of(false, true, false, None)
     }
 
-    fn http(limit: usize) -> SourceState {
-        SourceState::new(limit, true)
+    fn http(limit: usize) -> SourceSchedule {
+        SourceSchedule::new(limit, true)
     }
 
-    fn scheduler(sources: Vec<(SourceState, SourceRank)>) -> Scheduler {
+    fn scheduler(sources: Vec<(SourceSchedule, SourceRank)>) -> Scheduler {
         let (states, ranks) = sources.into_iter().unzip();
         Scheduler::new(states, ranks, StdRng::seed_from_u64(7))
     }
@@ -708,7 +708,7 @@ mod tests {
         let mut s = scheduler(vec![
             (http(INITIAL_HTTP_IN_FLIGHT), peer()),
             (
-                SourceState::new(4, false),
+                SourceSchedule::new(4, false),
                 SourceRank::of(true, true, false, None),
             ),
         ]);

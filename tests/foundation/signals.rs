@@ -1,7 +1,7 @@
 //! `ferry::signals`: SIGINT and SIGTERM reach a callback on the GLib main context
 //! while the guard lives (the process goes on), and end the process again once it
-//! is dropped. `ferryctl update` (tests/engine.rs, `sigint_*`), `ferryctl serve`
-//! (tests/share.rs) and the window (tests/gui) rely on it end to end.
+//! is dropped. `ferryctl update` (tests/engine, `sigint_*`), `ferryctl serve`
+//! (tests/share) and the window (tests/gui) rely on it end to end.
 
 use std::cell::Cell;
 use std::rc::Rc;
