@@ -31,9 +31,10 @@ use serde::Serialize;
 
 use crate::fetch::{CHECKPOINT_INTERVAL, MAX_METADATA_SIZE, PROGRESS_INTERVAL};
 use crate::repo::beneath::{self, BeneathError, Tree};
+use crate::repo::commit::CommitPull;
 use crate::repo::config::RemoteConfig;
-use crate::repo::objects::{Commit, DirMeta, DirTree};
-use crate::repo::refs::{self, RefKind};
+use crate::repo::objects::{verify_metadata, Commit, DirTree};
+use crate::repo::refs::RefKind;
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
 pub use crate::sources::Target;
@@ -848,8 +849,8 @@ impl Engine {
         sources: &mut [EngineSource],
     ) -> Result<(), EngineError> {
         let repo = &self.repo;
-        repo.mark_commit_partial(&plan.commit)?;
-        let txn = Arc::new(repo.begin()?);
+        let pull = CommitPull::begin(repo, plan.commit)?;
+        let txn = pull.transaction().clone();
         let ranks: Vec<_> = sources.iter().map(|s| Self::rank(s, plan)).collect();
         let commit = Commit::parse(&plan.commit_bytes)?;
 
@@ -1074,25 +1075,17 @@ impl Engine {
         }
         self.emit_progress(target, &mut overall, sources, started);
 
-        let commit_name = ObjectName::new(plan.commit, ObjectType::Commit);
-        if let Some(detached) = &plan.detached {
-            txn.stage_bytes(
-                &ObjectName::new(plan.commit, ObjectType::CommitMeta),
-                detached,
-            )?;
-        }
-        txn.stage_bytes(&commit_name, &plan.commit_bytes)?;
-        // A request let go after its object came from elsewhere may still hold
-        // the transaction on a worker thread; whatever it stages late goes with
-        // the staging directory when the last holder lets go.
         drop(requests);
-        gio::spawn_blocking(move || txn.checkpoint())
-            .await
-            .unwrap_or_else(|_| Err(RepoError::format("commit", "worker panicked")))?;
-        let kind = RefKind::Remote(target.remote.name.clone());
-        let previous = refs::read_ref(repo.root(), &kind, &target.ref_name)?;
-        refs::write_ref(repo.root(), &kind, &target.ref_name, &plan.commit)?;
-        repo.clear_commit_partial(&plan.commit)?;
+        let (kind, ref_name) = (
+            RefKind::Remote(target.remote.name.clone()),
+            target.ref_name.clone(),
+        );
+        let (commit_bytes, detached) = (plan.commit_bytes.clone(), plan.detached.clone());
+        let previous = gio::spawn_blocking(move || {
+            pull.finish(&commit_bytes, detached.as_deref(), &kind, &ref_name)
+        })
+        .await
+        .unwrap_or_else(|_| Err(RepoError::format("commit", "worker panicked")))?;
         self.emit(EngineEvent::RefUpdated {
             remote: target.remote.name.clone(),
             ref_name: target.ref_name.clone(),
@@ -1130,7 +1123,7 @@ impl Engine {
             if name.kind == ObjectType::DirTree {
                 *stored_metadata += 1;
                 let tree = DirTree::parse(&txn.read_object_bytes(&name)?)?;
-                pending.extend(tree_children(&tree));
+                pending.extend(tree.children());
             }
         }
         overall.bytes_total = match overall.forecast_bytes {
@@ -1401,20 +1394,6 @@ fn short(c: &Checksum) -> String {
     c.to_hex()[..12].to_owned()
 }
 
-fn tree_children(tree: &DirTree) -> Vec<ObjectName> {
-    let mut out = Vec::with_capacity(tree.files.len() + tree.dirs.len() * 2);
-    out.extend(
-        tree.files
-            .iter()
-            .map(|f| ObjectName::new(f.checksum, ObjectType::File)),
-    );
-    for d in &tree.dirs {
-        out.push(ObjectName::new(d.meta, ObjectType::DirMeta));
-        out.push(ObjectName::new(d.tree, ObjectType::DirTree));
-    }
-    out
-}
-
 /// Fetches, verifies and stages one object from one source.
 /// Fetches, verifies and stages one object from one source; `limit` bounds its
 /// body, `received` counts the bytes as they come.
@@ -1533,23 +1512,9 @@ fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
                 Ok(bytes) => bytes,
                 Err(e) => return Fetched::Local(RepoError::format("download", e.to_string())),
             };
-            let actual = Checksum::digest(&bytes);
-            if actual != name.checksum {
-                return Fetched::Bad(RepoError::ChecksumMismatch {
-                    expected: *name,
-                    actual: actual.to_hex(),
-                });
-            }
-            let children = match name.kind {
-                ObjectType::DirTree => match DirTree::parse(&bytes) {
-                    Ok(tree) => tree_children(&tree),
-                    Err(e) => return Fetched::Bad(e),
-                },
-                ObjectType::DirMeta => match DirMeta::parse(&bytes) {
-                    Ok(_) => Vec::new(),
-                    Err(e) => return Fetched::Bad(e),
-                },
-                _ => Vec::new(),
+            let children = match verify_metadata(name, &bytes) {
+                Ok(children) => children,
+                Err(e) => return Fetched::Bad(e),
             };
             classify(
                 txn.stage_bytes(name, &bytes).map(|_| bytes.len() as u64),
