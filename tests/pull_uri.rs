@@ -3,6 +3,8 @@
 //! served by `tests/engine_support/serve.py` on 127.0.0.1; every server, child
 //! and directory is removed by its guard, also when a test fails.
 
+// Shared with tests/engine.rs; this file does not use all of it (loop drives).
+#[allow(unused_imports)]
 #[path = "engine_support/mod.rs"]
 mod engine_support;
 
