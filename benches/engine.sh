@@ -16,8 +16,13 @@ set -euo pipefail
 runs=${1:-3}
 top=$(cd "$(dirname "$0")/.." && pwd)
 command -v nginx >/dev/null || apt-get install -y -q nginx-light >/dev/null
-cargo build --release --no-default-features --bin ferryctl --manifest-path "$top/Cargo.toml" >&2
-ferryctl="$top/target/release/ferryctl"
+# FERRYCTL=PATH measures that binary instead (e.g. an A/B of two builds).
+if [ -n "${FERRYCTL:-}" ]; then
+    ferryctl=$FERRYCTL
+else
+    cargo build --release --no-default-features --bin ferryctl --manifest-path "$top/Cargo.toml" >&2
+    ferryctl="$top/target/release/ferryctl"
+fi
 export FERRY_LAN_INTERFACES=none
 
 work=$(mktemp -d /var/tmp/ferry-bench-engine.XXXXXX)

@@ -24,8 +24,13 @@ set -euo pipefail
 runs=${1:-3}
 dest_fs=${2:-disk}
 top=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --no-default-features --bin ferryctl --manifest-path "$top/Cargo.toml" >&2
-ferryctl="$top/target/release/ferryctl"
+# FERRYCTL=PATH measures that binary instead (e.g. an A/B of two builds).
+if [ -n "${FERRYCTL:-}" ]; then
+    ferryctl=$FERRYCTL
+else
+    cargo build --release --no-default-features --bin ferryctl --manifest-path "$top/Cargo.toml" >&2
+    ferryctl="$top/target/release/ferryctl"
+fi
 
 work=$(mktemp -d /var/tmp/ferry-bench.XXXXXX)
 mnt="$work/usb"

@@ -45,7 +45,7 @@ pub enum Command {
     Remote(repo_cmds::RemoteCommand),
     /// Keep REF of REMOTE up to date
     Track { remote: String, ref_name: String },
-    /// Pull REF from one repository on disk (a path or file:// URI)
+    /// Pull REF from one source only (a path, file://, http:// or https:// URI)
     Pull {
         source_uri: String,
         ref_name: String,

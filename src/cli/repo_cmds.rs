@@ -10,12 +10,17 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use crate::cli::output::{format_size, format_timestamp, print_json, PrintPacer};
+use crate::fetch::engine::{Engine, EngineEvent, EngineSettings, Target};
 use crate::fetch::pull::{self, CommitToCheck, PullEvent, PullRequest};
 use crate::fetch::PathSource;
 use crate::repo::config::{RemoteConfig, RepoConfig};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
-use crate::repo::{checkout as checkout_mod, fsck as fsck_mod, Checksum, ObjectName, ObjectType};
+use crate::repo::{
+    checkout as checkout_mod, closure, fsck as fsck_mod, Checksum, ObjectName, ObjectType,
+};
+use crate::sources::{read_named_source, Source};
+use crate::transport::HttpClient;
 use crate::trust::{self, CommitToVerify, TrustPolicy};
 
 pub type CmdResult = Result<ExitCode, String>;
@@ -128,7 +133,7 @@ pub fn track(path: &Path, remote: &str, ref_name: &str) -> CmdResult {
 /// whose collection the source offers `ref_name` for.
 fn choose_remote(
     config: &RepoConfig,
-    source: &PathSource,
+    source: &Source,
     ref_name: &str,
     named: Option<&str>,
 ) -> Result<RemoteConfig, String> {
@@ -139,28 +144,22 @@ fn choose_remote(
     let matching: Vec<RemoteConfig> = remotes
         .into_iter()
         .filter(|r| {
-            r.collection_id.as_deref().is_some_and(|c| {
-                refs::read_ref(source.root(), &RefKind::Mirror(c.to_owned()), ref_name)
-                    .ok()
-                    .flatten()
-                    .is_some()
-                    || RepoConfig::load(source.root())
-                        .ok()
-                        .and_then(|s| s.collection_id().ok().flatten())
-                        .as_deref()
-                        == Some(c)
-            })
+            r.collection_id.is_some()
+                && source
+                    .refs
+                    .iter()
+                    .any(|o| o.ref_name == ref_name && o.collection_id == r.collection_id)
         })
         .collect();
     match matching.len() {
         1 => Ok(matching.into_iter().next().expect("one")),
         0 => Err(format!(
             "no configured remote has a collection that {} offers {ref_name} for; name one with --remote",
-            source.name()
+            source.name
         )),
         _ => Err(format!(
             "several remotes match {}; name one with --remote",
-            source.name()
+            source.name
         )),
     }
 }
@@ -171,10 +170,17 @@ struct PullReport<'a> {
     remote: &'a str,
     #[serde(rename = "ref")]
     ref_name: &'a str,
-    #[serde(flatten)]
-    outcome: &'a pull::PullOutcome,
+    commit: Checksum,
+    previous: Option<Checksum>,
+    objects_fetched: u64,
+    bytes_fetched: u64,
+    /// Objects of the closure that were already stored.
+    objects_present: u64,
 }
 
+/// `ferryctl pull URI REF`: that one source, no discovery. HTTP(S) sources are
+/// pulled by the engine; repositories on disk by the local copier (see
+/// [`pull_from_disk`]).
 pub fn pull(
     path: &Path,
     source_uri: &str,
@@ -185,17 +191,130 @@ pub fn pull(
     let repo = open_repo(path)?;
     let config = load_config(path)?;
     refs::validate_ref_name(ref_name).map_err(|e| e.to_string())?;
-    let source = PathSource::new(source_uri).map_err(|e| e.to_string())?;
-    let remote = choose_remote(&config, &source, ref_name, remote)?;
-    let policy = TrustPolicy::for_remote(path, &(&remote).into()).map_err(|e| e.to_string())?;
-    if policy.allows_unsigned_commits() {
-        eprintln!(
-            "WARNING: remote {} does not verify signatures: the commit is not checked for who made it.",
-            remote.name
-        );
-    }
-    let destination = RefKind::Remote(remote.name.clone());
-    let current = current_commit(&repo, &destination, ref_name)?;
+    // A relative path names a directory here, as it does for `ostree pull-local`.
+    let source_uri = if source_uri.contains("://") || source_uri.starts_with('/') {
+        source_uri.to_owned()
+    } else {
+        std::path::absolute(source_uri)
+            .map_err(|e| format!("{source_uri}: {e}"))?
+            .display()
+            .to_string()
+    };
+    let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    glib::MainContext::default().block_on(async {
+        let settings = EngineSettings::default();
+        let http = HttpClient::new(&settings.http);
+        let mut source = read_named_source(&source_uri, &http)
+            .await
+            .map_err(|e| e.to_string())?;
+        let remote = choose_remote(&config, &source, ref_name, remote)?;
+        // Named for this remote: its refs without a collection id are the remote's.
+        source.remote = Some(remote.name.clone());
+        let policy =
+            TrustPolicy::for_remote(path, &(&remote).into()).map_err(|e| e.to_string())?;
+        if policy.allows_unsigned_commits() {
+            eprintln!(
+                "WARNING: remote {} does not verify signatures: the commit is not checked for who made it.",
+                remote.name
+            );
+        }
+        if source.is_local_file() {
+            let request = DiskPull {
+                repo: &repo,
+                source: &source,
+                remote: &remote,
+                policy: &policy,
+                ref_name,
+            };
+            return pull_from_disk(&request, json, show_progress);
+        }
+        let (sender, receiver) = async_channel::unbounded();
+        let settings = EngineSettings {
+            named_sources: vec![source.id.clone()],
+            ..settings
+        };
+        let engine = Engine::new(repo.clone(), settings, sender);
+        let target = Target {
+            remote: remote.clone(),
+            ref_name: ref_name.to_owned(),
+        };
+        let pacer = PrintPacer::new(Duration::from_millis(500));
+        let progress = glib::MainContext::default().spawn_local(watch_pull(
+            receiver,
+            show_progress.then_some(pacer),
+        ));
+        let outcome = engine.update(&[target], std::slice::from_ref(&source)).await;
+        drop(engine);
+        let watched = progress.await.unwrap_or_default();
+        if show_progress {
+            eprintln!();
+        }
+        let outcome = outcome
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the engine pulled nothing".to_owned())?;
+        let plan = outcome.result.map_err(|e| e.to_string())?;
+        let kind = RefKind::Remote(remote.name.clone());
+        // Up to date: nothing moved, the ref was already there.
+        let previous = match watched.previous {
+            Some(previous) => previous,
+            None => refs::read_ref(repo.root(), &kind, ref_name).map_err(|e| e.to_string())?,
+        };
+        let closure = closure::closure(&repo, &plan.commit).map_err(|e| e.to_string())?;
+        let mut report = PullReport {
+            source: &source.name,
+            remote: &remote.name,
+            ref_name,
+            commit: plan.commit,
+            previous,
+            objects_fetched: watched.objects,
+            bytes_fetched: watched.bytes,
+            objects_present: 0,
+        };
+        if !plan.up_to_date {
+            // The commit itself travels with the plan, not as a fetched object.
+            let commit_object = repo.object_path(&ObjectName::new(plan.commit, ObjectType::Commit));
+            report.objects_fetched += 1;
+            report.bytes_fetched += std::fs::metadata(&commit_object).map_or(0, |m| m.len());
+        }
+        // The closure less the commit, its signatures and what was fetched.
+        let tree_objects = closure
+            .iter()
+            .filter(|n| !matches!(n.kind, ObjectType::Commit | ObjectType::CommitMeta))
+            .count() as u64;
+        report.objects_present = tree_objects.saturating_sub(watched.objects);
+        print_pull_report(&report, json);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// A pull from a repository on disk, after its source and remote are known.
+struct DiskPull<'a> {
+    repo: &'a Repo,
+    source: &'a Source,
+    remote: &'a RemoteConfig,
+    policy: &'a TrustPolicy,
+    ref_name: &'a str,
+}
+
+/// A repository on disk is read by the tuned local copier (`fetch::pull`: worker
+/// threads verify and stage file objects): measured faster than the engine's
+/// file transport (BENCHMARKS.md). It shares the engine's commit transaction,
+/// metadata verification and tree walk.
+fn pull_from_disk(request: &DiskPull<'_>, json: bool, show_progress: bool) -> CmdResult {
+    let DiskPull {
+        repo,
+        source,
+        remote,
+        policy,
+        ref_name,
+    } = *request;
+    let path_source = PathSource::new(&source.uri).map_err(|e| e.to_string())?;
+    let current = repo
+        .installed(&remote.name, ref_name)
+        .map_err(|e| format!("the installed commit of {ref_name} cannot be read: {e}"))?
+        .map(|(checksum, commit)| (checksum, commit.timestamp));
     let check = |commit: &CommitToCheck<'_>| -> Result<(), String> {
         let detached = commit
             .detached_metadata
@@ -213,23 +332,19 @@ pub fn pull(
             .map_err(|e| e.to_string())
     };
     let cancel = AtomicBool::new(false);
-    let request = PullRequest {
-        source: &source,
+    let pull_request = PullRequest {
+        source: &path_source,
         collection_id: remote.collection_id.as_deref(),
         ref_name,
         commit: None,
-        destination,
+        destination: RefKind::Remote(remote.name.clone()),
         check: &check,
         cancel: &cancel,
         workers: pull::default_workers(),
     };
     let pacer = std::sync::Mutex::new(PrintPacer::new(Duration::from_millis(500)));
-    let show_progress = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let on_event = |event: &PullEvent| {
-        if !show_progress {
-            return;
-        }
-        if let PullEvent::Progress(p) = event {
+        if let (true, PullEvent::Progress(p)) = (show_progress, event) {
             if pacer.lock().expect("lock").ready() {
                 eprint!(
                     "\r{}/{} objects, {} of {}   ",
@@ -241,46 +356,77 @@ pub fn pull(
             }
         }
     };
-    let outcome = pull::pull(&repo, &request, &on_event).map_err(|e| e.to_string())?;
+    let outcome = pull::pull(repo, &pull_request, &on_event).map_err(|e| e.to_string())?;
     if show_progress {
         eprintln!();
     }
-    if json {
-        print_json(&PullReport {
-            source: source.name(),
+    print_pull_report(
+        &PullReport {
+            source: path_source.name(),
             remote: &remote.name,
             ref_name,
-            outcome: &outcome,
-        });
-    } else {
-        println!(
-            "{}:{ref_name} → {} ({} objects, {} fetched; {} already present)",
-            remote.name,
-            outcome.commit,
-            outcome.objects_fetched,
-            format_size(outcome.bytes_fetched),
-            outcome.objects_present
-        );
-    }
+            commit: outcome.commit,
+            previous: outcome.previous,
+            objects_fetched: outcome.objects_fetched,
+            bytes_fetched: outcome.bytes_fetched,
+            objects_present: outcome.objects_present,
+        },
+        json,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-/// The commit a ref points at now, with its timestamp (for the downgrade check).
-fn current_commit(
-    repo: &Repo,
-    kind: &RefKind,
-    ref_name: &str,
-) -> Result<Option<(Checksum, u64)>, String> {
-    let Some(checksum) = refs::read_ref(repo.root(), kind, ref_name).map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
-    match repo.load_commit(&checksum) {
-        Ok((commit, _)) => Ok(Some((checksum, commit.timestamp))),
-        Err(e) => Err(format!(
-            "the installed commit of {ref_name} cannot be read: {e}"
-        )),
+fn print_pull_report(report: &PullReport<'_>, json: bool) {
+    if json {
+        print_json(report);
+    } else {
+        println!(
+            "{}:{} → {} ({} objects, {} fetched; {} already present)",
+            report.remote,
+            report.ref_name,
+            report.commit,
+            report.objects_fetched,
+            format_size(report.bytes_fetched),
+            report.objects_present
+        );
     }
+}
+
+/// What a pull's events said: objects and bytes fetched, and the ref's previous
+/// commit when it moved.
+#[derive(Default)]
+struct WatchedPull {
+    objects: u64,
+    bytes: u64,
+    previous: Option<Option<Checksum>>,
+}
+
+/// Follows the engine's events until it is gone; prints progress when given a pacer.
+async fn watch_pull(
+    events: async_channel::Receiver<EngineEvent>,
+    mut pacer: Option<PrintPacer>,
+) -> WatchedPull {
+    let mut watched = WatchedPull::default();
+    while let Ok(event) = events.recv().await {
+        match event {
+            EngineEvent::Progress { overall, .. } => {
+                watched.objects = overall.objects_done;
+                watched.bytes = overall.bytes_done;
+                if pacer.as_mut().is_some_and(|p| p.ready()) {
+                    eprint!(
+                        "\r{}/{} objects, {} of {}   ",
+                        overall.objects_done,
+                        overall.objects_total,
+                        format_size(overall.bytes_done),
+                        format_size(overall.bytes_total)
+                    );
+                }
+            }
+            EngineEvent::RefUpdated { previous, .. } => watched.previous = Some(previous),
+            _ => {}
+        }
+    }
+    watched
 }
 
 #[derive(Serialize)]

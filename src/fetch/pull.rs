@@ -7,7 +7,8 @@
 //! which lets an interrupted pull resume; the ref moves only after the closure is
 //! complete and durable.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Mutex;
@@ -16,8 +17,10 @@ use std::time::Instant;
 use crate::fetch::error::PullError;
 use crate::fetch::path_source::PathSource;
 use crate::fetch::{CHECKPOINT_INTERVAL, MAX_METADATA_SIZE, PROGRESS_INTERVAL};
-use crate::repo::objects::{variant_from_bytes, Commit, DirMeta, DirTree, METADATA_TYPE};
-use crate::repo::refs::{self, RefKind};
+use crate::repo::closure::TreeWalker;
+use crate::repo::commit::CommitPull;
+use crate::repo::objects::{verify_metadata, Commit, DirTree};
+use crate::repo::refs::RefKind;
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
 
@@ -92,7 +95,6 @@ pub fn pull(
         Some(commit) => commit,
         None => source.resolve_ref(request.collection_id, request.ref_name)?,
     };
-    let previous = refs::read_ref(repo.root(), &request.destination, request.ref_name)?;
 
     let commit_name = ObjectName::new(commit_checksum, ObjectType::Commit);
     let commit_bytes = fetch_metadata(source, &commit_name)?;
@@ -100,8 +102,7 @@ pub fn pull(
     let meta_name = ObjectName::new(commit_checksum, ObjectType::CommitMeta);
     let detached = match source.read(&meta_name, MAX_METADATA_SIZE)? {
         Some(bytes) => {
-            variant_from_bytes("detached metadata", METADATA_TYPE, &bytes)
-                .map_err(|error| bad(source, error))?;
+            verify_metadata(&meta_name, &bytes).map_err(|error| bad(source, error))?;
             Some(bytes)
         }
         None => None,
@@ -120,33 +121,27 @@ pub fn pull(
         reason,
     })?;
 
+    // A complete commit only needs its ref written.
     let complete = repo.has_object(&commit_name) && !repo.is_commit_partial(&commit_checksum);
-    let txn = repo.begin()?;
+    let pull = CommitPull::begin(repo, commit_checksum)?;
     let mut outcome = PullOutcome {
         commit: commit_checksum,
-        previous,
+        previous: None,
         objects_fetched: 0,
         bytes_fetched: 0,
         objects_present: 0,
     };
     if !complete {
-        repo.mark_commit_partial(&commit_checksum)?;
-        fetch_closure(&txn, request, &commit, &mut outcome, on_event)?;
-        if let Some(bytes) = &detached {
-            txn.stage_bytes(&meta_name, bytes)?;
-        }
-        txn.stage_bytes(&commit_name, &commit_bytes)?;
+        fetch_closure(pull.transaction(), request, &commit, &mut outcome, on_event)?;
         outcome.objects_fetched += 1;
         outcome.bytes_fetched += commit_bytes.len() as u64;
     }
-    txn.commit()?;
-    refs::write_ref(
-        repo.root(),
+    outcome.previous = pull.finish(
+        &commit_bytes,
+        detached.as_deref(),
         &request.destination,
         request.ref_name,
-        &commit_checksum,
     )?;
-    repo.clear_commit_partial(&commit_checksum)?;
     Ok(outcome)
 }
 
@@ -170,19 +165,10 @@ fn read_limited(source: &PathSource, name: &ObjectName) -> Result<Vec<u8>, PullE
         .ok_or_else(|| not_found(source, name))
 }
 
-/// Reads a metadata object from the source and checks it against its name.
+/// Reads a metadata object from the source and verifies it (checksum, format).
 fn fetch_metadata(source: &PathSource, name: &ObjectName) -> Result<Vec<u8>, PullError> {
     let bytes = read_limited(source, name)?;
-    let actual = Checksum::digest(&bytes);
-    if actual != name.checksum {
-        return Err(bad(
-            source,
-            RepoError::ChecksumMismatch {
-                expected: *name,
-                actual: actual.to_hex(),
-            },
-        ));
-    }
+    verify_metadata(name, &bytes).map_err(|error| bad(source, error))?;
     Ok(bytes)
 }
 
@@ -198,13 +184,6 @@ fn metadata_object(
         return Ok(txn.read_object_bytes(name)?);
     }
     let bytes = fetch_metadata(source, name)?;
-    // Parse before staging: a well-named object can still be malformed or unsafe.
-    match name.kind {
-        ObjectType::DirTree => DirTree::parse(&bytes).map(drop),
-        ObjectType::DirMeta => DirMeta::parse(&bytes).map(drop),
-        _ => Ok(()),
-    }
-    .map_err(|error| bad(source, error))?;
     txn.stage_bytes(name, &bytes)?;
     outcome.objects_fetched += 1;
     outcome.bytes_fetched += bytes.len() as u64;
@@ -239,54 +218,46 @@ fn walk_tree(
     stop: &AtomicBool,
     missing: &mut dyn FnMut(Checksum),
 ) -> Result<FilePlan, PullError> {
-    let mut seen_files = HashSet::new();
-    let mut seen_trees = HashSet::new();
-    // Directories share dirmetas: each is fetched (or counted as present) once.
-    let mut seen_metas = HashSet::from([commit.root_meta]);
     let mut plan = FilePlan::default();
-    metadata_object(
-        txn,
-        source,
-        &ObjectName::new(commit.root_meta, ObjectType::DirMeta),
-        outcome,
+    // The walk only names objects; dirtrees are parsed here, once each.
+    let trees = RefCell::new(HashMap::<Checksum, Vec<u8>>::new());
+    TreeWalker::new().walk(
+        commit,
+        &mut |checksum| {
+            // Each dirtree is visited (fetched or read) just before it is loaded.
+            let bytes = trees
+                .borrow_mut()
+                .remove(checksum)
+                .expect("a dirtree is visited before it is loaded");
+            DirTree::parse(&bytes).map_err(|e| bad(source, e))
+        },
+        &mut |name| {
+            if stop.load(Ordering::Relaxed) {
+                // The error that stopped the walk is already recorded.
+                return Err(PullError::Cancelled);
+            }
+            match name.kind {
+                ObjectType::File => {
+                    if txn.has_object(&name) {
+                        outcome.objects_present += 1;
+                        return Ok(());
+                    }
+                    let path = source.root().join(name.relative_path());
+                    plan.bytes_total += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    plan.files += 1;
+                    missing(name.checksum);
+                }
+                ObjectType::DirTree => {
+                    let bytes = metadata_object(txn, source, &name, &mut *outcome)?;
+                    trees.borrow_mut().insert(name.checksum, bytes);
+                }
+                _ => {
+                    metadata_object(txn, source, &name, &mut *outcome)?;
+                }
+            }
+            Ok(())
+        },
     )?;
-    let mut pending = vec![commit.root_tree];
-    while let Some(tree_checksum) = pending.pop() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if !seen_trees.insert(tree_checksum) {
-            continue;
-        }
-        let name = ObjectName::new(tree_checksum, ObjectType::DirTree);
-        let bytes = metadata_object(txn, source, &name, outcome)?;
-        let tree = DirTree::parse(&bytes).map_err(|error| bad(source, error))?;
-        for file in &tree.files {
-            if !seen_files.insert(file.checksum) {
-                continue;
-            }
-            let name = ObjectName::new(file.checksum, ObjectType::File);
-            if txn.has_object(&name) {
-                outcome.objects_present += 1;
-                continue;
-            }
-            let path = source.root().join(name.relative_path());
-            plan.bytes_total += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            plan.files += 1;
-            missing(file.checksum);
-        }
-        for dir in &tree.dirs {
-            if seen_metas.insert(dir.meta) {
-                metadata_object(
-                    txn,
-                    source,
-                    &ObjectName::new(dir.meta, ObjectType::DirMeta),
-                    outcome,
-                )?;
-            }
-            pending.push(dir.tree);
-        }
-    }
     Ok(plan)
 }
 

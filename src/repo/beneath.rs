@@ -410,22 +410,84 @@ pub struct NotAnswering(pub Duration);
 /// Runs `work` (reads from a drive) on a thread of its own and waits at most
 /// `deadline` for it on the calling main context. A read that never returns
 /// (a drive that hangs) leaves its thread behind, but blocks nothing else.
+///
+/// Threads that finished their work wait a while for more ([`DriveThreads`]):
+/// a pull from a drive runs one of these per file object, and a new thread each
+/// time cost as much as the copy of a small file.
 pub async fn off_thread<T: Send + 'static>(
     deadline: Duration,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, NotAnswering> {
     let (sender, receiver) = async_channel::bounded(1);
-    let spawned = std::thread::Builder::new()
-        .name("ferry-drive".into())
-        .spawn(move || {
-            let _ = sender.send_blocking(work());
-        });
-    if spawned.is_err() {
+    let job: DriveJob = Box::new(move || {
+        let _ = sender.send_blocking(work());
+    });
+    if DriveThreads::run(job).is_err() {
         return Err(NotAnswering(Duration::ZERO));
     }
     match glib::future_with_timeout(deadline, receiver.recv()).await {
         Ok(Ok(value)) => Ok(value),
         _ => Err(NotAnswering(deadline)),
+    }
+}
+
+type DriveJob = Box<dyn FnOnce() + Send>;
+
+/// The idle threads [`off_thread`] hands work to. A thread is idle only between
+/// jobs, so one stuck on a hung drive is never given another: a new thread is
+/// made whenever none is idle.
+struct DriveThreads;
+
+/// How long an idle drive thread waits for work before it ends.
+const DRIVE_THREAD_IDLE: Duration = Duration::from_secs(5);
+
+/// Idle threads, by id, with the channel that hands one its next job.
+static IDLE_DRIVE_THREADS: std::sync::Mutex<Vec<(u64, std::sync::mpsc::Sender<DriveJob>)>> =
+    std::sync::Mutex::new(Vec::new());
+static NEXT_DRIVE_THREAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl DriveThreads {
+    fn run(mut job: DriveJob) -> io::Result<()> {
+        loop {
+            let idle = IDLE_DRIVE_THREADS.lock().expect("lock").pop();
+            let Some((_, thread)) = idle else { break };
+            // A thread that timed out and ended hands the job back.
+            match thread.send(job) {
+                Ok(()) => return Ok(()),
+                Err(std::sync::mpsc::SendError(back)) => job = back,
+            }
+        }
+        std::thread::Builder::new()
+            .name("ferry-drive".into())
+            .spawn(move || Self::serve(job))
+            .map(drop)
+    }
+
+    fn serve(first: DriveJob) {
+        let id = NEXT_DRIVE_THREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, receiver) = std::sync::mpsc::channel::<DriveJob>();
+        let mut job = first;
+        loop {
+            job();
+            IDLE_DRIVE_THREADS
+                .lock()
+                .expect("lock")
+                .push((id, sender.clone()));
+            match receiver.recv_timeout(DRIVE_THREAD_IDLE) {
+                Ok(next) => job = next,
+                Err(_) => break,
+            }
+        }
+        // Leave the idle list, then finish whatever a caller that took this
+        // thread just before sends: `recv` ends once no sender is left.
+        IDLE_DRIVE_THREADS
+            .lock()
+            .expect("lock")
+            .retain(|(other, _)| *other != id);
+        drop(sender);
+        while let Ok(job) = receiver.recv() {
+            job();
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use glib::{KeyFile, KeyFileFlags};
 
+use crate::repo::durable;
 use crate::repo::error::{RepoError, Result};
 use crate::repo::refs::{self, parse_refspec, validate_collection_id, validate_ref_name};
 
@@ -235,7 +236,7 @@ impl RepoConfig {
 
     /// Writes the config atomically to `root/config`.
     pub fn save(&self) -> Result<()> {
-        refs::replace_file_atomic(&self.root, CONFIG_FILE, self.to_data().as_bytes())
+        durable::write_atomic(&self.root, CONFIG_FILE, self.to_data().as_bytes())
     }
 
     fn optional_string(&self, group: &str, key: &str) -> Result<Option<String>> {

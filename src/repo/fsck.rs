@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
+use crate::repo::closure::TreeWalker;
 use crate::repo::error::{RepoError, Result};
 use crate::repo::filez::verify_filez;
-use crate::repo::objects::{variant_from_bytes, Commit, DirMeta, DirTree, METADATA_TYPE};
+use crate::repo::objects::verify_metadata;
 use crate::repo::refs;
 use crate::repo::store::Repo;
 
@@ -36,28 +37,8 @@ pub fn verify_object(repo: &Repo, name: &ObjectName) -> Result<()> {
             let file = repo.open_object(name)?;
             verify_filez(file, &name.checksum, &mut io::sink())?;
         }
-        ObjectType::CommitMeta => {
-            variant_from_bytes(
-                "detached metadata",
-                METADATA_TYPE,
-                &repo.read_object_bytes(name)?,
-            )?;
-        }
-        kind => {
-            let bytes = repo.read_object_bytes(name)?;
-            let actual = Checksum::digest(&bytes);
-            if actual != name.checksum {
-                return Err(RepoError::ChecksumMismatch {
-                    expected: *name,
-                    actual: actual.to_hex(),
-                });
-            }
-            match kind {
-                ObjectType::Commit => Commit::parse(&bytes).map(drop)?,
-                ObjectType::DirTree => DirTree::parse(&bytes).map(drop)?,
-                ObjectType::DirMeta => DirMeta::parse(&bytes).map(drop)?,
-                _ => {}
-            }
+        _ => {
+            verify_metadata(name, &repo.read_object_bytes(name)?)?;
         }
     }
     Ok(())
@@ -98,14 +79,15 @@ pub fn fsck(repo: &Repo, workers: usize) -> Result<FsckReport> {
         }
         Err(e) => report.problems.push(e.to_string()),
     }
-    let mut seen_trees = HashSet::new();
+    // One walker for all commits: a tree shared by several is checked once.
+    let mut walker = TreeWalker::new();
     for name in objects.iter().filter(|n| n.kind == ObjectType::Commit) {
         if repo.is_commit_partial(&name.checksum) {
             report.partial_commits.push(name.checksum);
             continue;
         }
         report.commits_checked += 1;
-        if let Err(e) = check_closure(repo, &name.checksum, &present, &mut seen_trees) {
+        if let Err(e) = check_closure(repo, &name.checksum, &present, &mut walker) {
             report
                 .problems
                 .push(format!("commit {}: {e}", name.checksum));
@@ -114,35 +96,19 @@ pub fn fsck(repo: &Repo, workers: usize) -> Result<FsckReport> {
     Ok(report)
 }
 
+/// Checks that every object `commit`'s tree names is in `present`.
 fn check_closure(
     repo: &Repo,
     commit: &Checksum,
     present: &HashSet<ObjectName>,
-    seen_trees: &mut HashSet<Checksum>,
+    walker: &mut TreeWalker,
 ) -> Result<()> {
-    let require = |name: ObjectName| {
+    let (commit, _) = repo.load_commit(commit)?;
+    walker.walk(&commit, &mut |tree| repo.load_dirtree(tree), &mut |name| {
         if present.contains(&name) {
             Ok(())
         } else {
             Err(RepoError::MissingObject(name))
         }
-    };
-    let (commit, _) = repo.load_commit(commit)?;
-    require(ObjectName::new(commit.root_meta, ObjectType::DirMeta))?;
-    let mut pending = vec![commit.root_tree];
-    while let Some(tree) = pending.pop() {
-        if !seen_trees.insert(tree) {
-            continue;
-        }
-        require(ObjectName::new(tree, ObjectType::DirTree))?;
-        let tree = repo.load_dirtree(&tree)?;
-        for file in &tree.files {
-            require(ObjectName::new(file.checksum, ObjectType::File))?;
-        }
-        for dir in &tree.dirs {
-            require(ObjectName::new(dir.meta, ObjectType::DirMeta))?;
-            pending.push(dir.tree);
-        }
-    }
-    Ok(())
+    })
 }

@@ -146,6 +146,22 @@ pub struct DirTree {
 }
 
 impl DirTree {
+    /// The objects this directory names: its files, then each subdirectory's
+    /// dirmeta and dirtree.
+    pub fn children(&self) -> Vec<ObjectName> {
+        let mut out = Vec::with_capacity(self.files.len() + self.dirs.len() * 2);
+        out.extend(
+            self.files
+                .iter()
+                .map(|f| ObjectName::new(f.checksum, ObjectType::File)),
+        );
+        for d in &self.dirs {
+            out.push(ObjectName::new(d.meta, ObjectType::DirMeta));
+            out.push(ObjectName::new(d.tree, ObjectType::DirTree));
+        }
+        out
+    }
+
     pub fn parse(data: &[u8]) -> Result<Self> {
         let v = variant_from_bytes("dirtree", DIRTREE_TYPE, data)?;
         let mut tree = DirTree::default();
@@ -232,6 +248,14 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// The objects this commit names: its root dirmeta and dirtree.
+    pub fn children(&self) -> Vec<ObjectName> {
+        vec![
+            ObjectName::new(self.root_meta, ObjectType::DirMeta),
+            ObjectName::new(self.root_tree, ObjectType::DirTree),
+        ]
+    }
+
     pub fn parse(data: &[u8]) -> Result<Self> {
         let v = variant_from_bytes("commit", COMMIT_TYPE, data)?;
         let parent_bytes = bytes_child(&v, 1);
@@ -354,6 +378,42 @@ fn parse_size_entry(entry: &[u8]) -> Option<ObjectSize> {
     })
 }
 
+/// The objects a metadata object names: a commit its root dirmeta and dirtree, a
+/// dirtree its files, then each subdirectory's dirmeta and dirtree.
+pub fn children(name: &ObjectName, bytes: &[u8]) -> Result<Vec<ObjectName>> {
+    Ok(match name.kind {
+        ObjectType::Commit => Commit::parse(bytes)?.children(),
+        ObjectType::DirTree => DirTree::parse(bytes)?.children(),
+        _ => Vec::new(),
+    })
+}
+
+/// Checks a metadata object (commit, dirtree, dirmeta, detached metadata) received
+/// or read as `name`: its content matches its checksum (detached metadata is named
+/// by its commit, not its content) and it parses, so a malformed or unsafe object
+/// is never stored. Returns the objects it names ([`children`]).
+pub fn verify_metadata(name: &ObjectName, bytes: &[u8]) -> Result<Vec<ObjectName>> {
+    if name.kind == ObjectType::CommitMeta {
+        variant_from_bytes("detached metadata", METADATA_TYPE, bytes)?;
+        return Ok(Vec::new());
+    }
+    let actual = Checksum::digest(bytes);
+    if actual != name.checksum {
+        return Err(RepoError::ChecksumMismatch {
+            expected: *name,
+            actual: actual.to_hex(),
+        });
+    }
+    match name.kind {
+        ObjectType::DirMeta => DirMeta::parse(bytes).map(|_| Vec::new()),
+        ObjectType::File => Err(RepoError::format(
+            "metadata object",
+            format!("{name} is a file object"),
+        )),
+        _ => children(name, bytes),
+    }
+}
+
 /// An empty `a{sv}`.
 pub fn empty_metadata() -> Variant {
     VariantDict::new(None).end()
@@ -457,5 +517,57 @@ mod tests {
     fn garbage_is_an_error() {
         assert!(Commit::parse(b"garbage").is_err());
         assert!(DirMeta::parse(&[0u8; 3]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+
+    #[test]
+    fn verify_metadata_checks_names_and_lists_children() {
+        let file = Checksum::digest(b"file");
+        let (sub_tree, sub_meta) = (Checksum::digest(b"tree"), Checksum::digest(b"meta"));
+        let tree = DirTree {
+            files: vec![DirTreeFile {
+                name: "a".into(),
+                checksum: file,
+            }],
+            dirs: vec![DirTreeDir {
+                name: "d".into(),
+                tree: sub_tree,
+                meta: sub_meta,
+            }],
+        };
+        let bytes = tree.to_bytes();
+        let name = ObjectName::new(Checksum::digest(&bytes), ObjectType::DirTree);
+        assert_eq!(
+            verify_metadata(&name, &bytes).unwrap(),
+            vec![
+                ObjectName::new(file, ObjectType::File),
+                ObjectName::new(sub_meta, ObjectType::DirMeta),
+                ObjectName::new(sub_tree, ObjectType::DirTree),
+            ]
+        );
+        // Named as something else: refused.
+        let wrong = ObjectName::new(file, ObjectType::DirTree);
+        assert!(matches!(
+            verify_metadata(&wrong, &bytes),
+            Err(RepoError::ChecksumMismatch { .. })
+        ));
+        // Well named, but not a dirmeta.
+        let as_meta = ObjectName::new(name.checksum, ObjectType::DirMeta);
+        assert!(verify_metadata(&as_meta, &bytes).is_err());
+        // An unsafe name inside a well-named tree.
+        let bad = DirTree {
+            files: vec![DirTreeFile {
+                name: "..".into(),
+                checksum: file,
+            }],
+            dirs: vec![],
+        }
+        .to_bytes();
+        let bad_name = ObjectName::new(Checksum::digest(&bad), ObjectType::DirTree);
+        assert!(verify_metadata(&bad_name, &bad).is_err());
     }
 }

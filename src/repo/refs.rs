@@ -16,13 +16,13 @@
 //! - a collection id is a D-Bus interface name: at least two `.`-separated elements,
 //!   each `[A-Za-z_][A-Za-z0-9_]*`, at most 255 bytes.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::repo::beneath::{BeneathError, Tree};
 use crate::repo::checksum::Checksum;
+use crate::repo::durable;
 use crate::repo::error::{RepoError, Result};
 
 /// libostree's `OSTREE_REF_FRAGMENT_REGEXP`.
@@ -217,8 +217,8 @@ pub fn read_ref(root: &Path, kind: &RefKind, name: &str) -> Result<Option<Checks
 pub fn write_ref(root: &Path, kind: &RefKind, name: &str, checksum: &Checksum) -> Result<()> {
     let path = ref_path(root, kind, name)?;
     let (dir, file_name) = split_parent(&path);
-    create_dirs_durable(&dir)?;
-    replace_file_atomic(&dir, &file_name, format!("{checksum}\n").as_bytes())
+    durable::create_dirs(&dir)?;
+    durable::write_atomic(&dir, &file_name, format!("{checksum}\n").as_bytes())
 }
 
 /// Deletes a ref; returns whether it existed. Directories left empty below the
@@ -249,7 +249,7 @@ pub fn delete_ref(root: &Path, kind: &RefKind, name: &str) -> Result<bool> {
     // Sync the deepest directory that still exists: the unlink (or rmdir) is in it.
     let mut sync = path.parent().map(Path::to_path_buf);
     while let Some(current) = sync {
-        match fsync_dir(&current) {
+        match durable::sync_dir(&current) {
             Ok(()) => break,
             Err(RepoError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 sync = current.parent().map(Path::to_path_buf);
@@ -384,90 +384,6 @@ fn split_parent(path: &Path) -> (PathBuf, String) {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     (dir, name)
-}
-
-pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|err| RepoError::io(dir, err))
-}
-
-/// Creates `dir` and its missing parents; each directory created is made durable by
-/// an fsync of its parent.
-pub(crate) fn create_dirs_durable(dir: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut current = dir.to_path_buf();
-    loop {
-        match fs::metadata(&current) {
-            Ok(meta) if meta.is_dir() => break,
-            Ok(_) => {
-                return Err(RepoError::io(
-                    &current,
-                    std::io::Error::new(ErrorKind::NotADirectory, "not a directory"),
-                ))
-            }
-            Err(err) if err.kind() == ErrorKind::NotFound => {
-                missing.push(current.clone());
-                match current.parent() {
-                    Some(parent) if !parent.as_os_str().is_empty() => {
-                        current = parent.to_path_buf()
-                    }
-                    _ => break,
-                }
-            }
-            Err(err) => return Err(RepoError::io(&current, err)),
-        }
-    }
-    for created in missing.iter().rev() {
-        match fs::create_dir(created) {
-            Ok(()) => {}
-            Err(err) if err.kind() == ErrorKind::AlreadyExists && created.is_dir() => {}
-            Err(err) => return Err(RepoError::io(created, err)),
-        }
-        if let Some(parent) = created.parent() {
-            if !parent.as_os_str().is_empty() {
-                fsync_dir(parent)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Replaces `dir/file_name` with `contents` atomically and durably: a temporary file
-/// (`.NAME.tmp-…`, a name no ref or config reader accepts) in `dir`, fsync, rename,
-/// fsync of `dir`. The temporary file is removed on failure. Mode 0644 (less umask).
-pub(crate) fn replace_file_atomic(dir: &Path, file_name: &str, contents: &[u8]) -> Result<()> {
-    let target = dir.join(file_name);
-    let (tmp_path, mut file) = loop {
-        let tmp_path = dir.join(format!(
-            ".{file_name}.tmp-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp_path)
-        {
-            Ok(file) => break (tmp_path, file),
-            Err(err) if err.kind() == ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(RepoError::io(&tmp_path, err)),
-        }
-    };
-    let written = file
-        .write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|err| RepoError::io(&tmp_path, err))
-        .and_then(|()| {
-            drop(file);
-            fs::rename(&tmp_path, &target).map_err(|err| RepoError::io(&target, err))
-        });
-    if let Err(err) = written {
-        let _ = fs::remove_file(&tmp_path);
-        return Err(err);
-    }
-    fsync_dir(dir)
 }
 
 #[cfg(test)]

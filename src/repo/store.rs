@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
+use crate::repo::durable::{sync_dir, syncfs};
 use crate::repo::error::{RepoError, Result};
 use crate::repo::filez::verify_filez;
 use crate::repo::objects::{Commit, DirMeta, DirTree};
@@ -252,12 +253,6 @@ fn remove_stale_staging(tmp: &Path) {
     }
 }
 
-/// fsync a directory, so renames and creations in it are durable.
-pub fn sync_dir(path: &Path) -> Result<()> {
-    let dir = File::open(path).map_err(|e| RepoError::io(path, e))?;
-    dir.sync_all().map_err(|e| RepoError::io(path, e))
-}
-
 /// The process umask, read once (from /proc: `umask()` itself would change it).
 fn process_umask() -> u32 {
     static UMASK: OnceLock<u32> = OnceLock::new();
@@ -296,14 +291,6 @@ fn start_writeback(file: &File) {
         // Only a hint: durability comes from the checkpoint's syncfs.
         unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
-}
-
-fn syncfs(dir: &Path) -> Result<()> {
-    let file = File::open(dir).map_err(|e| RepoError::io(dir, e))?;
-    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
-        return Err(RepoError::io(dir, io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 /// Verified objects staged for the store. Shared by worker threads (`&self` methods).

@@ -19,6 +19,7 @@ use glib::prelude::*;
 use glib::{Variant, VariantDict, VariantTy};
 
 use crate::repo::checksum::Checksum;
+use crate::repo::durable;
 use crate::repo::error::{RepoError, Result};
 use crate::repo::refs::{self, is_valid_collection_id, is_valid_ref_name};
 
@@ -401,7 +402,7 @@ impl Summary {
             Err(err) if err.kind() == ErrorKind::NotFound => {}
             Err(err) => return Err(RepoError::io(&sig, err)),
         }
-        refs::replace_file_atomic(root, SUMMARY_FILE, &bytes)
+        durable::write_atomic(root, SUMMARY_FILE, &bytes)
     }
 }
 

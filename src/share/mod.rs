@@ -14,7 +14,6 @@
 //! Nothing here imports GTK.
 
 pub mod advertise;
-pub mod closure;
 pub mod paths;
 pub mod served;
 pub mod server;

@@ -33,7 +33,7 @@ use crate::repo::summary::{Summary, SummaryRef, SUMMARY_FILE, SUMMARY_SIG_FILE};
 use crate::repo::summary_gen::summary_ref;
 use crate::repo::{Checksum, RepoError};
 
-use super::closure;
+use crate::repo::closure;
 
 /// A collection-ref the server offers, with its commit.
 pub type OfferedKey = (Option<String>, String, Checksum);

@@ -27,11 +27,12 @@ use std::sync::atomic::AtomicBool;
 use crate::fetch::pull::{self, PullEvent, PullRequest};
 use crate::fetch::{PathSource, PullError};
 use crate::repo::config::RepoConfig;
+use crate::repo::durable;
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::{summary_gen, Checksum, ObjectName, RepoError};
 
-use super::closure;
+use crate::repo::closure;
 
 /// Where `ostree create-usb` puts the repository by default.
 pub const DEFAULT_DESTINATION: &str = ".ostree/repo";
@@ -630,7 +631,7 @@ fn link_repository(
         let link = repos_d.join(format!("{i:02}-generated"));
         match std::os::unix::fs::symlink(&target, &link) {
             Ok(()) => {
-                crate::repo::store::sync_dir(&repos_d)?;
+                durable::sync_dir(&repos_d)?;
                 return Ok(Some(link));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -641,15 +642,6 @@ fn link_repository(
         path: repos_d,
         source: io::Error::other("no free NN-generated name (00 to 99 are taken)"),
     })
-}
-
-fn syncfs(path: &Path) -> Result<(), UsbError> {
-    let dir = fs::File::open(path).map_err(io_error(path))?;
-    // SAFETY: a valid fd.
-    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
-        return Err(io_error(path)(io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 /// Copies the refs onto the drive. Checks (writable, space) come first: when they
@@ -745,7 +737,7 @@ pub fn prepare_usb(
         }
     }
     make_readable_dir(&options.mount.join(REPOS_D));
-    syncfs(&destination)?;
+    durable::syncfs(&destination)?;
     Ok(UsbReport {
         destination,
         symlink,

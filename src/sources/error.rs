@@ -14,6 +14,8 @@ pub enum SourcesError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{uri} is not an OSTree repository that can be read: {reason}")]
+    Unreadable { uri: String, reason: String },
     #[error("invalid source URI “{uri}”: {reason}")]
     InvalidUri { uri: String, reason: String },
     #[error("FERRY_LAN_INTERFACES: invalid interface name “{0}”")]

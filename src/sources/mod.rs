@@ -16,6 +16,7 @@ mod http;
 pub mod lan;
 pub mod model;
 pub mod mounts;
+mod named;
 pub mod own_repo;
 pub mod summary;
 
@@ -29,5 +30,6 @@ pub use model::{
     CollectionRef, OfferedRef, RejectReason, Rejection, Source, SourceEvent, SourceKind,
     SourceState, Target,
 };
+pub use named::read_named_source;
 pub use own_repo::OwnRepo;
 pub use summary::SummaryInfo;

@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,7 @@ use pgp::packet::{Packet, PacketParser, PacketTrait, Signature, SignatureType, S
 use pgp::ser::Serialize;
 use pgp::types::{KeyDetails, PublicKeyTrait, Tag};
 
+use crate::repo::{durable, RepoError};
 use crate::trust::error::{KeyName, SignatureKind, Subject, TrustError};
 
 /// The keyring file of a remote: `REPO/NAME.trustedkeys.gpg`.
@@ -793,30 +794,15 @@ pub fn import_key_bytes(
     }
 
     if out != existing_bytes {
-        write_atomically(&target, &out)?;
+        let dir = target.parent().unwrap_or(Path::new("."));
+        let file_name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        durable::write_atomic(dir, &file_name, &out).map_err(|e| match e {
+            RepoError::Io { path, source } => TrustError::io(path, source),
+            other => TrustError::io(&target, std::io::Error::other(other.to_string())),
+        })?;
     }
     Ok(fingerprints)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        TrustError::io(path, e)
-    })
 }

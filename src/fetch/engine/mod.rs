@@ -55,7 +55,7 @@ use self::stage::Fetched;
 use crate::fetch::{CHECKPOINT_INTERVAL, PROGRESS_INTERVAL};
 use crate::repo::objects::Commit;
 use crate::repo::store::{Repo, Transaction};
-use crate::repo::{ObjectName, ObjectType, RepoError};
+use crate::repo::{ObjectName, RepoError};
 pub use crate::sources::Target;
 use crate::sources::{Source, SourceKind};
 use crate::transport::{HttpClient, HttpSettings, Transport};
@@ -290,7 +290,8 @@ impl Engine {
         plan: &RefPlan,
         sources: &mut [EngineSource],
     ) -> Result<(), EngineError> {
-        let txn = stage::begin(&self.repo, plan)?;
+        let pull = stage::begin(&self.repo, plan)?;
+        let txn = pull.transaction().clone();
         let mut scheduler = Scheduler::new(
             sources.iter().map(|s| s.state.clone()).collect(),
             sources.iter().map(|s| Self::rank(s, plan)).collect(),
@@ -305,8 +306,11 @@ impl Engine {
             source.state = state;
         }
         result?;
-        let previous =
-            stage::publish(&self.repo, txn, &target.remote.name, &target.ref_name, plan).await?;
+        // Requests let go after their object came from elsewhere may still hold
+        // the transaction on a worker thread: what they stage late goes with the
+        // staging directory when the last holder lets go.
+        drop(txn);
+        let previous = stage::publish(pull, &target.remote.name, &target.ref_name, plan).await?;
         self.emit(EngineEvent::RefUpdated {
             remote: target.remote.name.clone(),
             ref_name: target.ref_name.clone(),
@@ -333,11 +337,7 @@ impl Engine {
             forecast_bytes: plan.download.map(|d| d.bytes),
             ..OverallProgress::default()
         };
-        let roots = [
-            ObjectName::new(commit.root_meta, ObjectType::DirMeta),
-            ObjectName::new(commit.root_tree, ObjectType::DirTree),
-        ];
-        Self::need(txn, &roots, &mut seen, scheduler, &mut overall)?;
+        Self::need(txn, &commit.children(), &mut seen, scheduler, &mut overall)?;
 
         let size_limits = SizeLimits::of(&commit);
         let (results_tx, results_rx) = async_channel::unbounded();

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use super::events::RefPlan;
 use crate::repo::beneath::{self, BeneathError, Tree};
-use crate::repo::objects::{DirMeta, DirTree};
-use crate::repo::refs::{self, RefKind};
+use crate::repo::commit::CommitPull;
+use crate::repo::objects::{verify_metadata, DirTree};
+use crate::repo::refs::RefKind;
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
 use crate::transport::{Body, Transport, TransportError};
@@ -30,12 +31,10 @@ pub(super) enum Fetched {
     Local(RepoError),
 }
 
-/// Starts pulling `plan`'s commit: marks it partial (so a pull cut short is
-/// resumed, not taken as complete) and opens the transaction its objects are
-/// staged in.
-pub(super) fn begin(repo: &Repo, plan: &RefPlan) -> Result<Arc<Transaction>, RepoError> {
-    repo.mark_commit_partial(&plan.commit)?;
-    Ok(Arc::new(repo.begin()?))
+/// Starts pulling `plan`'s commit (`CommitPull`: the commit marked partial, a
+/// transaction its objects are staged in).
+pub(super) fn begin(repo: &Repo, plan: &RefPlan) -> Result<CommitPull, RepoError> {
+    CommitPull::begin(repo, plan.commit)
 }
 
 /// Makes what is staged durable and moves it into `objects/` (see
@@ -47,32 +46,22 @@ pub(super) async fn checkpoint(txn: Arc<Transaction>, what: &'static str) -> Res
         .unwrap_or_else(|_| Err(RepoError::format(what, "worker panicked")))
 }
 
-/// Ends a pull whose closure is stored (rule 10): stages the detached metadata
-/// and the commit, checkpoints (the commit goes last), then moves the ref of
-/// `remote` and clears the partial mark. Returns where the ref was before.
+/// Ends a pull whose closure is stored (rule 10) with `CommitPull::finish`, off
+/// the main thread: the commit goes last, then the ref of `remote` moves. Returns
+/// where the ref was before.
 pub(super) async fn publish(
-    repo: &Repo,
-    txn: Arc<Transaction>,
+    pull: CommitPull,
     remote: &str,
     ref_name: &str,
     plan: &RefPlan,
 ) -> Result<Option<Checksum>, RepoError> {
-    if let Some(detached) = &plan.detached {
-        txn.stage_bytes(
-            &ObjectName::new(plan.commit, ObjectType::CommitMeta),
-            detached,
-        )?;
-    }
-    txn.stage_bytes(
-        &ObjectName::new(plan.commit, ObjectType::Commit),
-        &plan.commit_bytes,
-    )?;
-    checkpoint(txn, "commit").await?;
     let kind = RefKind::Remote(remote.to_owned());
-    let previous = refs::read_ref(repo.root(), &kind, ref_name)?;
-    refs::write_ref(repo.root(), &kind, ref_name, &plan.commit)?;
-    repo.clear_commit_partial(&plan.commit)?;
-    Ok(previous)
+    let ref_name = ref_name.to_owned();
+    let commit_bytes = plan.commit_bytes.clone();
+    let detached = plan.detached.clone();
+    gio::spawn_blocking(move || pull.finish(&commit_bytes, detached.as_deref(), &kind, &ref_name))
+        .await
+        .unwrap_or_else(|_| Err(RepoError::format("commit", "worker panicked")))
 }
 
 /// Of `names` and, beneath every dirtree among them that is stored already, of
@@ -95,45 +84,10 @@ pub(super) fn missing_objects(
         }
         if name.kind == ObjectType::DirTree {
             let tree = DirTree::parse(&txn.read_object_bytes(&name)?)?;
-            pending.extend(tree_children(&tree));
+            pending.extend(tree.children());
         }
     }
     Ok(missing)
-}
-
-/// Checks fetched metadata against its name: the checksum, then that it parses;
-/// returns the objects a dirtree names.
-pub(super) fn verify_metadata(
-    name: &ObjectName,
-    bytes: &[u8],
-) -> Result<Vec<ObjectName>, RepoError> {
-    let actual = Checksum::digest(bytes);
-    if actual != name.checksum {
-        return Err(RepoError::ChecksumMismatch {
-            expected: *name,
-            actual: actual.to_hex(),
-        });
-    }
-    match name.kind {
-        ObjectType::DirTree => DirTree::parse(bytes).map(|tree| tree_children(&tree)),
-        ObjectType::DirMeta => DirMeta::parse(bytes).map(|_| Vec::new()),
-        _ => Ok(Vec::new()),
-    }
-}
-
-/// The objects a dirtree names: its files, and each subdirectory's dirmeta and dirtree.
-fn tree_children(tree: &DirTree) -> Vec<ObjectName> {
-    let mut out = Vec::with_capacity(tree.files.len() + tree.dirs.len() * 2);
-    out.extend(
-        tree.files
-            .iter()
-            .map(|f| ObjectName::new(f.checksum, ObjectType::File)),
-    );
-    for d in &tree.dirs {
-        out.push(ObjectName::new(d.meta, ObjectType::DirMeta));
-        out.push(ObjectName::new(d.tree, ObjectType::DirTree));
-    }
-    out
 }
 
 /// Fetches, verifies and stages one object from one source; `limit` bounds its
