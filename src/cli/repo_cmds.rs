@@ -211,7 +211,7 @@ pub fn pull(
         // Named for this remote: its refs without a collection id are the remote's.
         source.remote = Some(remote.name.clone());
         let policy =
-            TrustPolicy::for_remote(path, &(&remote).into()).map_err(|e| e.to_string())?;
+            TrustPolicy::for_remote(path, &remote).map_err(|e| e.to_string())?;
         if policy.allows_unsigned_commits() {
             eprintln!(
                 "WARNING: remote {} does not verify signatures: the commit is not checked for who made it.",

@@ -25,7 +25,8 @@ use super::mounts::{self, ScanResult};
 use super::own_repo::OwnRepo;
 use super::summary::SummaryInfo;
 use crate::repo::beneath;
-use crate::trust::{RemoteTrustSettings, TrustPolicy};
+use crate::repo::config::RemoteConfig;
+use crate::trust::TrustPolicy;
 
 /// The log domain of discovery messages.
 pub const LOG_DOMAIN: &str = "ferry";
@@ -110,7 +111,7 @@ enum Origin {
     Upstream {
         collection_id: Option<String>,
         /// Set when the remote verifies its summary: `summary.sig` must verify.
-        summary_trust: Option<Box<RemoteTrustSettings>>,
+        summary_trust: Option<Box<RemoteConfig>>,
     },
     Static,
 }
@@ -727,7 +728,7 @@ async fn verify_summary_of(
     uri: &str,
     summary: &glib::Bytes,
     repo_path: &Path,
-    settings: &RemoteTrustSettings,
+    settings: &RemoteConfig,
     cancellable: &gio::Cancellable,
 ) -> Result<(), SummaryError> {
     let setting = match (settings.gpg_verify_summary, settings.sign_verify_summary) {

@@ -5,9 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::repo::config::RepoConfig;
+use crate::repo::config::{RemoteConfig, RepoConfig};
 use crate::repo::store::Repo;
-use crate::trust::RemoteTrustSettings;
 
 use super::drive_repo::FileId;
 use super::error::SourcesError;
@@ -26,7 +25,7 @@ pub struct OwnRemote {
     pub collection_id: Option<String>,
     /// Its trust settings when it verifies its summary (`gpg-verify-summary` or
     /// `sign-verify-summary`): then its URL's `summary.sig` must verify.
-    pub summary_trust: Option<RemoteTrustSettings>,
+    pub summary_trust: Option<RemoteConfig>,
 }
 
 /// A tracked ref with the collection it belongs to (its remote's collection id).
@@ -61,8 +60,7 @@ impl OwnRepo {
             .remotes()?
             .into_iter()
             .map(|r| OwnRemote {
-                summary_trust: (r.gpg_verify_summary || r.sign_verify_summary)
-                    .then(|| RemoteTrustSettings::from(&r)),
+                summary_trust: (r.gpg_verify_summary || r.sign_verify_summary).then(|| r.clone()),
                 name: r.name,
                 url: r.url,
                 collection_id: r.collection_id,

@@ -2,7 +2,8 @@
 //! `ostree.sign.ed25519`), ref and collection bindings, and downgrade checks.
 //!
 //! A [`TrustPolicy`] is built once per remote from the repository path and the
-//! remote's settings ([`RemoteTrustSettings`]); it loads the keys then. Checking is
+//! remote's configuration ([`RemoteConfig`]: `gpg-verify`, `sign-verify`, their
+//! `-summary` forms, the ed25519 key settings); it loads the keys then. Checking is
 //! pure: [`verify_commit`] and [`verify_summary`] read nothing from disk.
 //!
 //! The order of checks for a commit follows libostree: signatures over the raw
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use glib::{Variant, VariantTy};
 
+use crate::repo::config::RemoteConfig;
 use crate::repo::Checksum;
 
 pub use ed25519::{
@@ -36,58 +38,6 @@ pub const REF_BINDING_KEY: &str = "ostree.ref-binding";
 pub const COLLECTION_BINDING_KEY: &str = "ostree.collection-binding";
 /// GVariant type of a commit object.
 pub const COMMIT_VARIANT_TYPE: &str = "(a{sv}aya(say)sstayay)";
-
-/// The trust-related settings of one remote, as `ostree remote add` writes them into
-/// the repository config (`[remote "NAME"]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteTrustSettings {
-    pub name: String,
-    pub collection_id: Option<String>,
-    /// `gpg-verify` (default true).
-    pub gpg_verify: bool,
-    /// `gpg-verify-summary` (default false).
-    pub gpg_verify_summary: bool,
-    /// `sign-verify` (default false).
-    pub sign_verify: bool,
-    /// `sign-verify-summary` (default false).
-    pub sign_verify_summary: bool,
-    /// `verification-ed25519-key`: one base64 public key.
-    pub verification_ed25519_key: Option<String>,
-    /// `verification-ed25519-file`: a file of base64 public keys, one a line.
-    pub verification_ed25519_file: Option<PathBuf>,
-}
-
-impl RemoteTrustSettings {
-    /// The defaults of `ostree remote add NAME URL`: GPG verification of commits on,
-    /// everything else off.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            collection_id: None,
-            gpg_verify: true,
-            gpg_verify_summary: false,
-            sign_verify: false,
-            sign_verify_summary: false,
-            verification_ed25519_key: None,
-            verification_ed25519_file: None,
-        }
-    }
-}
-
-impl From<&crate::repo::config::RemoteConfig> for RemoteTrustSettings {
-    fn from(remote: &crate::repo::config::RemoteConfig) -> Self {
-        Self {
-            name: remote.name.clone(),
-            collection_id: remote.collection_id.clone(),
-            gpg_verify: remote.gpg_verify,
-            gpg_verify_summary: remote.gpg_verify_summary,
-            sign_verify: remote.sign_verify,
-            sign_verify_summary: remote.sign_verify_summary,
-            verification_ed25519_key: remote.verification_ed25519_key.clone(),
-            verification_ed25519_file: remote.verification_ed25519_file.clone(),
-        }
-    }
-}
 
 /// What Ferry requires of commits and summaries from one remote, with its keys
 /// loaded.
@@ -122,7 +72,7 @@ pub struct TrustPolicy {
 impl TrustPolicy {
     /// Loads the policy for a remote of the repository at `repo_path`, with system
     /// keys from `/etc/ostree` and `/usr/share/ostree`.
-    pub fn for_remote(repo_path: &Path, remote: &RemoteTrustSettings) -> Result<Self, TrustError> {
+    pub fn for_remote(repo_path: &Path, remote: &RemoteConfig) -> Result<Self, TrustError> {
         Self::for_remote_with_system_root(repo_path, remote, Path::new("/"))
     }
 
@@ -135,7 +85,7 @@ impl TrustPolicy {
     /// come from the system `revoked.ed25519(.d)` files.
     pub fn for_remote_with_system_root(
         repo_path: &Path,
-        remote: &RemoteTrustSettings,
+        remote: &RemoteConfig,
         system_root: &Path,
     ) -> Result<Self, TrustError> {
         let mut gpg_keyring = Keyring::new();

@@ -196,21 +196,17 @@ fn malformed_commit_and_metadata_are_refused() {
 }
 
 #[test]
-fn settings_come_from_the_remote_config() {
-    let mut remote = ferry::repo::config::RemoteConfig::new("origin", "file:///srv/repo");
-    let s = RemoteTrustSettings::from(&remote);
-    assert_eq!(s, RemoteTrustSettings::new("origin"));
-    assert!(s.gpg_verify && !s.sign_verify && !s.gpg_verify_summary);
+fn policy_follows_the_remote_config() {
+    let mut remote = RemoteConfig::new("origin", "file:///srv/repo");
+    // libostree's defaults: commits GPG-verified, nothing else.
+    assert!(remote.gpg_verify && !remote.sign_verify && !remote.gpg_verify_summary);
 
     remote.collection_id = Some(COLLECTION.to_owned());
     remote.gpg_verify = false;
     remote.sign_verify = true;
     remote.verification_ed25519_key = Some(python_keypair().1);
-    let s = RemoteTrustSettings::from(&remote);
-    assert_eq!(s.collection_id.as_deref(), Some(COLLECTION));
-    assert!(!s.gpg_verify && s.sign_verify);
     let client = Client::new();
-    let policy = client.policy(&s);
+    let policy = client.policy(&remote);
     assert_eq!(policy.ed25519_trusted.len(), 1);
     assert!(!policy.allows_unsigned_commits());
 }

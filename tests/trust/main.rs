@@ -21,11 +21,12 @@ use common::cmd::{output, run};
 use common::ed25519::{python_keypair, python_sign, python_verifies};
 use common::gpg::Gpg;
 use common::repo::OstreeRepo;
+use ferry::repo::config::RemoteConfig;
 use ferry::repo::Checksum;
 use ferry::trust::{
     append_ed25519_signature, import_keys, keyring_path, parse_detached_metadata,
     public_key_from_secret, sign_ed25519, verify_commit, verify_summary, CommitToVerify, Keyring,
-    RemoteTrustSettings, SignatureKind, Subject, TrustError, TrustPolicy, VerifiedCommit,
+    SignatureKind, Subject, TrustError, TrustPolicy, VerifiedCommit,
 };
 use glib::prelude::*;
 use glib::{Variant, VariantTy};
@@ -37,21 +38,21 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// Settings of a remote "origin" with the given collection ID.
-fn settings(collection_id: Option<&str>) -> RemoteTrustSettings {
-    let mut s = RemoteTrustSettings::new("origin");
+fn settings(collection_id: Option<&str>) -> RemoteConfig {
+    let mut s = RemoteConfig::new("origin", "file:///nowhere");
     s.collection_id = collection_id.map(str::to_owned);
     s
 }
 
 /// Settings with no signature checks (the explicit per-remote `--no-verify`).
-fn unverified(collection_id: Option<&str>) -> RemoteTrustSettings {
+fn unverified(collection_id: Option<&str>) -> RemoteConfig {
     let mut s = settings(collection_id);
     s.gpg_verify = false;
     s
 }
 
 /// Settings requiring ed25519 (and not GPG) with one inline key.
-fn ed25519_settings(public_b64: &str) -> RemoteTrustSettings {
+fn ed25519_settings(public_b64: &str) -> RemoteConfig {
     let mut s = settings(Some(COLLECTION));
     s.gpg_verify = false;
     s.sign_verify = true;
@@ -78,7 +79,7 @@ impl Client {
     fn root(&self) -> std::path::PathBuf {
         self.dir.path().join("root")
     }
-    fn policy(&self, s: &RemoteTrustSettings) -> TrustPolicy {
+    fn policy(&self, s: &RemoteConfig) -> TrustPolicy {
         TrustPolicy::for_remote_with_system_root(&self.repo(), s, &self.root()).unwrap()
     }
     /// Imports `who`'s public key (binary export) for remote "origin".

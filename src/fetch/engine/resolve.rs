@@ -149,7 +149,7 @@ impl Engine {
             .repo
             .installed(&remote.name, &target.ref_name)?
             .map(|(checksum, commit)| (checksum, commit.timestamp));
-        let policy = TrustPolicy::for_remote(self.repo.root(), &remote.into())?;
+        let policy = TrustPolicy::for_remote(self.repo.root(), remote)?;
 
         // Offers, newest claimed first; a source's claim is only a hint.
         let mut offers: Vec<(Checksum, Option<u64>, usize)> = Vec::new();
