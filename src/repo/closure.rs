@@ -1,6 +1,6 @@
 //! A commit's closure: the commit, its detached metadata, and every dirmeta,
 //! dirtree and file object its tree names. [`TreeWalker`] is the one walk of a
-//! tree that fsck, sharing, prepare-usb and the local copier all use; how a
+//! tree that fsck, sharing, prepare-usb, the local copier and the engine all use; how a
 //! dirtree is obtained (read from the store, fetched from a source) is theirs.
 
 use std::collections::HashSet;
@@ -33,29 +33,44 @@ impl TreeWalker {
         load_tree: &mut dyn FnMut(&Checksum) -> Result<DirTree, E>,
         visit: &mut dyn FnMut(ObjectName) -> Result<(), E>,
     ) -> Result<(), E> {
-        if !self.metas.contains(&commit.root_meta) {
-            visit(ObjectName::new(commit.root_meta, ObjectType::DirMeta))?;
-            self.metas.insert(commit.root_meta);
-        }
-        let mut pending = vec![commit.root_tree];
-        while let Some(tree_checksum) = pending.pop() {
-            if !self.trees.insert(tree_checksum) {
+        self.walk_from(
+            &commit.children(),
+            &mut |tree| load_tree(tree).map(Some),
+            visit,
+        )
+    }
+
+    /// Walks from `names` (dirmetas, dirtrees, files; e.g. a dirtree's children):
+    /// `visit` gets each one not seen before, and the walk goes on beneath each
+    /// dirtree `load_tree` returns. A dirtree it returns `None` for (not stored
+    /// yet: a pull fetches it, then walks on from its children) is not entered.
+    pub fn walk_from<E>(
+        &mut self,
+        names: &[ObjectName],
+        load_tree: &mut dyn FnMut(&Checksum) -> Result<Option<DirTree>, E>,
+        visit: &mut dyn FnMut(ObjectName) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut pending: Vec<ObjectName> = names.iter().rev().copied().collect();
+        while let Some(name) = pending.pop() {
+            let seen = match name.kind {
+                ObjectType::DirMeta => &mut self.metas,
+                ObjectType::DirTree => &mut self.trees,
+                ObjectType::File => &mut self.files,
+                // Not part of a tree.
+                _ => continue,
+            };
+            if seen.contains(&name.checksum) {
                 continue;
             }
-            visit(ObjectName::new(tree_checksum, ObjectType::DirTree))?;
-            let tree = load_tree(&tree_checksum)?;
-            for file in &tree.files {
-                if !self.files.contains(&file.checksum) {
-                    visit(ObjectName::new(file.checksum, ObjectType::File))?;
-                    self.files.insert(file.checksum);
-                }
+            visit(name)?;
+            seen.insert(name.checksum);
+            if name.kind != ObjectType::DirTree {
+                continue;
             }
-            for dir in &tree.dirs {
-                if !self.metas.contains(&dir.meta) {
-                    visit(ObjectName::new(dir.meta, ObjectType::DirMeta))?;
-                    self.metas.insert(dir.meta);
-                }
-                pending.push(dir.tree);
+            if let Some(tree) = load_tree(&name.checksum)? {
+                // Reversed onto the stack: files first, then each subdirectory's
+                // dirmeta before its dirtree, as met.
+                pending.extend(tree.children().into_iter().rev());
             }
         }
         Ok(())
@@ -98,5 +113,67 @@ pub fn is_complete(repo: &Repo, commit: &Checksum) -> bool {
     match closure(repo, commit) {
         Ok(objects) => objects.iter().all(|name| repo.has_object(name)),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::objects::{DirTreeDir, DirTreeFile};
+
+    fn name(byte: u8, kind: ObjectType) -> ObjectName {
+        ObjectName::new(Checksum::digest(&[byte]), kind)
+    }
+
+    /// A dirtree with file `f` and subdirectory (`meta`, `tree`).
+    fn tree(f: ObjectName, meta: ObjectName, sub: ObjectName) -> DirTree {
+        DirTree {
+            files: vec![DirTreeFile {
+                name: "f".into(),
+                checksum: f.checksum,
+            }],
+            dirs: vec![DirTreeDir {
+                name: "d".into(),
+                tree: sub.checksum,
+                meta: meta.checksum,
+            }],
+        }
+    }
+
+    #[test]
+    fn walks_on_beneath_loaded_trees_stops_at_absent_ones_and_names_each_once() {
+        let (root, file, meta, sub) = (
+            name(1, ObjectType::DirTree),
+            name(2, ObjectType::File),
+            name(3, ObjectType::DirMeta),
+            name(4, ObjectType::DirTree),
+        );
+        let root_tree = tree(file, meta, sub);
+        let mut walker = TreeWalker::new();
+        let mut visited = Vec::new();
+        // The root is stored, its subdirectory's tree is not (a pull fetches it).
+        walker
+            .walk_from::<()>(
+                &[root, file],
+                &mut |c| Ok((*c == root.checksum).then(|| root_tree.clone())),
+                &mut |n| {
+                    visited.push(n);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(visited, [root, file, meta, sub]);
+
+        // Walking on from the fetched subdirectory's children: what was met is
+        // not named again, the new file is.
+        visited.clear();
+        let new_file = name(5, ObjectType::File);
+        walker
+            .walk_from::<()>(&[file, new_file, meta], &mut |_| Ok(None), &mut |n| {
+                visited.push(n);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(visited, [new_file]);
     }
 }

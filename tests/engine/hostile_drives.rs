@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::engine::*;
+use crate::DriveBesideUpstream;
 use serde_json::Value;
 
 /// An upstream served over HTTP, a client tracking it, and a copy of the upstream
@@ -346,37 +347,15 @@ fn hanging_drive_blocks_neither_sources_nor_check_nor_update() {
 
 #[test]
 fn drive_failing_with_eio_mid_pull_is_lost_and_http_completes() {
-    let up = Upstream::new(800, 400);
-    let commit = up.latest().to_owned();
-    let drive = LoopDrive::new("FERRYEIO");
-    drive.mount();
-    let on_drive = drive.mount_point.join("repo");
-    copy_tree(&up.repo, &on_drive);
-    drive.sync();
-    let usb_id = format!("static:{}", file_uri(&on_drive));
-    let upstream = Server::start(
-        &up.repo,
-        ServeOptions {
-            rate: Some(2_000_000),
-            ..Default::default()
-        },
-    );
-    let client = Client::new(&upstream.url(), Trust::None);
-    let discovery = ["--static-source", &file_uri(&on_drive)];
-
-    let mut live = client.spawn_update(&discovery, &[]);
-    let mut from_usb = 0;
-    live.wait_for(Duration::from_secs(30), |e| {
-        from_usb += u32::from(e["event"] == "object-fetched" && e["source"] == usb_id.as_str());
-        from_usb >= 150
-    });
-    // Freeze the pull, make the stick fail (reads now end in EIO), let it go on.
-    live.signal(libc::SIGSTOP);
-    drive.fail_reads();
+    let f = DriveBesideUpstream::new("FERRYEIO");
+    let (commit, usb_id, client) = (&f.commit, &f.usb_id, &f.client);
+    let live = f.update_stopped_after(150);
+    // The pull is frozen: make the stick fail (reads now end in EIO), let it go on.
+    f.drive.fail_reads();
     live.signal(libc::SIGCONT);
     let run = live.finish(Duration::from_secs(90)).ok();
 
-    run.assert_fetched_exactly(&closure(&up.repo, &commit));
+    run.assert_fetched_exactly(&closure(&f.up.repo, commit));
     let counts = run.counts();
     assert!(
         counts.get("upstream:origin").is_some_and(|n| *n > 0),
@@ -385,9 +364,9 @@ fn drive_failing_with_eio_mid_pull_is_lost_and_http_completes() {
     let dropped = run.dropped();
     let (_, reason) = dropped
         .iter()
-        .find(|(id, _)| *id == usb_id)
+        .find(|(id, _)| id == usb_id)
         .unwrap_or_else(|| panic!("the drive was not dropped: {dropped:?}"));
     assert!(!reason.contains("bad object"), "{reason}");
     assert!(reason.contains("the drive is gone"), "{reason}");
-    client.assert_at(&commit);
+    client.assert_at(commit);
 }

@@ -139,48 +139,26 @@ fn sigint_cancels_mid_pull_cleanly_then_rerun_completes() {
 
 #[test]
 fn usb_drive_pulled_out_mid_pull_http_completes() {
-    let up = Upstream::new(800, 400);
-    let commit = up.latest().to_owned();
-    let drive = LoopDrive::new("FERRYTEST");
-    drive.mount();
-    let on_drive = drive.mount_point.join("repo");
-    copy_tree(&up.repo, &on_drive);
-    drive.sync();
-    let usb_id = format!("static:{}", file_uri(&on_drive));
-    let upstream = Server::start(
-        &up.repo,
-        ServeOptions {
-            rate: Some(2_000_000),
-            ..Default::default()
-        },
-    );
-    let client = Client::new(&upstream.url(), Trust::None);
-    let discovery = ["--static-source", &file_uri(&on_drive)];
-
-    let mut live = client.spawn_update(&discovery, &[]);
-    let mut from_usb = 0;
-    live.wait_for(Duration::from_secs(30), |e| {
-        from_usb += u32::from(e["event"] == "object-fetched" && e["source"] == usb_id.as_str());
-        from_usb >= 150
-    });
-    // Freeze the pull, pull the stick out, let it go on.
-    live.signal(libc::SIGSTOP);
-    drive.unmount_lazy();
+    let f = DriveBesideUpstream::new("FERRYTEST");
+    let (commit, usb_id, client) = (&f.commit, &f.usb_id, &f.client);
+    let live = f.update_stopped_after(150);
+    // The pull is frozen: pull the stick out, let it go on.
+    f.drive.unmount_lazy();
     live.signal(libc::SIGCONT);
     let run = live.finish(Duration::from_secs(60)).ok();
 
-    run.assert_fetched_exactly(&closure(&up.repo, &commit));
+    run.assert_fetched_exactly(&closure(&f.up.repo, commit));
     let counts = run.counts();
     eprintln!("served: {counts:?}");
-    assert!(counts.get(&usb_id).is_some_and(|n| *n >= 150), "{counts:?}");
+    assert!(counts.get(usb_id).is_some_and(|n| *n >= 150), "{counts:?}");
     assert!(
         counts.get("upstream:origin").is_some_and(|n| *n > 0),
         "the drive served everything: {counts:?}"
     );
     let dropped = run.dropped();
     assert!(
-        dropped.iter().any(|(id, _)| *id == usb_id),
+        dropped.iter().any(|(id, _)| id == usb_id),
         "the drive was not dropped: {dropped:?}"
     );
-    assert_installed(&client, &commit);
+    assert_installed(client, commit);
 }

@@ -110,3 +110,66 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A commit of 800 files both on a loop-mounted drive (named as a static source)
+/// and on an upstream limited to 2 MB/s, and a client whose update is stopped once
+/// the drive has served some objects, so the drive can be made to fail mid-pull.
+// Fields drop in this order: the client and server before the drive is
+// unmounted, the upstream's repository last.
+struct DriveBesideUpstream {
+    client: Client,
+    _upstream: Server,
+    /// The drive's source id in events.
+    usb_id: String,
+    on_drive: std::path::PathBuf,
+    drive: LoopDrive,
+    commit: String,
+    up: Upstream,
+}
+
+impl DriveBesideUpstream {
+    fn new(label: &str) -> Self {
+        let up = Upstream::new(800, 400);
+        let commit = up.latest().to_owned();
+        let drive = LoopDrive::new(label);
+        drive.mount();
+        let on_drive = drive.mount_point.join("repo");
+        copy_tree(&up.repo, &on_drive);
+        drive.sync();
+        let usb_id = format!("static:{}", file_uri(&on_drive));
+        let upstream = Server::start(
+            &up.repo,
+            ServeOptions {
+                rate: Some(2_000_000),
+                ..Default::default()
+            },
+        );
+        let client = Client::new(&upstream.url(), Trust::None);
+        Self {
+            up,
+            commit,
+            drive,
+            on_drive,
+            usb_id,
+            _upstream: upstream,
+            client,
+        }
+    }
+
+    /// Starts the update and returns it stopped (SIGSTOP) once the drive has
+    /// served `objects` objects.
+    fn update_stopped_after(&self, objects: u32) -> LiveUpdate {
+        let static_source = file_uri(&self.on_drive);
+        let mut live = self
+            .client
+            .spawn_update(&["--static-source", &static_source], &[]);
+        let mut from_usb = 0;
+        live.wait_for(Duration::from_secs(30), |e| {
+            from_usb +=
+                u32::from(e["event"] == "object-fetched" && e["source"] == self.usb_id.as_str());
+            from_usb >= objects
+        });
+        live.signal(libc::SIGSTOP);
+        live
+    }
+}

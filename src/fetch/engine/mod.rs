@@ -36,7 +36,7 @@ mod resolve;
 mod schedule;
 mod stage;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,7 @@ pub use self::resolve::unused_reason;
 use self::schedule::{NoCandidate, Outcome, Scheduler, SourceRank, SourceSchedule};
 use self::stage::Fetched;
 use crate::fetch::{CHECKPOINT_INTERVAL, PROGRESS_INTERVAL};
+use crate::repo::closure::TreeWalker;
 use crate::repo::objects::Commit;
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{ObjectName, RepoError};
@@ -332,12 +333,18 @@ impl Engine {
         sources: &mut [EngineSource],
     ) -> Result<(), EngineError> {
         let commit = Commit::parse(&plan.commit_bytes)?;
-        let mut seen: HashSet<ObjectName> = HashSet::new();
+        let mut walker = TreeWalker::new();
         let mut overall = OverallProgress {
             forecast_bytes: plan.download.map(|d| d.bytes),
             ..OverallProgress::default()
         };
-        Self::need(txn, &commit.children(), &mut seen, scheduler, &mut overall)?;
+        Self::need(
+            txn,
+            &commit.children(),
+            &mut walker,
+            scheduler,
+            &mut overall,
+        )?;
 
         let size_limits = SizeLimits::of(&commit);
         let (results_tx, results_rx) = async_channel::unbounded();
@@ -425,7 +432,7 @@ impl Engine {
                                 bytes,
                             });
                         }
-                        Self::need(txn, &children, &mut seen, scheduler, &mut overall)?;
+                        Self::need(txn, &children, &mut walker, scheduler, &mut overall)?;
                     }
                     Fetched::Bad(error) => {
                         let reason = format!("sent a bad object: {error}");
@@ -463,11 +470,11 @@ impl Engine {
     fn need(
         txn: &Transaction,
         names: &[ObjectName],
-        seen: &mut HashSet<ObjectName>,
+        walker: &mut TreeWalker,
         scheduler: &mut Scheduler,
         overall: &mut OverallProgress,
     ) -> Result<(), EngineError> {
-        let missing = stage::missing_objects(txn, names, seen)?;
+        let missing = stage::missing_objects(txn, names, walker)?;
         overall.objects_total += missing.len() as u64;
         scheduler.need(missing);
         overall.estimate_total();

@@ -2,13 +2,13 @@
 //! `checkpoint`, `publish`), fetching one object from one source and verifying it
 //! on the way in (rule 9), and the walk over what is stored already.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::events::RefPlan;
 use crate::repo::beneath::{self, BeneathError, Tree};
+use crate::repo::closure::TreeWalker;
 use crate::repo::commit::CommitPull;
 use crate::repo::objects::{verify_metadata, DirTree};
 use crate::repo::refs::RefKind;
@@ -66,27 +66,29 @@ pub(super) async fn publish(
 
 /// Of `names` and, beneath every dirtree among them that is stored already, of
 /// its children (walked in place), the objects not stored yet, in the order met.
-/// `seen` holds what earlier calls met: each object is looked at once.
+/// `walker` remembers what earlier calls met: each object is looked at once.
 pub(super) fn missing_objects(
     txn: &Transaction,
     names: &[ObjectName],
-    seen: &mut HashSet<ObjectName>,
+    walker: &mut TreeWalker,
 ) -> Result<Vec<ObjectName>, RepoError> {
     let mut missing = Vec::new();
-    let mut pending: Vec<ObjectName> = names.to_vec();
-    while let Some(name) = pending.pop() {
-        if !seen.insert(name) {
-            continue;
-        }
-        if !txn.has_object(&name) {
-            missing.push(name);
-            continue;
-        }
-        if name.kind == ObjectType::DirTree {
-            let tree = DirTree::parse(&txn.read_object_bytes(&name)?)?;
-            pending.extend(tree.children());
-        }
-    }
+    walker.walk_from(
+        names,
+        &mut |tree| {
+            let name = ObjectName::new(*tree, ObjectType::DirTree);
+            if !txn.has_object(&name) {
+                return Ok(None);
+            }
+            DirTree::parse(&txn.read_object_bytes(&name)?).map(Some)
+        },
+        &mut |name| {
+            if !txn.has_object(&name) {
+                missing.push(name);
+            }
+            Ok(())
+        },
+    )?;
     Ok(missing)
 }
 
