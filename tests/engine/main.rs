@@ -59,6 +59,32 @@ fn tree_requests(server: &Server) -> Vec<String> {
         .collect()
 }
 
+/// The update fetched `commit`'s whole closure from `source` alone, and none of
+/// `servers` was asked for an object of its tree.
+fn assert_served_only_by(
+    run: &UpdateRun,
+    up: &Upstream,
+    commit: &str,
+    source: &str,
+    servers: &[&Server],
+) {
+    run.assert_fetched_exactly(&closure(&up.repo, commit));
+    let counts = run.counts();
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        vec![source],
+        "not all from {source}: {counts:?}"
+    );
+    for server in servers {
+        assert!(
+            tree_requests(server).is_empty(),
+            "{} was asked for {:?}",
+            server.url(),
+            tree_requests(server)
+        );
+    }
+}
+
 fn source_state<'a>(sources: &'a [Value], id: &str) -> &'a str {
     sources
         .iter()

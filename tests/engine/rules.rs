@@ -30,21 +30,7 @@ fn rule1_file_static_source_serves_every_object() {
             "{id} not in plan {plan_sources:?}"
         );
     }
-    run.assert_fetched_exactly(&closure(&up.repo, &commit));
-    let counts = run.counts();
-    assert_eq!(
-        counts.keys().collect::<Vec<_>>(),
-        vec![&file_id],
-        "not all from the file source: {counts:?}"
-    );
-    for server in [&upstream, &lan] {
-        assert!(
-            tree_requests(server).is_empty(),
-            "{} was asked for {:?}",
-            server.url(),
-            tree_requests(server)
-        );
-    }
+    assert_served_only_by(&run, &up, &commit, &file_id, &[&upstream, &lan]);
     assert_installed(&client, &commit);
 }
 
@@ -80,21 +66,7 @@ fn rule1_sideload_symlink_serves_every_object() {
         "{:?}",
         run.plan_sources()
     );
-    run.assert_fetched_exactly(&closure(&up.repo, &commit));
-    let counts = run.counts();
-    assert_eq!(
-        counts.keys().collect::<Vec<_>>(),
-        vec![&usb_id],
-        "not all from the drive: {counts:?}"
-    );
-    for server in [&upstream, &lan] {
-        assert!(
-            tree_requests(server).is_empty(),
-            "{} was asked for {:?}",
-            server.url(),
-            tree_requests(server)
-        );
-    }
+    assert_served_only_by(&run, &up, &commit, &usb_id, &[&upstream, &lan]);
     assert_installed(&client, &commit);
 }
 
