@@ -54,6 +54,7 @@ use self::schedule::{NoCandidate, Outcome, Scheduler, SourceRank, SourceSchedule
 use self::stage::Fetched;
 use crate::fetch::{CHECKPOINT_INTERVAL, PROGRESS_INTERVAL};
 use crate::repo::closure::TreeWalker;
+use crate::repo::commit::CommitPull;
 use crate::repo::objects::Commit;
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{ObjectName, RepoError};
@@ -291,7 +292,7 @@ impl Engine {
         plan: &RefPlan,
         sources: &mut [EngineSource],
     ) -> Result<(), EngineError> {
-        let pull = stage::begin(&self.repo, plan)?;
+        let pull = CommitPull::begin(&self.repo, plan.commit)?;
         let txn = pull.transaction().clone();
         let mut scheduler = Scheduler::new(
             sources.iter().map(|s| s.state.clone()).collect(),

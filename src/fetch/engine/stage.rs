@@ -1,6 +1,6 @@
-//! Getting objects into the store: the transaction a pull runs in (`begin`,
-//! `checkpoint`, `publish`), fetching one object from one source and verifying it
-//! on the way in (rule 9), and the walk over what is stored already.
+//! Getting objects into the store: checkpointing and finishing the `CommitPull` a
+//! pull runs in (`checkpoint`, `publish`), fetching one object from one source and
+//! verifying it on the way in (rule 9), and the walk over what is stored already.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +12,7 @@ use crate::repo::closure::TreeWalker;
 use crate::repo::commit::CommitPull;
 use crate::repo::objects::{verify_metadata, DirTree};
 use crate::repo::refs::RefKind;
-use crate::repo::store::{Repo, Transaction};
+use crate::repo::store::Transaction;
 use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
 use crate::transport::{Body, Transport, TransportError};
 
@@ -29,12 +29,6 @@ pub(super) enum Fetched {
     Bad(RepoError),
     Failed(TransportError),
     Local(RepoError),
-}
-
-/// Starts pulling `plan`'s commit (`CommitPull`: the commit marked partial, a
-/// transaction its objects are staged in).
-pub(super) fn begin(repo: &Repo, plan: &RefPlan) -> Result<CommitPull, RepoError> {
-    CommitPull::begin(repo, plan.commit)
 }
 
 /// Makes what is staged durable and moves it into `objects/` (see
