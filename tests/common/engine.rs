@@ -292,6 +292,19 @@ impl Client {
         }
     }
 
+    /// Starts `ferryctl update` and hands it back stopped (`SIGSTOP`, by the engine
+    /// itself: `FERRY_TEST_STOP_AFTER_OBJECTS`) once it has stored `objects`
+    /// objects, so the test can change a source at that point; `SIGCONT` resumes it.
+    pub fn spawn_update_stopped_after(&self, discovery: &[&str], objects: u32) -> LiveUpdate {
+        let mut cmd = self.update_command(discovery, &[]);
+        cmd.env("FERRY_TEST_STOP_AFTER_OBJECTS", objects.to_string());
+        let live = LiveUpdate {
+            process: JsonLines::spawn(cmd),
+        };
+        live.wait_stopped(Duration::from_secs(60));
+        live
+    }
+
     /// `ferryctl sources --json`.
     pub fn sources(&self, discovery: &[&str]) -> Vec<Value> {
         let out = stdout_of(self.ferryctl().args(discovery).args(["sources", "--json"]));
@@ -543,6 +556,31 @@ impl LiveUpdate {
 
     pub fn signal(&self, signal: i32) {
         self.process.signal(signal);
+    }
+
+    /// Waits until the process is stopped (state `T` in `/proc/PID/stat`); panics
+    /// after `timeout` or when it ended first.
+    pub fn wait_stopped(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let stat = format!("/proc/{}/stat", self.pid());
+        loop {
+            let line = fs::read_to_string(&stat).unwrap_or_default();
+            // The state follows the command name's closing parenthesis.
+            match line
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+            {
+                Some('T') => return,
+                Some('Z') | None => panic!(
+                    "ferryctl update ended before it stopped:\n{}",
+                    self.process.stderr()
+                ),
+                Some(_) if Instant::now() > deadline => {
+                    panic!("ferryctl update did not stop within {timeout:?}")
+                }
+                Some(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
 
     /// SIGKILL and reap.

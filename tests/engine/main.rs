@@ -182,20 +182,11 @@ impl DriveBesideUpstream {
         }
     }
 
-    /// Starts the update and returns it stopped (SIGSTOP) once the drive has
-    /// served `objects` objects.
+    /// Starts the update and returns it stopped (SIGSTOP) once `objects` objects
+    /// are stored, nearly all from the drive (it ranks first).
     fn update_stopped_after(&self, objects: u32) -> LiveUpdate {
         let static_source = file_uri(&self.on_drive);
-        let mut live = self
-            .client
-            .spawn_update(&["--static-source", &static_source], &[]);
-        let mut from_usb = 0;
-        live.wait_for(Duration::from_secs(30), |e| {
-            from_usb +=
-                u32::from(e["event"] == "object-fetched" && e["source"] == self.usb_id.as_str());
-            from_usb >= objects
-        });
-        live.signal(libc::SIGSTOP);
-        live
+        self.client
+            .spawn_update_stopped_after(&["--static-source", &static_source], objects)
     }
 }

@@ -63,6 +63,23 @@ use crate::sources::{Source, SourceKind};
 use crate::transport::{HttpClient, HttpSettings, Transport};
 use crate::trust;
 
+/// Tests only: `FERRY_TEST_STOP_AFTER_OBJECTS=N` stops the whole process
+/// (`SIGSTOP`) once a pull has stored N objects, so that a test can change a source
+/// (make a drive fail) at a known point of the pull rather than racing the engine
+/// from the outside. `SIGCONT` lets it go on.
+fn test_hook_stop_after(objects_done: u64) {
+    static STOP_AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let stop_after = STOP_AFTER.get_or_init(|| {
+        std::env::var("FERRY_TEST_STOP_AFTER_OBJECTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+    });
+    if *stop_after == Some(objects_done) {
+        // SAFETY: raise(3) with a valid signal number.
+        unsafe { libc::raise(libc::SIGSTOP) };
+    }
+}
+
 /// How often the requests in flight are looked over for slow ones (a scan walks
 /// every request in flight, so not on every result).
 const SLOW_SCAN_INTERVAL: Duration = Duration::from_millis(250);
@@ -434,6 +451,7 @@ impl Engine {
                             });
                         }
                         Self::need(txn, &children, &mut walker, scheduler, &mut overall)?;
+                        test_hook_stop_after(overall.objects_done);
                     }
                     Fetched::Bad(error) => {
                         let reason = format!("sent a bad object: {error}");
