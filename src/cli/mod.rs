@@ -88,6 +88,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         ed25519_secret: PathBuf,
     },
+    /// Apply a static delta (as `ostree static-delta apply-offline`): PATH is its
+    /// directory or its superblock file; its objects and commit are stored, no ref moves
+    ApplyDelta { path: PathBuf },
     /// Check a commit out into a new directory
     Checkout { rev: String, destination: PathBuf },
     /// Share the repository with nearby computers over HTTP
@@ -128,6 +131,7 @@ pub fn main() -> ExitCode {
             rev,
             ed25519_secret,
         } => repo_cmds::sign(&repo, &rev, &ed25519_secret),
+        Command::ApplyDelta { path } => repo_cmds::apply_delta(&repo, &path, cli.json),
         Command::Checkout { rev, destination } => repo_cmds::checkout(&repo, &rev, &destination),
         Command::Serve(args) => share::run_serve(&repo, &args, cli.json),
         Command::PrepareUsb(args) => share::run_prepare_usb(&repo, &args, cli.json),

@@ -550,6 +550,26 @@ pub fn summary_update(path: &Path) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn apply_delta(path: &Path, delta: &Path, json: bool) -> CmdResult {
+    let repo = open_repo(path)?;
+    let (commit, stats) = crate::repo::delta::apply_offline(&repo, delta)
+        .map_err(|e| format!("cannot apply the delta {}: {e}", delta.display()))?;
+    if json {
+        print_json(&serde_json::json!({
+            "commit": commit,
+            "parts-applied": stats.parts_applied,
+            "parts-skipped": stats.parts_skipped,
+            "objects": stats.objects,
+        }));
+    } else {
+        println!(
+            "Stored commit {commit} and {} objects from {} delta parts ({} parts had nothing new)",
+            stats.objects, stats.parts_applied, stats.parts_skipped
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn checkout(path: &Path, rev: &str, destination: &Path) -> CmdResult {
     let repo = open_repo(path)?;
     let commit = resolve_rev(&repo, rev)?;

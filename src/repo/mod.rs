@@ -11,6 +11,7 @@ pub mod checkout;
 pub mod closure;
 pub mod commit;
 pub mod config;
+pub mod delta;
 pub mod durable;
 pub mod filez;
 pub mod fsck;

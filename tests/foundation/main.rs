@@ -14,6 +14,7 @@ mod objects;
 mod round_trips;
 mod sign_cli;
 mod signals;
+mod static_deltas;
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
