@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
     # build
     pkg-config meson gettext libglib2.0-dev libglib2.0-dev-bin libglib2.0-bin
-    libgtk-4-dev libadwaita-1-dev libsoup-3.0-dev
+    libgtk-4-dev libadwaita-1-dev libsoup-3.0-dev liblzma-dev
     # data file validators used by the tests
     desktop-file-utils appstream
     # the reference implementation and tools the integration tests drive
