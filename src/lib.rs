@@ -14,6 +14,7 @@ pub mod repo;
 pub mod share;
 pub mod signals;
 pub mod sources;
+pub mod system;
 pub mod transport;
 pub mod trust;
 

@@ -7,6 +7,7 @@ mod output;
 mod repo_cmds;
 pub mod share;
 pub mod sources;
+mod system;
 mod update;
 
 use std::path::PathBuf;
@@ -24,6 +25,14 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Work on this OSTree sysroot (its `ostree/repo` and deployments), as root
+    #[arg(long, global = true, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+
+    /// The operating system (stateroot) in the sysroot (default: the default deployment's)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub os: Option<String>,
 
     #[command(flatten)]
     pub discovery: sources::DiscoveryArgs,
@@ -93,6 +102,12 @@ pub enum Command {
     ApplyDelta { path: PathBuf },
     /// Check a commit out into a new directory
     Checkout { rev: String, destination: PathBuf },
+    /// List the sysroot's deployments, the default first
+    Status,
+    /// Deploy the newest commit of what the default deployment follows (after update)
+    Apply,
+    /// Make the previous deployment the default again (the current one is removed)
+    Rollback,
     /// Share the repository with nearby computers over HTTP
     Serve(share::ServeArgs),
     /// Copy updates onto a USB drive (as `ostree create-usb` does)
@@ -104,11 +119,17 @@ pub fn main() -> ExitCode {
     // SAFETY: called once, before any other thread exists or logs.
     unsafe { glib::log_writer_default_set_use_stderr(true) };
     let cli = Cli::parse();
+    // On a sysroot, its system repository is the repository.
     let repo = cli
         .repo
         .clone()
+        .or_else(|| cli.sysroot.as_ref().map(|s| s.join("ostree/repo")))
         .unwrap_or_else(crate::repo::default_repo_path);
+    let sysroot = || system::sysroot(cli.sysroot.as_deref(), cli.os.as_deref());
     let result = match cli.command {
+        Command::Status => sysroot().and_then(|s| system::status(&s, cli.json)),
+        Command::Apply => sysroot().and_then(|s| system::apply(&s, cli.json)),
+        Command::Rollback => sysroot().and_then(|s| system::rollback(&s, cli.json)),
         Command::Init { collection_id } => repo_cmds::init(&repo, collection_id.as_deref()),
         Command::Remote(cmd) => repo_cmds::remote(&repo, cmd, cli.json),
         Command::Track { remote, ref_name } => repo_cmds::track(&repo, &remote, &ref_name),
