@@ -39,6 +39,9 @@ pub enum Command {
         /// The repository's own collection ID
         #[arg(long, value_name = "ID")]
         collection_id: Option<String>,
+        /// How file objects are stored, as `ostree init --mode` (bare needs root)
+        #[arg(long, default_value = "archive", value_parser = ["archive", "bare", "bare-user", "bare-user-only"])]
+        mode: String,
     },
     /// Configure remotes (as `ostree remote` does)
     #[command(subcommand)]
@@ -106,7 +109,10 @@ pub fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(crate::repo::default_repo_path);
     let result = match cli.command {
-        Command::Init { collection_id } => repo_cmds::init(&repo, collection_id.as_deref()),
+        Command::Init {
+            collection_id,
+            mode,
+        } => repo_cmds::init(&repo, &mode, collection_id.as_deref()),
         Command::Remote(cmd) => repo_cmds::remote(&repo, cmd, cli.json),
         Command::Track { remote, ref_name } => repo_cmds::track(&repo, &remote, &ref_name),
         Command::Pull {

@@ -88,6 +88,9 @@ pub enum UsbError {
     NoCollectionId(String),
     #[error("{remote}:{ref_name} has not been downloaded completely yet (run “ferryctl update”)")]
     NotDownloaded { remote: String, ref_name: String },
+    /// Copying from or onto a bare repository is not written yet (issue 13, item 4).
+    #[error("{path} is a {mode} repository; drives are written from and to archive repositories only, for now")]
+    NotArchive { path: PathBuf, mode: &'static str },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -351,6 +354,7 @@ pub fn plan(options: &UsbOptions) -> Result<UsbPlan, UsbError> {
 }
 
 fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<UsbPlan, UsbError> {
+    check_archive(repo)?;
     let mount = &options.mount;
     if !fs::metadata(mount).map_err(io_error(mount))?.is_dir() {
         return Err(UsbError::NotADirectory(mount.clone()));
@@ -372,7 +376,9 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
     // An existing repository on the drive: only what it lacks is copied.
     let existing = if destination.join("config").is_file() {
         RepoConfig::load(&destination)?;
-        Some(Repo::open(&destination)?)
+        let existing = Repo::open(&destination)?;
+        check_archive(&existing)?;
+        Some(existing)
     } else {
         None
     };
@@ -596,6 +602,16 @@ fn make_repo_readable(destination: &Path) {
     for name in ["config", "summary", "refs", "state", "extensions", "tmp"] {
         make_readable(&destination.join(name));
     }
+}
+
+fn check_archive(repo: &Repo) -> Result<(), UsbError> {
+    if repo.mode().is_archive() {
+        return Ok(());
+    }
+    Err(UsbError::NotArchive {
+        path: repo.root().to_path_buf(),
+        mode: repo.mode().as_str(),
+    })
 }
 
 /// Creates the destination repository when the drive has none.
