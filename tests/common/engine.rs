@@ -232,6 +232,13 @@ impl Client {
         let repo = dir.path().join("client");
         let client = Client { dir, repo };
         run_ok(client.ferryctl().args(["init", "--mode", mode]));
+        let config = fs::read_to_string(client.repo.join("config")).unwrap();
+        let written = if mode == "archive" {
+            "archive-z2"
+        } else {
+            mode
+        };
+        assert!(config.contains(&format!("mode={written}\n")), "{config}");
         let mut add = client.ferryctl();
         add.args([
             "remote",
