@@ -393,6 +393,28 @@ pub fn open_filez<R: BufRead>(
     Ok((header, flate2::bufread::DeflateDecoder::new(reader)))
 }
 
+/// The `.filez` of `header` + `content` as a stream: the framed header, then the
+/// content deflated as it is read (at ostree's level, as [`write_filez`]).
+/// `header.size` must be the content's length.
+pub fn filez_stream<R: Read>(header: &FileHeader, content: R) -> impl Read {
+    let compressed = header.is_regular().then(|| {
+        flate2::read::DeflateEncoder::new(content, flate2::Compression::new(DEFLATE_LEVEL))
+    });
+    io::Cursor::new(header.archive_header_bytes()).chain(OptionalReader(compressed))
+}
+
+/// Reads nothing when there is nothing to read (a symlink has no content).
+struct OptionalReader<R>(Option<R>);
+
+impl<R: Read> Read for OptionalReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(reader) => reader.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
 /// Writes a `.filez` for `header` + `content` and returns its object checksum.
 /// `header.size` must be the content's length.
 pub fn write_filez(
@@ -576,6 +598,18 @@ mod tests {
     }
 
     #[test]
+    fn streamed_filez_verifies() {
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let (_, checksum) = filez_of(&content);
+        let mut streamed = Vec::new();
+        filez_stream(&regular(content.len() as u64), &content[..])
+            .read_to_end(&mut streamed)
+            .unwrap();
+        let (header, _) = verify_filez(&streamed[..], &checksum, &mut io::sink()).unwrap();
+        assert_eq!(header.size, content.len() as u64);
+    }
+
+    #[test]
     fn symlink_without_content() {
         let header = FileHeader {
             mode: libc::S_IFLNK | 0o777,
@@ -586,5 +620,11 @@ mod tests {
         let checksum = write_filez(&header, &mut io::empty(), &mut filez).unwrap();
         let (parsed, _) = verify_filez(&filez[..], &checksum, &mut io::sink()).unwrap();
         assert_eq!(parsed, header);
+        // Streamed, a symlink is its header alone, as written.
+        let mut streamed = Vec::new();
+        filez_stream(&header, io::empty())
+            .read_to_end(&mut streamed)
+            .unwrap();
+        assert_eq!(streamed, filez);
     }
 }

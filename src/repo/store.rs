@@ -18,7 +18,7 @@ use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
 use crate::repo::config::{RepoConfig, RepoMode};
 use crate::repo::durable::{sync_dir, syncfs};
 use crate::repo::error::{RepoError, Result};
-use crate::repo::filez::verify_filez;
+use crate::repo::filez::{filez_stream, verify_filez};
 use crate::repo::modes::{self, FileObject};
 use crate::repo::objects::{Commit, DirMeta, DirTree};
 use crate::repo::refs::{self, RefKind};
@@ -102,6 +102,22 @@ impl Repo {
     /// checksum covers, and its content.
     pub fn open_file_object(&self, name: &ObjectName) -> Result<FileObject> {
         modes::open_file_object(self.mode, &self.object_path(name), name)
+    }
+
+    /// A stored file object as a `.filez` stream (how objects travel), in any
+    /// mode: read as it is from an archive repository, made as it is read from a
+    /// bare one (content deflated on the fly, never whole in memory).
+    pub fn filez_stream(&self, name: &ObjectName) -> Result<Box<dyn Read + Send>> {
+        let path = self.object_path(name);
+        if self.mode.is_archive() {
+            let file = File::open(&path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => RepoError::MissingObject(*name),
+                _ => RepoError::io(&path, e),
+            })?;
+            return Ok(Box::new(file));
+        }
+        let object = self.open_file_object(name)?;
+        Ok(Box::new(filez_stream(&object.header, object.content)))
     }
 
     /// Checks a stored file object against its name.

@@ -88,8 +88,8 @@ pub enum UsbError {
     NoCollectionId(String),
     #[error("{remote}:{ref_name} has not been downloaded completely yet (run “ferryctl update”)")]
     NotDownloaded { remote: String, ref_name: String },
-    /// Copying from or onto a bare repository is not written yet (issue 13, item 4).
-    #[error("{path} is a {mode} repository; drives are written from and to archive repositories only, for now")]
+    /// A drive's repository must be an archive one (`ostree create-usb` layout).
+    #[error("the drive's repository {path} is a {mode} repository, not an archive one: Ferry does not write it")]
     NotArchive { path: PathBuf, mode: &'static str },
     #[error("{path}: {source}")]
     Io {
@@ -354,7 +354,6 @@ pub fn plan(options: &UsbOptions) -> Result<UsbPlan, UsbError> {
 }
 
 fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<UsbPlan, UsbError> {
-    check_archive(repo)?;
     let mount = &options.mount;
     if !fs::metadata(mount).map_err(io_error(mount))?.is_dir() {
         return Err(UsbError::NotADirectory(mount.clone()));
@@ -392,8 +391,9 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
             if !seen.insert(name) || existing.as_ref().is_some_and(|dest| dest.has_object(&name)) {
                 continue;
             }
+            // Stored size: a bare object's (uncompressed) overestimates the drive's.
             let path = repo.object_path(&name);
-            let size = fs::metadata(&path).map_err(io_error(&path))?.len();
+            let size = fs::symlink_metadata(&path).map_err(io_error(&path))?.len();
             objects += 1;
             bytes += size;
             needed += size.div_ceil(block) * block;
@@ -687,7 +687,7 @@ pub fn prepare_usb(
         return Err(UsbError::OutsideDrive(destination));
     }
 
-    let source = PathSource::new(&options.repo.to_string_lossy())?;
+    let source = PathSource::local(&repo);
     let cancel = AtomicBool::new(false);
     let accept = |_: &pull::CommitToCheck<'_>| -> Result<(), String> {
         // The commit was verified when it was pulled into the local repository.
