@@ -596,6 +596,59 @@ mod tests {
         assert_eq!(xattrs, with_xattrs.xattrs);
     }
 
+    /// A `.filez` of `header` + `content` and its checksum.
+    fn filez(header: &FileHeader, content: &[u8]) -> (Vec<u8>, ObjectName) {
+        let mut bytes = Vec::new();
+        let checksum =
+            crate::repo::filez::write_filez(header, &mut &content[..], &mut bytes).unwrap();
+        (
+            bytes,
+            ObjectName::new(checksum, crate::repo::ObjectType::File),
+        )
+    }
+
+    /// A setuid object is refused by bare-user-only only once it is verified: a
+    /// forged header that does not match the name is the source's fault (a bad
+    /// object), not something the destination cannot hold. Nothing is written
+    /// either way.
+    #[test]
+    fn refusal_comes_after_verification_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object");
+        let content = b"#!/bin/sh\n";
+        let setuid = FileHeader {
+            size: content.len() as u64,
+            ..regular(0o4755)
+        };
+        let (bytes, name) = filez(&setuid, content);
+        let error = write_from_filez(RepoMode::BareUserOnly, &bytes[..], &name, &path).unwrap_err();
+        assert!(matches!(error, RepoError::CannotHold { .. }), "{error}");
+        assert!(error.is_local());
+        assert!(
+            fs::symlink_metadata(&path).is_err(),
+            "something was written"
+        );
+
+        // The same header in front of other content: named as the honest object.
+        let (forged, _) = filez(&setuid, b"#!/bin/sh\nrm\n");
+        let error =
+            write_from_filez(RepoMode::BareUserOnly, &forged[..], &name, &path).unwrap_err();
+        assert!(!error.is_local(), "{error}");
+        assert!(
+            fs::symlink_metadata(&path).is_err(),
+            "something was written"
+        );
+
+        // bare-user holds it, without the setuid bit on disk.
+        let size = write_from_filez(RepoMode::BareUser, &bytes[..], &name, &path).unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o755);
+        let object = open_file_object(RepoMode::BareUser, &path, &name).unwrap();
+        assert_eq!(object.header, setuid);
+        verify_file_object(RepoMode::BareUser, &path, &name).unwrap();
+    }
+
     #[test]
     fn what_each_mode_holds() {
         let setuid = regular(0o4755);
