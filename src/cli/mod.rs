@@ -48,6 +48,9 @@ pub enum Command {
         /// The repository's own collection ID
         #[arg(long, value_name = "ID")]
         collection_id: Option<String>,
+        /// How file objects are stored, as `ostree init --mode` (bare needs root)
+        #[arg(long, default_value = "archive", value_parser = ["archive", "bare", "bare-user", "bare-user-only"])]
+        mode: String,
     },
     /// Configure remotes (as `ostree remote` does)
     #[command(subcommand)]
@@ -130,7 +133,10 @@ pub fn main() -> ExitCode {
         Command::Status => sysroot().and_then(|s| system::status(&s, cli.json)),
         Command::Apply => sysroot().and_then(|s| system::apply(&s, cli.json)),
         Command::Rollback => sysroot().and_then(|s| system::rollback(&s, cli.json)),
-        Command::Init { collection_id } => repo_cmds::init(&repo, collection_id.as_deref()),
+        Command::Init {
+            collection_id,
+            mode,
+        } => repo_cmds::init(&repo, &mode, collection_id.as_deref()),
         Command::Remote(cmd) => repo_cmds::remote(&repo, cmd, cli.json),
         Command::Track { remote, ref_name } => repo_cmds::track(&repo, &remote, &ref_name),
         Command::Pull {

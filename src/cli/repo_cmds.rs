@@ -13,7 +13,7 @@ use crate::cli::output::{format_size, format_timestamp, print_json, PrintPacer};
 use crate::fetch::engine::{Engine, EngineEvent, EngineSettings, Target};
 use crate::fetch::pull::{self, CommitToCheck, PullEvent, PullRequest};
 use crate::fetch::PathSource;
-use crate::repo::config::{RemoteConfig, RepoConfig};
+use crate::repo::config::{RemoteConfig, RepoConfig, RepoMode};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::{
@@ -58,14 +58,24 @@ fn load_config(path: &Path) -> Result<RepoConfig, String> {
     RepoConfig::load(path).map_err(|e| e.to_string())
 }
 
-pub fn init(path: &Path, collection_id: Option<&str>) -> CmdResult {
+pub fn init(path: &Path, mode: &str, collection_id: Option<&str>) -> CmdResult {
     if path.join("config").exists() {
         return Err(format!("{} is already a repository", path.display()));
     }
-    let config = RepoConfig::new(path, collection_id).map_err(|e| e.to_string())?;
-    Repo::create_layout(path).map_err(|e| e.to_string())?;
+    // `--mode=archive` writes `archive-z2`, as `ostree init` does.
+    let mode = match RepoMode::parse(mode).map_err(|e| e.to_string())? {
+        RepoMode::Archive => RepoMode::ArchiveZ2,
+        other => other,
+    };
+    let config = RepoConfig::with_mode(path, mode, collection_id).map_err(|e| e.to_string())?;
+    Repo::create_layout_for(path, mode).map_err(|e| e.to_string())?;
     config.save().map_err(|e| e.to_string())?;
-    println!("Created an archive repository at {}", path.display());
+    let kind = if mode.is_archive() {
+        "an archive".to_owned()
+    } else {
+        format!("a {mode}")
+    };
+    println!("Created {kind} repository at {}", path.display());
     Ok(ExitCode::SUCCESS)
 }
 

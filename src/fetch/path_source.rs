@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::fetch::error::PullError;
 use crate::repo::beneath::{BeneathError, ErrorKeepingReader, Tree};
 use crate::repo::refs::{self, RefKind};
-use crate::repo::store::Transaction;
+use crate::repo::store::{Repo, Transaction};
 use crate::repo::{Checksum, ObjectName, RepoError};
 
 /// A repository read straight from the filesystem.
@@ -14,6 +14,9 @@ use crate::repo::{Checksum, ObjectName, RepoError};
 pub struct PathSource {
     root: PathBuf,
     name: String,
+    /// This computer's own repository (prepare-usb's source), read in its mode:
+    /// a bare one has no `.filez` to copy, they are made as they are read.
+    local: Option<Repo>,
 }
 
 impl PathSource {
@@ -27,7 +30,29 @@ impl PathSource {
         if !path.join("objects").is_dir() {
             return Err(PullError::NotServing { source_name: name });
         }
-        Ok(Self { root: path, name })
+        Ok(Self {
+            root: path,
+            name,
+            local: None,
+        })
+    }
+
+    /// The local repository `repo` as a source, in any mode.
+    pub fn local(repo: &Repo) -> Self {
+        Self {
+            root: repo.root().to_path_buf(),
+            name: repo.root().display().to_string(),
+            local: Some(repo.clone()),
+        }
+    }
+
+    /// The stored size of a file object (0 if unknown): for progress only.
+    pub fn file_size(&self, name: &ObjectName) -> u64 {
+        let path = match &self.local {
+            Some(repo) => repo.object_path(name),
+            None => self.root.join(name.relative_path()),
+        };
+        std::fs::symlink_metadata(path).map_or(0, |m| m.len())
     }
 
     pub fn root(&self) -> &Path {
@@ -103,6 +128,17 @@ impl PathSource {
         txn: &Transaction,
         name: &ObjectName,
     ) -> Result<Option<u64>, PullError> {
+        if let Some(repo) = self.local.as_ref().filter(|r| !r.mode().is_archive()) {
+            let stream = match repo.filez_stream(name) {
+                Ok(stream) => stream,
+                Err(RepoError::MissingObject(_)) => return Ok(None),
+                Err(error) => return Err(self.bad_or_local(error)),
+            };
+            return match txn.stage_filez(name, stream) {
+                Ok(n) => Ok(Some(n)),
+                Err(error) => Err(self.bad_or_local(error)),
+            };
+        }
         let tree = self.tree()?;
         let relative = name.relative_path();
         let file = match tree.open_file(&relative) {
@@ -115,11 +151,18 @@ impl PathSource {
         match (result, reader.into_error()) {
             (Ok(n), _) => Ok(Some(n)),
             (Err(_), Some(e)) => Err(self.error(tree.read_error(&relative, e))),
-            (Err(error), None) if error.is_local() => Err(PullError::Local(error)),
-            (Err(error), None) => Err(PullError::BadObject {
+            (Err(error), None) => Err(self.bad_or_local(error)),
+        }
+    }
+
+    fn bad_or_local(&self, error: RepoError) -> PullError {
+        if error.is_local() {
+            PullError::Local(error)
+        } else {
+            PullError::BadObject {
                 source_name: self.name.clone(),
                 error,
-            }),
+            }
         }
     }
 }

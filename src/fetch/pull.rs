@@ -242,8 +242,7 @@ fn walk_tree(
                         outcome.objects_present += 1;
                         return Ok(());
                     }
-                    let path = source.root().join(name.relative_path());
-                    plan.bytes_total += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    plan.bytes_total += source.file_size(&name);
                     plan.files += 1;
                     missing(name.checksum);
                 }

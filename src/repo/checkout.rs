@@ -7,7 +7,7 @@
 //! write outside the target.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 
 use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
 use crate::repo::error::{RepoError, Result};
-use crate::repo::filez::open_filez;
 use crate::repo::objects::validate_tree_name;
 use crate::repo::store::Repo;
 
@@ -47,8 +46,8 @@ fn checkout_dir(repo: &Repo, tree: &Checksum, meta: &Checksum, dir: &Path) -> Re
 
 fn checkout_file(repo: &Repo, checksum: &Checksum, path: &Path) -> Result<()> {
     let name = ObjectName::new(*checksum, ObjectType::File);
-    let object = repo.open_object(&name)?;
-    let (header, mut content) = open_filez(BufReader::new(object), &name)?;
+    let object = repo.open_file_object(&name)?;
+    let (header, mut content) = (object.header, object.content);
     let mut hasher = Sha256::new();
     hasher.update(header.checksum_header_bytes());
     if header.is_symlink() {

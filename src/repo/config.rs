@@ -26,31 +26,67 @@ const CORE: &str = "core";
 const FERRY: &str = "ferry";
 const TRACKED_REFS: &str = "tracked-refs";
 
-/// The archive modes Ferry works with. Both store file content as `.filez`;
-/// `ostree init --mode=archive` writes `archive-z2`.
+/// The repository modes Ferry reads and writes (`[core] mode=`). They differ only
+/// in how file objects are stored (see `repo::modes`); metadata objects, refs and
+/// the layout are the same in all of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum RepoMode {
-    /// `mode=archive-z2`
+    /// `mode=archive-z2`: file objects as `.filez` (what `ostree init --mode=archive`
+    /// writes).
     ArchiveZ2,
-    /// `mode=archive`
+    /// `mode=archive`: the same format under its newer name.
     Archive,
+    /// `mode=bare`: file objects as the files themselves (`.file`), with their
+    /// owner, mode and extended attributes; needs root to write.
+    Bare,
+    /// `mode=bare-user`: regular files (symlinks too) whose owner, mode and
+    /// extended attributes live in the `user.ostreemeta` extended attribute.
+    BareUser,
+    /// `mode=bare-user-only`: plain files and symlinks with canonical permissions,
+    /// no owner and no extended attributes (Flatpak's system repository).
+    BareUserOnly,
 }
 
 impl RepoMode {
+    /// Every mode, in the order `ferryctl init --mode` lists them.
+    pub const ALL: [RepoMode; 5] = [
+        RepoMode::ArchiveZ2,
+        RepoMode::Archive,
+        RepoMode::Bare,
+        RepoMode::BareUser,
+        RepoMode::BareUserOnly,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RepoMode::ArchiveZ2 => "archive-z2",
             RepoMode::Archive => "archive",
+            RepoMode::Bare => "bare",
+            RepoMode::BareUser => "bare-user",
+            RepoMode::BareUserOnly => "bare-user-only",
         }
     }
 
-    /// Parses a `[core] mode=` value; any non-archive mode is
-    /// [`RepoError::UnsupportedMode`].
+    /// Parses a `[core] mode=` value; any other mode (`bare-split-xattrs`, a typo)
+    /// is [`RepoError::UnsupportedMode`].
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "archive-z2" => Ok(RepoMode::ArchiveZ2),
-            "archive" => Ok(RepoMode::Archive),
-            other => Err(RepoError::UnsupportedMode(other.to_owned())),
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+            .ok_or_else(|| RepoError::UnsupportedMode(s.to_owned()))
+    }
+
+    /// Whether file objects are stored as `.filez` (compressed, with their header).
+    pub fn is_archive(self) -> bool {
+        matches!(self, RepoMode::ArchiveZ2 | RepoMode::Archive)
+    }
+
+    /// The file name extension of stored file objects: `filez` or `file`.
+    pub fn file_extension(self) -> &'static str {
+        if self.is_archive() {
+            "filez"
+        } else {
+            "file"
         }
     }
 }
@@ -148,12 +184,22 @@ impl RepoConfig {
     /// `ostree init --mode=archive [--collection-id=ID]` writes it. Nothing is
     /// written until [`save`](Self::save).
     pub fn new(root: impl Into<PathBuf>, collection_id: Option<&str>) -> Result<Self> {
+        Self::with_mode(root, RepoMode::ArchiveZ2, collection_id)
+    }
+
+    /// A new config of the given mode, as `ostree init --mode=MODE
+    /// [--collection-id=ID]` writes it.
+    pub fn with_mode(
+        root: impl Into<PathBuf>,
+        mode: RepoMode,
+        collection_id: Option<&str>,
+    ) -> Result<Self> {
         if let Some(id) = collection_id {
             validate_collection_id(id)?;
         }
         let keyfile = KeyFile::new();
         keyfile.set_string(CORE, "repo_version", "1");
-        keyfile.set_string(CORE, "mode", RepoMode::ArchiveZ2.as_str());
+        keyfile.set_string(CORE, "mode", mode.as_str());
         if let Some(id) = collection_id {
             keyfile.set_string(CORE, "collection-id", id);
         }
@@ -164,7 +210,7 @@ impl RepoConfig {
     }
 
     /// Loads `root/config`. [`RepoError::NotARepository`] if there is none;
-    /// [`RepoError::UnsupportedMode`] unless the mode is `archive-z2` or `archive`.
+    /// [`RepoError::UnsupportedMode`] for a mode Ferry does not know.
     pub fn load(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         let path = root.join(CONFIG_FILE);
@@ -255,7 +301,7 @@ impl RepoConfig {
         }
     }
 
-    /// `[core] mode`; ostree's default when absent is `bare`, which Ferry refuses.
+    /// `[core] mode`; absent means `bare`, as for libostree.
     pub fn mode(&self) -> Result<RepoMode> {
         let mode = self
             .optional_string(CORE, "mode")?
@@ -524,9 +570,16 @@ mod tests {
     #[test]
     fn modes() {
         assert_eq!(RepoMode::parse("archive").unwrap(), RepoMode::Archive);
+        for mode in RepoMode::ALL {
+            assert_eq!(RepoMode::parse(mode.as_str()).unwrap(), mode);
+        }
+        assert_eq!(
+            RepoMode::parse("bare-user").unwrap().file_extension(),
+            "file"
+        );
         assert!(matches!(
-            RepoMode::parse("bare"),
-            Err(RepoError::UnsupportedMode(m)) if m == "bare"
+            RepoMode::parse("bare-split-xattrs"),
+            Err(RepoError::UnsupportedMode(m)) if m == "bare-split-xattrs"
         ));
     }
 

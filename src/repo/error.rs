@@ -33,8 +33,19 @@ pub enum RepoError {
     UnsafeName(String),
     #[error("“{0}” is not an OSTree repository")]
     NotARepository(PathBuf),
-    #[error("repository mode “{0}” is not supported (Ferry uses archive repositories)")]
+    #[error(
+        "repository mode “{0}” is not supported (Ferry reads and writes archive, bare, \
+         bare-user and bare-user-only repositories)"
+    )]
     UnsupportedMode(String),
+    /// A verified file object the repository's mode cannot store faithfully (a
+    /// setuid file for `bare-user-only`): the same from every source.
+    #[error("object {name} cannot be stored in a {mode} repository: {reason}")]
+    CannotHold {
+        name: ObjectName,
+        mode: &'static str,
+        reason: String,
+    },
     #[error("repository configuration: {0}")]
     Config(String),
     #[error("no remote named “{0}”")]
@@ -69,10 +80,13 @@ impl RepoError {
         }
     }
 
-    /// Whether this is trouble of this computer (its disk, its files), as opposed
-    /// to bad input from a source.
+    /// Whether this is trouble of this computer (its disk, its files, what its
+    /// repository can hold), as opposed to bad input from a source.
     pub fn is_local(&self) -> bool {
-        matches!(self, RepoError::Io { .. } | RepoError::NoSpace { .. })
+        matches!(
+            self,
+            RepoError::Io { .. } | RepoError::NoSpace { .. } | RepoError::CannotHold { .. }
+        )
     }
 
     pub fn format(what: &'static str, reason: impl Into<String>) -> Self {

@@ -81,7 +81,7 @@ impl FileHeader {
         }
     }
 
-    fn validate(&self, name: &ObjectName) -> Result<()> {
+    pub(crate) fn validate(&self, name: &ObjectName) -> Result<()> {
         let corrupt = |reason: String| RepoError::CorruptObject {
             name: *name,
             reason,
@@ -162,6 +162,12 @@ fn parse_archive_header(data: &[u8], name: &ObjectName) -> Result<FileHeader> {
     Ok(header)
 }
 
+/// What [`FilezCheck::update_into`] hands on: the header, then the content.
+pub enum FilezPart<'a> {
+    Header(&'a FileHeader),
+    Content(&'a [u8]),
+}
+
 /// Checks a `.filez` fed to it in pieces against its name: parses the header,
 /// inflates the content and hashes both as ostree does. Memory stays the same
 /// whatever the object's size.
@@ -194,9 +200,24 @@ impl FilezCheck {
 
     /// Takes the next bytes of the object. `scratch` receives inflated content; any
     /// size works, a larger one means fewer rounds.
-    pub fn update(&mut self, mut data: &[u8], scratch: &mut [u8]) -> Result<()> {
+    pub fn update(&mut self, data: &[u8], scratch: &mut [u8]) -> Result<()> {
+        self.update_into(data, scratch, &mut |_| Ok(()))
+    }
+
+    /// As [`update`](Self::update), and hands `sink` the header once it is parsed,
+    /// then each piece of inflated content. Nothing is verified until
+    /// [`finish`](Self::finish): the sink must keep what it gets out of sight.
+    pub fn update_into(
+        &mut self,
+        mut data: &[u8],
+        scratch: &mut [u8],
+        sink: &mut dyn FnMut(FilezPart<'_>) -> Result<()>,
+    ) -> Result<()> {
         if self.header.is_none() {
             data = self.take_header(data)?;
+            if let Some(header) = &self.header {
+                sink(FilezPart::Header(header))?;
+            }
             if self.header.is_none() {
                 return Ok(());
             }
@@ -223,6 +244,9 @@ impl FilezCheck {
                 return Err(corrupt(&self.name, "content longer than its header says"));
             }
             self.hasher.update(&scratch[..produced]);
+            if produced > 0 {
+                sink(FilezPart::Content(&scratch[..produced]))?;
+            }
             if status == flate2::Status::StreamEnd {
                 self.stream_end = true;
                 if !data.is_empty() {
@@ -305,17 +329,42 @@ thread_local! {
 /// Verifies a `.filez` read from `source` against `expected`, copying its bytes
 /// unchanged into `sink`. Returns the header and the number of bytes copied.
 pub fn verify_filez(
-    mut source: impl Read,
+    source: impl Read,
     expected: &Checksum,
     sink: &mut impl Write,
 ) -> Result<(FileHeader, u64)> {
+    let name = ObjectName::new(*expected, ObjectType::File);
+    let mut copied = 0u64;
+    let header = read_filez(
+        source,
+        expected,
+        &mut |raw| {
+            // A failing sink is the destination's fault (a full disk), not the object's.
+            sink.write_all(raw)
+                .map_err(|e| RepoError::io(name.relative_path(), e))?;
+            copied += raw.len() as u64;
+            Ok(())
+        },
+        &mut |_| Ok(()),
+    )?;
+    Ok((header, copied))
+}
+
+/// Reads a `.filez` from `source` and verifies it against `expected`: each raw
+/// piece goes to `raw` before it is checked, the header and inflated content to
+/// `parts`. Returns the header once the whole object matched its name.
+pub fn read_filez(
+    mut source: impl Read,
+    expected: &Checksum,
+    raw: &mut dyn FnMut(&[u8]) -> Result<()>,
+    parts: &mut dyn FnMut(FilezPart<'_>) -> Result<()>,
+) -> Result<FileHeader> {
     let name = ObjectName::new(*expected, ObjectType::File);
     // Taken out rather than borrowed, so a nested verification gets its own.
     let mut scratch = SCRATCH.with(|cell| cell.take());
     scratch.resize(2 * CHUNK, 0);
     let (input, output) = scratch.split_at_mut(CHUNK);
     let mut check = FilezCheck::new(expected);
-    let mut copied = 0u64;
     let result = loop {
         let n = match source.read(input) {
             Ok(0) => break Ok(()),
@@ -323,18 +372,16 @@ pub fn verify_filez(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(corrupt(&name, e.to_string())),
         };
-        // A failing sink is the destination's fault (a full disk), not the object's.
-        if let Err(e) = sink.write_all(&input[..n]) {
-            break Err(RepoError::io(name.relative_path(), e));
+        if let Err(e) = raw(&input[..n]) {
+            break Err(e);
         }
-        copied += n as u64;
-        if let Err(e) = check.update(&input[..n], output) {
+        if let Err(e) = check.update_into(&input[..n], output, parts) {
             break Err(e);
         }
     };
     SCRATCH.with(|cell| cell.replace(scratch));
     result?;
-    Ok((check.finish()?, copied))
+    check.finish()
 }
 
 /// Opens a `.filez` for reading its content: the header and an inflating reader.
@@ -344,6 +391,28 @@ pub fn open_filez<R: BufRead>(
 ) -> Result<(FileHeader, flate2::bufread::DeflateDecoder<R>)> {
     let header = read_archive_header(&mut reader, name)?;
     Ok((header, flate2::bufread::DeflateDecoder::new(reader)))
+}
+
+/// The `.filez` of `header` + `content` as a stream: the framed header, then the
+/// content deflated as it is read (at ostree's level, as [`write_filez`]).
+/// `header.size` must be the content's length.
+pub fn filez_stream<R: Read>(header: &FileHeader, content: R) -> impl Read {
+    let compressed = header.is_regular().then(|| {
+        flate2::read::DeflateEncoder::new(content, flate2::Compression::new(DEFLATE_LEVEL))
+    });
+    io::Cursor::new(header.archive_header_bytes()).chain(OptionalReader(compressed))
+}
+
+/// Reads nothing when there is nothing to read (a symlink has no content).
+struct OptionalReader<R>(Option<R>);
+
+impl<R: Read> Read for OptionalReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Some(reader) => reader.read(buf),
+            None => Ok(0),
+        }
+    }
 }
 
 /// Writes a `.filez` for `header` + `content` and returns its object checksum.
@@ -529,6 +598,18 @@ mod tests {
     }
 
     #[test]
+    fn streamed_filez_verifies() {
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let (_, checksum) = filez_of(&content);
+        let mut streamed = Vec::new();
+        filez_stream(&regular(content.len() as u64), &content[..])
+            .read_to_end(&mut streamed)
+            .unwrap();
+        let (header, _) = verify_filez(&streamed[..], &checksum, &mut io::sink()).unwrap();
+        assert_eq!(header.size, content.len() as u64);
+    }
+
+    #[test]
     fn symlink_without_content() {
         let header = FileHeader {
             mode: libc::S_IFLNK | 0o777,
@@ -539,5 +620,11 @@ mod tests {
         let checksum = write_filez(&header, &mut io::empty(), &mut filez).unwrap();
         let (parsed, _) = verify_filez(&filez[..], &checksum, &mut io::sink()).unwrap();
         assert_eq!(parsed, header);
+        // Streamed, a symlink is its header alone, as written.
+        let mut streamed = Vec::new();
+        filez_stream(&header, io::empty())
+            .read_to_end(&mut streamed)
+            .unwrap();
+        assert_eq!(streamed, filez);
     }
 }

@@ -2,14 +2,12 @@
 //! commit has its whole closure.
 
 use std::collections::HashSet;
-use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
 use crate::repo::closure::TreeWalker;
 use crate::repo::error::{RepoError, Result};
-use crate::repo::filez::verify_filez;
 use crate::repo::objects::verify_metadata;
 use crate::repo::refs;
 use crate::repo::store::Repo;
@@ -33,10 +31,7 @@ impl FsckReport {
 /// Checks one stored object against its name.
 pub fn verify_object(repo: &Repo, name: &ObjectName) -> Result<()> {
     match name.kind {
-        ObjectType::File => {
-            let file = repo.open_object(name)?;
-            verify_filez(file, &name.checksum, &mut io::sink())?;
-        }
+        ObjectType::File => repo.verify_file_object(name)?,
         _ => {
             verify_metadata(name, &repo.read_object_bytes(name)?)?;
         }

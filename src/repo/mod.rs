@@ -1,5 +1,6 @@
-//! The OSTree archive repository: object names and formats, the verified object
-//! store, refs, configuration, summaries, fsck and checkout.
+//! OSTree repositories (archive, bare, bare-user, bare-user-only): object names
+//! and formats, the verified object store, refs, configuration, summaries, fsck
+//! and checkout. How each mode stores file objects: [`modes`].
 
 pub mod beneath;
 pub mod checksum;
@@ -15,6 +16,7 @@ pub mod delta;
 pub mod durable;
 pub mod filez;
 pub mod fsck;
+pub mod modes;
 pub mod objects;
 pub mod refs;
 pub mod store;

@@ -1,4 +1,5 @@
-//! The object store of an archive repository, and crash-safe transactions into it.
+//! The object store of a repository (any mode: see `modes`), and crash-safe
+//! transactions into it.
 //!
 //! Objects are verified before they are staged under `tmp/`, made durable in one
 //! batch (`syncfs`), renamed into `objects/`, and the directories synced again. Refs
@@ -14,9 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use crate::repo::checksum::{Checksum, ObjectName, ObjectType};
+use crate::repo::config::{RepoConfig, RepoMode};
 use crate::repo::durable::{sync_dir, syncfs};
 use crate::repo::error::{RepoError, Result};
-use crate::repo::filez::verify_filez;
+use crate::repo::filez::{filez_stream, verify_filez};
+use crate::repo::modes::{self, FileObject};
 use crate::repo::objects::{Commit, DirMeta, DirTree};
 use crate::repo::refs::{self, RefKind};
 
@@ -25,25 +28,34 @@ const OBJECT_MODE: u32 = 0o644;
 const WRITEBACK_THRESHOLD: u64 = 1024 * 1024;
 const STAGING_PREFIX: &str = "staging-ferry-";
 
-/// An OSTree archive repository on disk.
+/// An OSTree repository on disk.
 #[derive(Clone, Debug)]
 pub struct Repo {
     root: PathBuf,
+    mode: RepoMode,
 }
 
 impl Repo {
-    /// Opens an existing repository (any archive repo, made by Ferry or `ostree`).
+    /// Opens an existing repository of any mode Ferry knows (made by Ferry or
+    /// `ostree`); the mode comes from its config.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let root = path.as_ref().to_path_buf();
         if !root.join("config").is_file() || !root.join("objects").is_dir() {
             return Err(RepoError::NotARepository(root));
         }
-        Ok(Self { root })
+        let mode = RepoConfig::load(&root)?.mode()?;
+        Ok(Self { root, mode })
     }
 
     /// Creates the directory layout `ostree init --mode=archive` creates. The caller
     /// writes the config (see `config`).
     pub fn create_layout(path: impl AsRef<Path>) -> Result<Self> {
+        Self::create_layout_for(path, RepoMode::ArchiveZ2)
+    }
+
+    /// Creates the directory layout `ostree init` creates (the same in every
+    /// mode) for a repository of `mode`; the caller writes the config.
+    pub fn create_layout_for(path: impl AsRef<Path>, mode: RepoMode) -> Result<Self> {
         let root = path.as_ref().to_path_buf();
         for dir in [
             "objects",
@@ -57,19 +69,60 @@ impl Repo {
             let dir = root.join(dir);
             fs::create_dir_all(&dir).map_err(|e| RepoError::io(&dir, e))?;
         }
-        Ok(Self { root })
+        Ok(Self { root, mode })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    pub fn mode(&self) -> RepoMode {
+        self.mode
+    }
+
+    /// Where `name` is stored: `objects/XX/REST.EXT`, file objects as `.filez` or
+    /// `.file` by mode. (`ObjectName::relative_path` is the archive name, which
+    /// is how objects travel.)
     pub fn object_path(&self, name: &ObjectName) -> PathBuf {
-        self.root.join(name.relative_path())
+        let hex = name.checksum.to_hex();
+        let extension = match name.kind {
+            ObjectType::File => self.mode.file_extension(),
+            kind => kind.extension(),
+        };
+        self.root
+            .join(format!("objects/{}/{}.{extension}", &hex[..2], &hex[2..]))
     }
 
     pub fn has_object(&self, name: &ObjectName) -> bool {
-        self.object_path(name).exists()
+        // Not `exists()`: a bare symlink object is stored, whatever it points at.
+        fs::symlink_metadata(self.object_path(name)).is_ok()
+    }
+
+    /// A stored file object, read in this repository's mode: the header its
+    /// checksum covers, and its content.
+    pub fn open_file_object(&self, name: &ObjectName) -> Result<FileObject> {
+        modes::open_file_object(self.mode, &self.object_path(name), name)
+    }
+
+    /// A stored file object as a `.filez` stream (how objects travel), in any
+    /// mode: read as it is from an archive repository, made as it is read from a
+    /// bare one (content deflated on the fly, never whole in memory).
+    pub fn filez_stream(&self, name: &ObjectName) -> Result<Box<dyn Read + Send>> {
+        let path = self.object_path(name);
+        if self.mode.is_archive() {
+            let file = File::open(&path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => RepoError::MissingObject(*name),
+                _ => RepoError::io(&path, e),
+            })?;
+            return Ok(Box::new(file));
+        }
+        let object = self.open_file_object(name)?;
+        Ok(Box::new(filez_stream(&object.header, object.content)))
+    }
+
+    /// Checks a stored file object against its name.
+    pub fn verify_file_object(&self, name: &ObjectName) -> Result<()> {
+        modes::verify_file_object(self.mode, &self.object_path(name), name)
     }
 
     /// The raw bytes of a stored object (for metadata objects; they are small).
@@ -81,6 +134,8 @@ impl Repo {
         })
     }
 
+    /// The stored bytes of an object (for a file object: what this mode stores,
+    /// a `.filez` only in archive mode; see [`open_file_object`](Self::open_file_object)).
     pub fn open_object(&self, name: &ObjectName) -> Result<File> {
         let path = self.object_path(name);
         File::open(&path).map_err(|e| match e.kind() {
@@ -164,7 +219,16 @@ impl Repo {
             }
             for file in fs::read_dir(dir.path()).map_err(|e| RepoError::io(dir.path(), e))? {
                 let file = file.map_err(|e| RepoError::io(dir.path(), e))?;
-                let rel = format!("{prefix}/{}", file.file_name().to_string_lossy());
+                let file_name = file.file_name();
+                let file_name = file_name.to_string_lossy();
+                // File objects of this mode only (`.filez` or `.file`).
+                let rel = match file_name.strip_suffix(self.mode.file_extension()) {
+                    Some(stem) if stem.ends_with('.') => {
+                        format!("{prefix}/{stem}{}", ObjectType::File.extension())
+                    }
+                    _ if file_name.ends_with(".filez") => continue,
+                    _ => format!("{prefix}/{file_name}"),
+                };
                 if let Some(name) = ObjectName::from_relative_path(&rel) {
                     names.push(name);
                 }
@@ -283,7 +347,7 @@ fn ensure_object_mode(file: &File) -> io::Result<()> {
 
 /// Starts writing a large staged file to disk now, so the checkpoint's `syncfs`
 /// finds little left to flush.
-fn start_writeback(file: &File) {
+pub(crate) fn start_writeback(file: &File) {
     if file
         .metadata()
         .is_ok_and(|m| m.len() >= WRITEBACK_THRESHOLD)
@@ -291,6 +355,28 @@ fn start_writeback(file: &File) {
         // Only a hint: durability comes from the checkpoint's syncfs.
         unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
+}
+
+/// Writes an object file at `path` with `write` (archive objects, metadata).
+fn write_object_file<T>(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
+) -> Result<T> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(OBJECT_MODE)
+        .open(path)
+        .map_err(|e| RepoError::io(path, e))?;
+    let mut out = BufWriter::with_capacity(128 * 1024, file);
+    let value = write(&mut out)?;
+    let file = out
+        .into_inner()
+        .map_err(|e| RepoError::io(path, e.into_error()))?;
+    start_writeback(&file);
+    ensure_object_mode(&file).map_err(|e| RepoError::io(path, e))?;
+    Ok(value)
 }
 
 /// Verified objects staged for the store. Shared by worker threads (`&self` methods).
@@ -355,60 +441,50 @@ impl Transaction {
         name: &ObjectName,
         write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
     ) -> Result<T> {
+        self.stage_at(name, |path| write_object_file(path, write))
+    }
+
+    /// Stages an object that `write` creates at the path it is given (a file or,
+    /// for bare symlink objects, a symlink), under the rules of
+    /// [`stage_with`](Self::stage_with).
+    fn stage_at<T>(&self, name: &ObjectName, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
         {
             let staged = self.staged_set.lock().expect("lock");
             if staged.contains(name) || !self.staging.lock().expect("lock").insert(*name) {
                 return Err(RepoError::AlreadyStaging(*name));
             }
         }
-        let result = self.write_staged(name, write);
+        // Written under its final staging name: only a success enters `staged`, and a
+        // failure removes the file, so nothing reads a half-written object.
+        let path = self.staging_path(name);
+        let result = write(&path);
+        match &result {
+            Ok(_) => {
+                if self.staged_set.lock().expect("lock").insert(*name) {
+                    self.staged.lock().expect("lock").push(*name);
+                }
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&path);
+            }
+        }
         self.staging.lock().expect("lock").remove(name);
         result
     }
 
-    fn write_staged<T>(
-        &self,
-        name: &ObjectName,
-        write: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
-    ) -> Result<T> {
-        // Written under its final staging name: only a success enters `staged`, and a
-        // failure removes the file, so nothing reads a half-written object.
-        let path = self.staging_path(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(OBJECT_MODE)
-            .open(&path)
-            .map_err(|e| RepoError::io(&path, e))?;
-        let mut out = BufWriter::with_capacity(128 * 1024, file);
-        let result = write(&mut out).and_then(|value| {
-            let file = out
-                .into_inner()
-                .map_err(|e| RepoError::io(&path, e.into_error()))?;
-            start_writeback(&file);
-            ensure_object_mode(&file).map_err(|e| RepoError::io(&path, e))?;
-            Ok(value)
-        });
-        match result {
-            Ok(value) => {
-                if self.staged_set.lock().expect("lock").insert(*name) {
-                    self.staged.lock().expect("lock").push(*name);
-                }
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                Err(e)
-            }
-        }
-    }
-
-    /// Stages a `.filez` read from `source`, verified against `name` as it is copied.
-    /// Returns the number of bytes stored.
+    /// Stages a `.filez` read from `source`, verified against `name` as it is
+    /// read, in this repository's format: copied as it is into an archive
+    /// repository, inflated into a bare one (`modes`). Returns the number of bytes
+    /// read from `source`.
     pub fn stage_filez(&self, name: &ObjectName, source: impl Read) -> Result<u64> {
-        self.stage_with(name, |out| {
-            verify_filez(source, &name.checksum, out).map(|(_, n)| n)
+        let mode = self.repo.mode;
+        if mode.is_archive() {
+            return self.stage_with(name, |out| {
+                verify_filez(source, &name.checksum, out).map(|(_, n)| n)
+            });
+        }
+        self.stage_at(name, |path| {
+            modes::write_from_filez(mode, source, name, path)
         })
     }
 

@@ -88,6 +88,9 @@ pub enum UsbError {
     NoCollectionId(String),
     #[error("{remote}:{ref_name} has not been downloaded completely yet (run “ferryctl update”)")]
     NotDownloaded { remote: String, ref_name: String },
+    /// A drive's repository must be an archive one (`ostree create-usb` layout).
+    #[error("the drive's repository {path} is a {mode} repository, not an archive one: Ferry does not write it")]
+    NotArchive { path: PathBuf, mode: &'static str },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -372,7 +375,9 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
     // An existing repository on the drive: only what it lacks is copied.
     let existing = if destination.join("config").is_file() {
         RepoConfig::load(&destination)?;
-        Some(Repo::open(&destination)?)
+        let existing = Repo::open(&destination)?;
+        check_archive(&existing)?;
+        Some(existing)
     } else {
         None
     };
@@ -386,8 +391,9 @@ fn plan_for(repo: &Repo, options: &UsbOptions, targets: Vec<UsbRef>) -> Result<U
             if !seen.insert(name) || existing.as_ref().is_some_and(|dest| dest.has_object(&name)) {
                 continue;
             }
+            // Stored size: a bare object's (uncompressed) overestimates the drive's.
             let path = repo.object_path(&name);
-            let size = fs::metadata(&path).map_err(io_error(&path))?.len();
+            let size = fs::symlink_metadata(&path).map_err(io_error(&path))?.len();
             objects += 1;
             bytes += size;
             needed += size.div_ceil(block) * block;
@@ -598,6 +604,16 @@ fn make_repo_readable(destination: &Path) {
     }
 }
 
+fn check_archive(repo: &Repo) -> Result<(), UsbError> {
+    if repo.mode().is_archive() {
+        return Ok(());
+    }
+    Err(UsbError::NotArchive {
+        path: repo.root().to_path_buf(),
+        mode: repo.mode().as_str(),
+    })
+}
+
 /// Creates the destination repository when the drive has none.
 fn ensure_repository(destination: &Path) -> Result<Repo, UsbError> {
     if destination.join("config").is_file() {
@@ -671,7 +687,7 @@ pub fn prepare_usb(
         return Err(UsbError::OutsideDrive(destination));
     }
 
-    let source = PathSource::new(&options.repo.to_string_lossy())?;
+    let source = PathSource::local(&repo);
     let cancel = AtomicBool::new(false);
     let accept = |_: &pull::CommitToCheck<'_>| -> Result<(), String> {
         // The commit was verified when it was pulled into the local repository.

@@ -130,12 +130,13 @@ pub fn closure(repo: &Path, commit: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The objects stored in a repository, as `hex.ext` names.
+/// The objects stored in a repository, as `hex.ext` names (file objects as
+/// `.filez`, their name on the wire, in every mode).
 pub fn stored_objects(repo: &Path) -> BTreeSet<String> {
     if !repo.join("objects").is_dir() {
         return BTreeSet::new();
     }
-    repo::object_files(repo)
+    repo::object_names(repo)
         .iter()
         .map(|rel| rel.replacen('/', "", 1))
         .collect()
@@ -221,10 +222,23 @@ pub struct Client {
 
 impl Client {
     pub fn new(remote_url: &str, trust: Trust<'_>) -> Self {
+        Self::with_mode(remote_url, trust, "archive")
+    }
+
+    /// A client whose repository is of `mode` (`ferryctl init --mode`), so the
+    /// rule tests run once more into a bare destination.
+    pub fn with_mode(remote_url: &str, trust: Trust<'_>, mode: &str) -> Self {
         let dir = tempdir();
         let repo = dir.path().join("client");
         let client = Client { dir, repo };
-        run_ok(client.ferryctl().arg("init"));
+        run_ok(client.ferryctl().args(["init", "--mode", mode]));
+        let config = fs::read_to_string(client.repo.join("config")).unwrap();
+        let written = if mode == "archive" {
+            "archive-z2"
+        } else {
+            mode
+        };
+        assert!(config.contains(&format!("mode={written}\n")), "{config}");
         let mut add = client.ferryctl();
         add.args([
             "remote",

@@ -85,7 +85,12 @@ pub fn assert_ostree_fsck(repo: &Path) {
 /// `ferryctl init` + `ferryctl remote add origin http://127.0.0.1:9/
 /// --collection-id org.example.Os --no-verify` at `path`.
 pub fn ferry_init_unverified(path: &Path) {
-    run_ok(ferryctl(path).arg("init"));
+    ferry_init_unverified_mode(path, "archive");
+}
+
+/// [`ferry_init_unverified`] with `ferryctl init --mode MODE`.
+pub fn ferry_init_unverified_mode(path: &Path, mode: &str) {
+    run_ok(ferryctl(path).args(["init", "--mode", mode]));
     run_ok(ferryctl(path).args([
         "remote",
         "add",
@@ -154,6 +159,18 @@ pub fn object_files(repo: &Path) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// [`object_files`] with file objects named `.filez` whatever the repository's
+/// mode (bare ones store `.file`), so repositories of different modes compare.
+pub fn object_names(repo: &Path) -> BTreeSet<String> {
+    object_files(repo)
+        .into_iter()
+        .map(|rel| match rel.strip_suffix(".file") {
+            Some(stem) => format!("{stem}.filez"),
+            None => rel,
+        })
+        .collect()
 }
 
 /// Every object in a repository, with its name.

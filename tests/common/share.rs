@@ -32,6 +32,14 @@ pub fn random_file(path: &Path, len: usize) {
     fs::write(path, data).expect("write random file");
 }
 
+/// `ostree find-remotes --finders=mount` reads every mounted drive, so tests whose
+/// drives hold the test collection hold this from mount to unmount: a test never
+/// pulls from another's drive.
+pub fn collection_drive_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The upstream: `ostree init --mode=archive --collection-id`, signed commits on REF.
 pub struct Upstream {
     pub dir: tempfile::TempDir,
@@ -94,9 +102,14 @@ pub struct FerryRepo {
 
 impl FerryRepo {
     pub fn new(origin_url: &str, gpg: &Signer) -> Self {
+        Self::with_mode(origin_url, gpg, "archive")
+    }
+
+    /// [`new`](Self::new) with `ferryctl init --mode MODE`.
+    pub fn with_mode(origin_url: &str, gpg: &Signer, mode: &str) -> Self {
         let dir = tempdir();
         let path = dir.path().join("ferry");
-        run(ferryctl(&path).arg("init"));
+        run(ferryctl(&path).args(["init", "--mode", mode]));
         run(ferryctl(&path)
             .args([
                 "remote",
@@ -187,6 +200,25 @@ impl OstreeClient {
 
     pub fn fsck(&self) {
         run(ostree(&self.path).arg("fsck"));
+    }
+
+    /// `ostree find-remotes --finders=mount --pull COLLECTION REF`, which must
+    /// succeed; its stdout.
+    pub fn pull_from_drives(&self) -> String {
+        let out = output(ostree(&self.path).args([
+            "find-remotes",
+            "--finders=mount",
+            "--pull",
+            COLLECTION,
+            REF,
+        ]));
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "find-remotes failed:\n{stdout}\n{}",
+            text(&out.stderr)
+        );
+        stdout
     }
 }
 

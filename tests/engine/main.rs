@@ -10,6 +10,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bare_destinations;
+
 mod hostile_drives;
 mod hostile_peers;
 mod interop;

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The client mode of the rule tests; `bare_destinations` runs some in bare-user.
+const ARCHIVE: &str = "archive";
+
 #[test]
 fn rule1_file_static_source_serves_every_object() {
     let up = Upstream::new(60, 700);
@@ -36,6 +39,11 @@ fn rule1_file_static_source_serves_every_object() {
 
 #[test]
 fn rule1_sideload_symlink_serves_every_object() {
+    rule1_sideload_symlink(ARCHIVE);
+}
+
+/// Into a client repository of `mode` (also run by `bare_destinations`).
+pub(crate) fn rule1_sideload_symlink(mode: &str) {
     let up = Upstream::new(60, 700);
     let commit = up.latest().to_owned();
     // Drives are used only for remotes that verify commits (tests/trust/policy.rs).
@@ -46,7 +54,7 @@ fn rule1_sideload_symlink_serves_every_object() {
     let sideload = up.dir.path().join("sideload");
     fs::create_dir(&sideload).unwrap();
     symlink(&up.repo, &sideload.join("stick"));
-    let client = Client::new(&upstream.url(), Trust::Gpg(&signer.public));
+    let client = Client::with_mode(&upstream.url(), Trust::Gpg(&signer.public), mode);
     let discovery = [
         "--sideload-dir",
         sideload.to_str().unwrap(),
@@ -313,6 +321,11 @@ fn pick_holes(repo: &Path, commit: &str, files: std::ops::Range<usize>) -> Vec<S
 
 #[test]
 fn rule5_object_missing_on_one_source_comes_from_another() {
+    rule5_object_missing_on_one_source(ARCHIVE);
+}
+
+/// Into a client repository of `mode` (also run by `bare_destinations`).
+pub(crate) fn rule5_object_missing_on_one_source(mode: &str) {
     let up = Upstream::new(60, 700);
     let commit = up.latest().to_owned();
     let holes = pick_holes(&up.repo, &commit, 0..10);
@@ -324,7 +337,7 @@ fn rule5_object_missing_on_one_source_comes_from_another() {
         },
     );
     let full = Server::start(&up.repo, ServeOptions::default());
-    let client = Client::new(&full.url(), Trust::None);
+    let client = Client::with_mode(&full.url(), Trust::None, mode);
 
     let run = client.update(&["--static-source", &patchy.url()], &[]).ok();
     assert!(
@@ -754,7 +767,8 @@ fn rule8_newer_commit_bound_to_another_ref_is_never_pulled() {
 // Rule 9: every object is verified; a source that sends a bad one is dropped
 // ---------------------------------------------------------------------------
 
-fn rule9_http(pick: impl Fn(&Upstream, &str) -> String) {
+/// A liar corrupts one object; the client's repository is of `mode`.
+pub(crate) fn rule9_http(mode: &str, pick: impl Fn(&Upstream, &str) -> String) {
     let up = Upstream::new(60, 700);
     let commit = up.latest().to_owned();
     let bad_object = pick(&up, &commit);
@@ -766,7 +780,7 @@ fn rule9_http(pick: impl Fn(&Upstream, &str) -> String) {
         },
     );
     let honest = Server::start(&up.repo, ServeOptions::default());
-    let client = Client::new(&honest.url(), Trust::None);
+    let client = Client::with_mode(&honest.url(), Trust::None, mode);
 
     let run = client.update(&["--static-source", &liar.url()], &[]).ok();
     let dropped = run.dropped();
@@ -784,12 +798,14 @@ fn rule9_http(pick: impl Fn(&Upstream, &str) -> String) {
 
 #[test]
 fn rule9_corrupt_file_object_drops_the_source() {
-    rule9_http(|up, commit| files_of(&closure(&up.repo, commit))[3].clone());
+    rule9_http(ARCHIVE, |up, commit| {
+        files_of(&closure(&up.repo, commit))[3].clone()
+    });
 }
 
 #[test]
 fn rule9_corrupt_dirtree_drops_the_source() {
-    rule9_http(|up, commit| commit_roots(&up.repo, commit).0);
+    rule9_http(ARCHIVE, |up, commit| commit_roots(&up.repo, commit).0);
 }
 
 #[test]
@@ -833,6 +849,11 @@ fn rule9_corrupt_commit_drops_the_source_before_anything_else() {
 
 #[test]
 fn rule9_large_objects_spilled_to_disk_are_verified_too() {
+    rule9_large_objects_spilled(ARCHIVE);
+}
+
+/// Into a client repository of `mode` (also run by `bare_destinations`).
+pub(crate) fn rule9_large_objects_spilled(mode: &str) {
     let mut up = Upstream::new(10, 700);
     // Over the transport's in-memory limit (4 MiB), random so deflate cannot shrink it.
     fs::write(up.tree.join("big.img"), pseudo_random(4242, 6 << 20)).unwrap();
@@ -849,7 +870,7 @@ fn rule9_large_objects_spilled_to_disk_are_verified_too() {
         },
     );
     let honest = Server::start(&up.repo, ServeOptions::default());
-    let client = Client::new(&honest.url(), Trust::None);
+    let client = Client::with_mode(&honest.url(), Trust::None, mode);
 
     let run = client.update(&["--static-source", &liar.url()], &[]).ok();
     assert!(liar.object_requests().contains(&big));
@@ -909,11 +930,16 @@ fn rule9_corrupt_object_on_a_file_source_is_not_stored() {
 
 #[test]
 fn rule10_pull_killed_with_its_only_source_resumes_from_checkpoint() {
+    rule10_resume_from_checkpoint(ARCHIVE);
+}
+
+/// Into a client repository of `mode` (also run by `bare_destinations`).
+pub(crate) fn rule10_resume_from_checkpoint(mode: &str) {
     let mut up = Upstream::new(20, 500);
     let first = up.latest().to_owned();
     let mut server = Server::start(&up.repo, ServeOptions::default());
     let port = server.port;
-    let client = Client::new(&server.url(), Trust::None);
+    let client = Client::with_mode(&server.url(), Trust::None, mode);
     client.update(&[], &[]).ok();
     assert_installed(&client, &first);
     let before = stored_objects(&client.repo);

@@ -93,23 +93,68 @@ fn init_config_matches_ostree() {
 }
 
 #[test]
-fn non_archive_repos_and_missing_configs_are_refused() {
+fn unknown_modes_and_missing_configs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let bare = dir.path().join("bare");
-    ostree(&bare, &["init", "--mode=bare-user"]);
+    // The one mode `ostree` 2022.7 makes that Ferry does not store objects in.
+    let split = dir.path().join("split");
+    ostree(&split, &["init", "--mode=bare-split-xattrs"]);
     assert!(matches!(
-        RepoConfig::load(&bare),
-        Err(RepoError::UnsupportedMode(mode)) if mode == "bare-user"
+        RepoConfig::load(&split),
+        Err(RepoError::UnsupportedMode(mode)) if mode == "bare-split-xattrs"
     ));
     assert!(matches!(
         RepoConfig::load(dir.path().join("nothing")),
         Err(RepoError::NotARepository(_))
     ));
+    // No `mode=` means bare, as for libostree.
     fs::write(dir.path().join("config"), "[core]\nrepo_version=1\n").unwrap();
-    assert!(matches!(
-        RepoConfig::load(dir.path()),
-        Err(RepoError::UnsupportedMode(mode)) if mode == "bare"
-    ));
+    assert_eq!(
+        RepoConfig::load(dir.path()).unwrap().mode().unwrap(),
+        RepoMode::Bare
+    );
+}
+
+/// `ostree init --mode=M` and `ferryctl init --mode M` write the same config and
+/// layout, for every mode `ferryctl init` offers.
+#[test]
+fn init_modes_match_ostree() {
+    for mode in ["archive", "bare", "bare-user", "bare-user-only"] {
+        let (_dir, by_ostree, by_ferry) = two_repos();
+        ostree(&by_ostree, &["init", &format!("--mode={mode}")]);
+        crate::common::cmd::run(crate::common::ferryctl(&by_ferry).args(["init", "--mode", mode]));
+        assert_eq!(
+            read(&by_ostree.join("config")),
+            read(&by_ferry.join("config")),
+            "{mode}"
+        );
+        let layout = |root: &Path| -> Vec<String> {
+            let mut dirs: Vec<String> = walk_dirs(root)
+                .into_iter()
+                .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+                .collect();
+            dirs.sort();
+            dirs
+        };
+        assert_eq!(layout(&by_ostree), layout(&by_ferry), "{mode}");
+        let opened = ferry::repo::store::Repo::open(&by_ferry).unwrap();
+        let expected = RepoMode::parse(if mode == "archive" {
+            "archive-z2"
+        } else {
+            mode
+        });
+        assert_eq!(opened.mode(), expected.unwrap());
+    }
+}
+
+fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            out.push(entry.path());
+            out.extend(walk_dirs(&entry.path()));
+        }
+    }
+    out
 }
 
 /// The remotes both tools add, as (`ostree remote add` arguments, Ferry's config).

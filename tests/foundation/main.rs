@@ -11,6 +11,7 @@ mod cli;
 mod crash_safety;
 mod formats_config;
 mod objects;
+mod repo_modes;
 mod round_trips;
 mod sign_cli;
 mod signals;

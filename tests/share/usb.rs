@@ -46,6 +46,7 @@ fn done(events: &[Value]) -> &Value {
 
 #[test]
 fn libostree_reads_ferry_usb_drives() {
+    let _drives = collection_drive_lock();
     let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 500_000);
     let commit = upstream.rev(REF);
@@ -83,19 +84,7 @@ fn libostree_reads_ferry_usb_drives() {
 
     // libostree's mount finder finds the drive and pulls from it.
     let client = OstreeClient::new(&gpg);
-    let out = output(ostree(&client.path).args([
-        "find-remotes",
-        "--finders=mount",
-        "--pull",
-        COLLECTION,
-        REF,
-    ]));
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "find-remotes failed:\n{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = client.pull_from_drives();
     assert!(
         stdout.contains(&drive.mount_point.display().to_string()),
         "{stdout}"
@@ -144,19 +133,7 @@ fn libostree_reads_ferry_usb_drives() {
     assert_eq!(links, 1);
 
     let client2 = OstreeClient::new(&gpg);
-    let out = output(ostree(&client2.path).args([
-        "find-remotes",
-        "--finders=mount",
-        "--pull",
-        COLLECTION,
-        REF,
-    ]));
-    let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "find-remotes failed:\n{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = client2.pull_from_drives();
     assert!(
         stdout.contains(&drive2.mount_point.display().to_string()),
         "{stdout}"
@@ -167,6 +144,7 @@ fn libostree_reads_ferry_usb_drives() {
 
 #[test]
 fn ferry_reads_drives_written_by_ostree() {
+    let _drives = collection_drive_lock();
     let gpg = Signer::new(SIGNER);
     let upstream = Upstream::new(&gpg, 500_000);
     let commit = upstream.rev(REF);

@@ -310,6 +310,12 @@ impl RepoServer {
         let root = config.repo.clone();
         let repo = Repo::open(&root)?;
         RepoConfig::load(&root)?;
+        if !repo.mode().is_archive() {
+            return Err(ShareError::NotArchive {
+                path: root,
+                mode: repo.mode().as_str(),
+            });
+        }
         let root_fd = open_directory(&root).map_err(|source| ShareError::Io {
             path: root.clone(),
             source,
