@@ -88,8 +88,13 @@ impl Versions {
 
     /// An archive client holding `commits` (pulled by `ostree pull-local`).
     fn client(&self, name: &str, commits: &[&str]) -> PathBuf {
+        self.client_in_mode(name, "archive", commits)
+    }
+
+    /// A client of repository `mode` holding `commits`.
+    fn client_in_mode(&self, name: &str, mode: &str, commits: &[&str]) -> PathBuf {
         let repo = self.dir.path().join(name);
-        ostree_init(&repo);
+        run_ok(ostree(&repo).arg("init").arg(format!("--mode={mode}")));
         for commit in commits {
             run_ok(
                 ostree(&repo)
@@ -148,6 +153,13 @@ fn deltas_made_by_ostree_apply_to_the_same_tree() {
     v.assert_holds_v2(&client, "v1-v2");
     // No ref moved: applying a delta only stores.
     assert_eq!(rev_parse(&client, REF), None);
+
+    // The same delta into a bare-user repository: objects written in its format,
+    // the old files bsdiff reads taken from it.
+    let client = v.client_in_mode("client-bare-user", "bare-user", &[&v.v1]);
+    let report = apply(&client, &delta);
+    assert_eq!(report["commit"], v.v2.as_str(), "{report}");
+    v.assert_holds_v2(&client, "bare-user");
 
     // From scratch, parts inline in the superblock.
     let (delta, _) = v.delta(

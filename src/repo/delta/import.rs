@@ -2,12 +2,12 @@
 //! directory (`ferryctl apply-delta`, as `ostree static-delta apply-offline`).
 
 use std::fs;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use super::{execute_part, DeltaError, DeltaName, DeltaObject, PartPayload, Superblock};
 use crate::repo::closure::{self, TreeWalker};
-use crate::repo::filez::{open_filez, write_filez};
+use crate::repo::filez::write_filez;
 use crate::repo::objects::{verify_metadata, Commit};
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
@@ -75,24 +75,24 @@ fn stage(txn: &Transaction, object: DeltaObject) -> Result<(), DeltaError> {
             header,
             content,
         } => {
-            let made = txn.stage_with(&name, |out| {
-                write_filez(&header, &mut content.as_slice(), out)
-                    .map_err(|e| RepoError::io(name.relative_path(), e))
-            })?;
-            // Checked before; the writer hashes again as it goes.
-            debug_assert_eq!(made, name.checksum);
+            // Through `.filez`, the one form every repository mode's writer takes
+            // (and checks again as it writes).
+            let mut filez = Vec::with_capacity(content.len() / 2 + 256);
+            write_filez(&header, &mut content.as_slice(), &mut filez)
+                .map_err(|e| RepoError::io(name.relative_path(), e))?;
+            txn.stage_filez(&name, filez.as_slice())?;
         }
     }
     Ok(())
 }
 
-/// The content of a file object of `repo` (a delta's old file).
+/// The content of a file object of `repo`, in any mode (a delta's old file).
 fn read_content(repo: &Repo, checksum: &Checksum) -> Result<Vec<u8>, RepoError> {
     let name = ObjectName::new(*checksum, ObjectType::File);
-    let file = repo.open_object(&name)?;
-    let (header, mut content) = open_filez(BufReader::new(file), &name)?;
-    let mut out = Vec::with_capacity(header.size.min(64 << 20) as usize);
-    content
+    let mut object = repo.open_file_object(&name)?;
+    let mut out = Vec::with_capacity(object.header.size.min(64 << 20) as usize);
+    object
+        .content
         .read_to_end(&mut out)
         .map_err(|e| RepoError::io(name.relative_path(), e))?;
     Ok(out)
