@@ -19,7 +19,8 @@ use serde_json::json;
 use crate::cli::output::{format_size, format_timestamp, print_json, print_json_line};
 use crate::cli::sources::DiscoveryArgs;
 use crate::fetch::engine::{
-    Engine, EngineError, EngineEvent, EngineSettings, RefOutcome, RefPlan, RefStatus, Target,
+    DownloadLimit, Engine, EngineError, EngineEvent, EngineSettings, RefOutcome, RefPlan,
+    RefStatus, Target, UnusedReason,
 };
 use crate::repo::config::RepoConfig;
 use crate::repo::store::Repo;
@@ -99,6 +100,7 @@ pub fn check(
         let (sender, _receiver) = async_channel::unbounded();
         let settings = EngineSettings {
             named_sources: only.to_vec(),
+            allow_metered: args.allow_metered,
             ..EngineSettings::default()
         };
         let engine = Engine::new(repo, settings, sender);
@@ -114,7 +116,11 @@ pub fn check(
                     println!("  refused {} from {}: {}", r.commit, r.source, r.reason);
                 }
                 for u in &plan.unused_sources {
-                    println!("  not using {}: {}", u.source, u.message);
+                    let hint = match u.reason {
+                        UnusedReason::MeteredConnection => " (--allow-metered uses it)",
+                        UnusedReason::RemoteNotVerified => "",
+                    };
+                    println!("  not using {}: {}{hint}", u.source, u.message);
                 }
             }
         }
@@ -225,13 +231,26 @@ impl TerminalProgress {
     }
 }
 
+/// What `ferryctl update` was asked besides discovery.
+pub struct UpdateOptions<'a> {
+    /// `--source` ids; empty: every source.
+    pub only: &'a [String],
+    pub json: bool,
+    pub object_events: bool,
+    pub limit: DownloadLimit,
+}
+
 pub fn update(
     repo_path: &Path,
     args: &DiscoveryArgs,
-    only: &[String],
-    json: bool,
-    object_events: bool,
+    options: UpdateOptions<'_>,
 ) -> Result<ExitCode, String> {
+    let UpdateOptions {
+        only,
+        json,
+        object_events,
+        limit,
+    } = options;
     let repo = Repo::open(repo_path).map_err(|e| e.to_string())?;
     let config = RepoConfig::load(repo_path).map_err(|e| e.to_string())?;
     let targets = targets(&config)?;
@@ -242,6 +261,8 @@ pub fn update(
         let settings = EngineSettings {
             object_events,
             named_sources: only.to_vec(),
+            allow_metered: args.allow_metered,
+            download_limit: limit,
             ..EngineSettings::default()
         };
         let engine = Rc::new(Engine::new(repo, settings, sender));

@@ -103,6 +103,10 @@ impl FerryWindow {
             "use-metered",
             "share-updates",
             "bandwidth-limit",
+            "download-rate-limit",
+            "download-rate-limit-internet-only",
+            "look-on-drives",
+            "look-on-lan",
         ] {
             settings.bind(key, &updater, key).build();
         }

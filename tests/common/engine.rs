@@ -254,6 +254,9 @@ impl Client {
             .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
             .env("GIO_USE_VFS", "local")
             .env("GSETTINGS_BACKEND", "memory")
+            // Whatever this machine's own connection is, the engine sees one that
+            // is not metered (tests/engine/metered.rs provides its own).
+            .env("GIO_USE_NETWORK_MONITOR", "base")
             .arg("--repo")
             .arg(&self.repo)
             .arg("--no-lan")
@@ -272,7 +275,18 @@ impl Client {
 
     /// `ferryctl [DISCOVERY] update [EXTRA] --json --object-events`.
     pub fn update(&self, discovery: &[&str], extra: &[&str]) -> UpdateRun {
+        self.update_with_env(&[], discovery, extra)
+    }
+
+    /// As [`Self::update`], with `env` set for `ferryctl`.
+    pub fn update_with_env(
+        &self,
+        env: &[(String, String)],
+        discovery: &[&str],
+        extra: &[&str],
+    ) -> UpdateRun {
         let mut cmd = self.update_command(discovery, extra);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let command = describe(&cmd);
         let started = Instant::now();
         let out = output(&mut cmd);

@@ -14,6 +14,7 @@ mod hostile_drives;
 mod hostile_peers;
 mod interop;
 mod interrupted;
+mod metered;
 mod pull_uri;
 mod real_trees;
 mod rules;

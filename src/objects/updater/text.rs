@@ -69,10 +69,12 @@ pub fn unusable_source_words(
         SourceState::Unreachable => gettext("Not reachable"),
         SourceState::NotServing => gettext("Not sharing updates"),
         SourceState::Failed => gettext("Could not be read"),
-        SourceState::Discovered => gettext("Looking at what it has…"),
-        SourceState::Ready | SourceState::Outdated if metered_excluded => {
+        SourceState::Discovered | SourceState::Ready | SourceState::Outdated
+            if metered_excluded =>
+        {
             gettext("Not used: the connection is metered")
         }
+        SourceState::Discovered => gettext("Looking at what it has…"),
         SourceState::Ready | SourceState::Outdated if untrusted => {
             // Translators: a drive or nearby computer with an update whose
             // origin signs nothing; choosing it by hand uses it anyway.
@@ -88,6 +90,9 @@ pub fn explain(error: &EngineError) -> (String, String) {
         EngineError::NoSource { .. } => gettext("No source has this update."),
         EngineError::OnlyUnverifiedNearby { .. } => gettext(
             "Only nearby sources have this update, and its origin does not sign updates, so they are not trusted. Choose one of them by hand to use it.",
+        ),
+        EngineError::MeteredInternetOnly { .. } => gettext(
+            "Only the internet has this update, and the connection is metered. Allow the internet on metered connections in Preferences to use it.",
         ),
         EngineError::NoTrustedCommit { .. } => gettext(
             "The update could not be verified: no source has a copy signed by a trusted key.",
