@@ -16,6 +16,7 @@ mod interop;
 mod interrupted;
 mod metered;
 mod pull_uri;
+mod rate_limit;
 mod real_trees;
 mod rules;
 
