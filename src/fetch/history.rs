@@ -60,7 +60,7 @@ pub struct HistoryEntry {
     pub version: Option<String>,
     /// The commit of the first ref it moved.
     pub commit: String,
-    /// Names of the sources that sent something.
+    /// Names of the sources that sent something, one per source.
     pub sources: Vec<String>,
     pub received: Received,
 }
@@ -71,12 +71,11 @@ impl HistoryEntry {
     pub fn of(plans: &[RefPlan], sources: &[SourceBytes], time: u64) -> Option<Self> {
         let moved: Vec<&RefPlan> = plans.iter().filter(|p| !p.up_to_date).collect();
         let first = moved.first()?;
-        let mut names: Vec<String> = Vec::new();
-        for source in sources.iter().filter(|s| s.bytes > 0) {
-            if !names.contains(&source.source.name) {
-                names.push(source.source.name.clone());
-            }
-        }
+        let names = sources
+            .iter()
+            .filter(|s| s.bytes > 0)
+            .map(|s| s.source.name.clone())
+            .collect();
         Some(Self {
             time,
             refs: moved

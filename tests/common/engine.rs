@@ -243,6 +243,11 @@ impl Client {
         client
     }
 
+    /// The `XDG_DATA_HOME` its `ferryctl` runs with.
+    pub fn data_home(&self) -> PathBuf {
+        self.dir.path().join("xdg-data")
+    }
+
     /// `ferryctl --repo R --no-lan --no-mounts` in a clean environment.
     pub fn ferryctl(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferryctl"));

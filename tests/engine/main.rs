@@ -15,6 +15,7 @@ mod hostile_peers;
 mod interop;
 mod interrupted;
 mod metered;
+mod provenance;
 mod pull_uri;
 mod rate_limit;
 mod real_trees;
