@@ -436,6 +436,10 @@ impl FerryUpdater {
     async fn start_discovery(&self, repo: &std::path::Path, mut options: DiscoveryOptions) {
         let imp = self.imp();
         self.privacy_switches().narrow(&mut options);
+        if !self.look_on_drives() {
+            // Sideload directories stand for drives (the demo's USB stick is one).
+            options.sideload_dirs.clear();
+        }
         let discovery = match Discovery::start(repo, options) {
             Ok(discovery) => discovery,
             Err(e) => {
