@@ -12,6 +12,8 @@ packages=(
     desktop-file-utils appstream
     # the reference implementation and tools the integration tests drive
     ostree gnupg curl python3 python3-cryptography python3-nacl
+    # NetworkManager's D-Bus API on a test system bus (metered connections)
+    python3-dbusmock
     # a real tree nobody here wrote (tests/engine/real_trees.rs pulls /usr/share/man)
     manpages
     # fake USB drives (loop mounts) and LANs (network namespaces, mDNS)

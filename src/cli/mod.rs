@@ -15,6 +15,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::fetch::engine::DownloadLimit;
+
 #[derive(Debug, Parser)]
 #[command(name = "ferryctl", version, about = "Ferry: updates from nearby")]
 pub struct Cli {
@@ -93,6 +95,13 @@ pub enum Command {
         /// With --json, also report every object and which source served it
         #[arg(long)]
         object_events: bool,
+        /// Download at most RATE bytes a second from all sources together
+        /// (5M, 500k, 2MiB/s); drives are not limited
+        #[arg(long, value_name = "RATE", value_parser = crate::share::parse_rate)]
+        max_rate: Option<u64>,
+        /// Apply --max-rate to internet sources only (nearby computers go at full speed)
+        #[arg(long, requires = "max_rate")]
+        max_rate_internet_only: bool,
     },
     /// Sign a commit with an ed25519 secret key (base64, 64 bytes: seed then public key)
     Sign {
@@ -153,7 +162,21 @@ pub fn main() -> ExitCode {
         Command::Update {
             sources,
             object_events,
-        } => update::update(&repo, &cli.discovery, &sources, cli.json, object_events),
+            max_rate,
+            max_rate_internet_only,
+        } => {
+            let limit = DownloadLimit {
+                bytes_per_second: max_rate.unwrap_or(0),
+                internet_only: max_rate_internet_only,
+            };
+            let options = update::UpdateOptions {
+                only: &sources,
+                json: cli.json,
+                object_events,
+                limit,
+            };
+            update::update(&repo, &cli.discovery, options)
+        }
         Command::Sign {
             rev,
             ed25519_secret,

@@ -42,6 +42,11 @@ pub struct DiscoveryArgs {
     /// (repeatable)
     #[arg(long = "sideload-dir", value_name = "DIR", global = true)]
     pub sideload_dirs: Vec<PathBuf>,
+
+    /// Use internet sources on a metered connection too (drives and nearby
+    /// computers are always used)
+    #[arg(long, global = true)]
+    pub allow_metered: bool,
 }
 
 impl From<&DiscoveryArgs> for DiscoverySwitches {
@@ -51,6 +56,7 @@ impl From<&DiscoveryArgs> for DiscoverySwitches {
             no_mounts: args.no_mounts,
             static_sources: args.static_sources.clone(),
             sideload_dirs: args.sideload_dirs.clone(),
+            allow_metered: args.allow_metered,
         }
     }
 }

@@ -19,8 +19,10 @@ use serde_json::json;
 use crate::cli::output::{format_size, format_timestamp, print_json, print_json_line};
 use crate::cli::sources::DiscoveryArgs;
 use crate::fetch::engine::{
-    Engine, EngineError, EngineEvent, EngineSettings, RefOutcome, RefPlan, RefStatus, Target,
+    DownloadLimit, Engine, EngineError, EngineEvent, EngineSettings, RefOutcome, RefPlan,
+    RefStatus, SourceBytes, Target, UnusedReason,
 };
+use crate::fetch::history::{self, HistoryEntry, Received};
 use crate::repo::config::RepoConfig;
 use crate::repo::store::Repo;
 use crate::signals::on_stop_signals;
@@ -99,6 +101,7 @@ pub fn check(
         let (sender, _receiver) = async_channel::unbounded();
         let settings = EngineSettings {
             named_sources: only.to_vec(),
+            allow_metered: args.allow_metered,
             ..EngineSettings::default()
         };
         let engine = Engine::new(repo, settings, sender);
@@ -114,7 +117,11 @@ pub fn check(
                     println!("  refused {} from {}: {}", r.commit, r.source, r.reason);
                 }
                 for u in &plan.unused_sources {
-                    println!("  not using {}: {}", u.source, u.message);
+                    let hint = match u.reason {
+                        UnusedReason::MeteredConnection => " (--allow-metered uses it)",
+                        UnusedReason::RemoteNotVerified => "",
+                    };
+                    println!("  not using {}: {}{hint}", u.source, u.message);
                 }
             }
         }
@@ -225,13 +232,26 @@ impl TerminalProgress {
     }
 }
 
+/// What `ferryctl update` was asked besides discovery.
+pub struct UpdateOptions<'a> {
+    /// `--source` ids; empty: every source.
+    pub only: &'a [String],
+    pub json: bool,
+    pub object_events: bool,
+    pub limit: DownloadLimit,
+}
+
 pub fn update(
     repo_path: &Path,
     args: &DiscoveryArgs,
-    only: &[String],
-    json: bool,
-    object_events: bool,
+    options: UpdateOptions<'_>,
 ) -> Result<ExitCode, String> {
+    let UpdateOptions {
+        only,
+        json,
+        object_events,
+        limit,
+    } = options;
     let repo = Repo::open(repo_path).map_err(|e| e.to_string())?;
     let config = RepoConfig::load(repo_path).map_err(|e| e.to_string())?;
     let targets = targets(&config)?;
@@ -242,6 +262,8 @@ pub fn update(
         let settings = EngineSettings {
             object_events,
             named_sources: only.to_vec(),
+            allow_metered: args.allow_metered,
+            download_limit: limit,
             ..EngineSettings::default()
         };
         let engine = Rc::new(Engine::new(repo, settings, sender));
@@ -268,6 +290,7 @@ pub fn update(
             }
         });
         let result = engine.update(&targets, &sources).await;
+        let received = engine.received();
         drop(engine);
         let _ = printer.await;
         if let Some(t) = terminal {
@@ -276,16 +299,29 @@ pub fn update(
         discovery.stop();
         // Until here a signal still cancels rather than kills: nothing is cut short.
         drop(stop_signals);
-        result.map_err(|e: EngineError| e.to_string())
+        Ok((result.map_err(|e: EngineError| e.to_string()), received))
     });
+    let (result, sent) = match result {
+        Ok(done) => done,
+        Err(message) => (Err(message), Vec::new()),
+    };
     let (plans, failure) = match result {
         Ok(outcomes) => split_outcomes(outcomes),
         Err(message) => (Vec::new(), Some(message)),
     };
+    let received = Received::of(&sent);
+    record_history(&plans, &sent);
+    if !json && received.total() > 0 {
+        println!("{}", received_sentence(&received));
+    }
     match failure {
         None => {
             if json {
-                print_json_line(&json!({ "event": "done", "plans": plans }));
+                print_json_line(&json!({
+                    "event": "done",
+                    "plans": plans,
+                    "received": received_json(&received),
+                }));
             } else if plans.iter().all(|p| p.up_to_date) {
                 println!("Everything is up to date.");
             }
@@ -293,11 +329,83 @@ pub fn update(
         }
         Some(message) => {
             if json {
-                print_json_line(&json!({ "event": "error", "message": message, "plans": plans }));
+                print_json_line(&json!({
+                    "event": "error",
+                    "message": message,
+                    "plans": plans,
+                    "received": received_json(&received),
+                }));
             }
             Err(message)
         }
     }
+}
+
+/// Appends this update to the history the window lists too; a history that
+/// cannot be written does not fail the update.
+fn record_history(plans: &[RefPlan], sent: &[SourceBytes]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Some(entry) = HistoryEntry::of(plans, sent, now) {
+        let path = history::default_history_path();
+        if let Err(e) = history::append(&path, &entry) {
+            eprintln!(
+                "ferryctl: could not add this update to the history {}: {e}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// `received` in `update --json`: bytes and sources per kind, and the internet
+/// saved.
+fn received_json(received: &Received) -> serde_json::Value {
+    json!({
+        "usb": { "bytes": received.drive_bytes, "sources": received.drives },
+        "nearby": { "bytes": received.nearby_bytes, "sources": received.nearby },
+        "internet": { "bytes": received.internet_bytes, "sources": received.internet },
+        "internet_saved": received.internet_saved(),
+    })
+}
+
+/// "1.9 GB from the USB stick, 310 MB from 2 nearby computers, 12 MB from the
+/// internet — 2.2 GB of internet saved." (the window says the same, translated:
+/// `objects::updater::text::received_words`).
+fn received_sentence(received: &Received) -> String {
+    let mut parts = Vec::new();
+    if received.drives > 0 {
+        parts.push(match received.drives {
+            1 => format!("{} from the USB stick", format_size(received.drive_bytes)),
+            n => format!("{} from {n} USB sticks", format_size(received.drive_bytes)),
+        });
+    }
+    if received.nearby > 0 {
+        parts.push(match received.nearby {
+            1 => format!(
+                "{} from a nearby computer",
+                format_size(received.nearby_bytes)
+            ),
+            n => format!(
+                "{} from {n} nearby computers",
+                format_size(received.nearby_bytes)
+            ),
+        });
+    }
+    if received.internet > 0 {
+        parts.push(format!(
+            "{} from the internet",
+            format_size(received.internet_bytes)
+        ));
+    }
+    let mut sentence = parts.join(", ");
+    if received.internet_saved() > 0 {
+        sentence.push_str(&format!(
+            " — {} of internet saved",
+            format_size(received.internet_saved())
+        ));
+    }
+    sentence + "."
 }
 
 /// The plans of the refs that succeeded, and one sentence naming each failed ref

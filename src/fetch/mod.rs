@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod history;
 pub mod path_source;
 pub mod pull;
 

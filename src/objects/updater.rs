@@ -26,7 +26,7 @@ use gettextrs::gettext;
 use gtk4::{gio, glib, prelude::*, subclass::prelude::*};
 
 use crate::demo::DemoWorld;
-use crate::fetch::engine::{Engine, RefPlan};
+use crate::fetch::engine::{DownloadLimit, Engine, RefPlan};
 use crate::objects::{FerryProgress, FerrySource};
 use crate::repo::config::RepoConfig;
 use crate::share::Sharing;
@@ -117,6 +117,18 @@ mod imp {
         /// Use internet sources on metered connections.
         #[property(get, set = Self::set_use_metered)]
         pub(super) use_metered: Cell<bool>,
+        /// Bytes/s the engine downloads at most; 0: no limit.
+        #[property(get, set)]
+        pub(super) download_rate_limit: Cell<u32>,
+        /// The download limit applies to internet sources only.
+        #[property(get, set)]
+        pub(super) download_rate_limit_internet_only: Cell<bool>,
+        /// Look for updates on drives (privacy: off, no drive is looked at).
+        #[property(get, set = Self::set_look_on_drives, default = true)]
+        pub(super) look_on_drives: Cell<bool>,
+        /// Look for updates on the local network (off: no mDNS browsing).
+        #[property(get, set = Self::set_look_on_lan, default = true)]
+        pub(super) look_on_lan: Cell<bool>,
         /// Serve the local repository to nearby computers.
         #[property(get, set = Self::set_share_updates)]
         pub(super) share_updates: Cell<bool>,
@@ -134,6 +146,9 @@ mod imp {
         pub(super) sources: RefCell<Option<gio::ListStore>>,
 
         pub(super) discovery: RefCell<Option<Discovery>>,
+        /// The repository and discovery options before the privacy switches narrow
+        /// them: discovery starts again from these when a switch changes.
+        pub(super) discovery_base: RefCell<Option<(PathBuf, DiscoveryOptions)>>,
         pub(super) world: RefCell<Option<DemoWorld>>,
         pub(super) engine: RefCell<Option<Rc<Engine>>>,
         pub(super) settled: Cell<bool>,
@@ -166,6 +181,8 @@ mod imp {
             self.sources
                 .replace(Some(gio::ListStore::new::<FerrySource>()));
             self.source_choice.replace(AUTOMATIC.to_owned());
+            self.look_on_drives.set(true);
+            self.look_on_lan.set(true);
             let obj = self.obj();
             let monitor = gio::NetworkMonitor::default();
             let handler = monitor.connect_network_metered_notify(glib::clone!(
@@ -220,7 +237,22 @@ mod imp {
 
         fn set_use_metered(&self, value: bool) {
             if self.use_metered.replace(value) != value {
+                if let Some(discovery) = self.discovery.borrow().as_ref() {
+                    discovery.set_allow_metered(value);
+                }
                 self.obj().network_changed();
+            }
+        }
+
+        fn set_look_on_drives(&self, value: bool) {
+            if self.look_on_drives.replace(value) != value {
+                self.obj().restart_discovery();
+            }
+        }
+
+        fn set_look_on_lan(&self, value: bool) {
+            if self.look_on_lan.replace(value) != value {
+                self.obj().restart_discovery();
             }
         }
 
@@ -371,7 +403,7 @@ impl FerryUpdater {
             (repo, launch.discovery.options())
         };
         self.set_string(&imp.repo_path, "repo-path", &repo.display().to_string());
-        let options: DiscoveryOptions = match options {
+        let mut options: DiscoveryOptions = match options {
             Ok(options) => options,
             Err(e) => {
                 return self.show_error(
@@ -381,8 +413,34 @@ impl FerryUpdater {
                 )
             }
         };
+        // Sharing follows the interfaces given, whatever the privacy switches say
+        // about looking for updates: it has its own switch.
         imp.lan_interfaces.replace(Some(options.lan.clone()));
-        let discovery = match Discovery::start(&repo, options) {
+        options.allow_metered = imp.use_metered.get();
+        imp.discovery_base
+            .replace(Some((repo.clone(), options.clone())));
+        self.start_discovery(&repo, options).await;
+    }
+
+    /// What the privacy switches turn off.
+    fn privacy_switches(&self) -> DiscoverySwitches {
+        DiscoverySwitches {
+            no_lan: !self.look_on_lan(),
+            no_mounts: !self.look_on_drives(),
+            ..DiscoverySwitches::default()
+        }
+    }
+
+    /// Starts discovery with `options` narrowed by the privacy switches, then
+    /// checks for updates once it settled.
+    async fn start_discovery(&self, repo: &std::path::Path, mut options: DiscoveryOptions) {
+        let imp = self.imp();
+        self.privacy_switches().narrow(&mut options);
+        if !self.look_on_drives() {
+            // Sideload directories stand for drives (the demo's USB stick is one).
+            options.sideload_dirs.clear();
+        }
+        let discovery = match Discovery::start(repo, options) {
             Ok(discovery) => discovery,
             Err(e) => {
                 return self.show_error(
@@ -408,6 +466,37 @@ impl FerryUpdater {
         }
         imp.settled.set(true);
         self.check_now().await;
+    }
+
+    /// Starts discovery again (a privacy switch changed): the sources it no longer
+    /// looks at go from the list. An update running meanwhile keeps the sources it
+    /// was given.
+    pub(super) fn restart_discovery(&self) {
+        let imp = self.imp();
+        let Some((repo, options)) = imp.discovery_base.borrow().clone() else {
+            // Not started yet: the switches apply when it starts.
+            return;
+        };
+        if imp.stopped.get() {
+            return;
+        }
+        if let Some(discovery) = imp.discovery.take() {
+            discovery.stop();
+        }
+        self.store().remove_all();
+        imp.plans.borrow_mut().clear();
+        imp.settled.set(false);
+        let obj = self.clone();
+        glib::MainContext::default()
+            .spawn_local(async move { obj.start_discovery(&repo, options).await });
+    }
+
+    /// The engine's download limit, from the preferences.
+    pub(super) fn engine_download_limit(&self) -> DownloadLimit {
+        DownloadLimit {
+            bytes_per_second: u64::from(self.download_rate_limit()),
+            internet_only: self.download_rate_limit_internet_only(),
+        }
     }
 
     /// Stops everything: downloads, discovery, sharing, the demo world.

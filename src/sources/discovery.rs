@@ -18,6 +18,7 @@ use super::error::{SourcesError, SummaryError};
 use super::http;
 use super::lan::txt::{RepoAdvert, TxtAttributes};
 use super::lan::{self, LanBrowser, LanInterfaces};
+use super::locality::Locality;
 use super::model::{
     CollectionRef, RejectReason, Rejection, Source, SourceEvent, SourceKind, SourceState,
 };
@@ -49,6 +50,9 @@ pub struct DiscoveryOptions {
     pub lan_settle: Duration,
     /// HTTP timeout for summary fetches.
     pub http_timeout: Duration,
+    /// Fetch internet sources' summaries on a metered connection too (else they
+    /// wait, unfetched, until the connection is not metered or this is allowed).
+    pub allow_metered: bool,
 }
 
 /// The discovery switches a user gives (`ferryctl`'s global flags, the window's
@@ -63,9 +67,22 @@ pub struct DiscoverySwitches {
     pub static_sources: Vec<String>,
     /// Directories of symlinks to repositories (or drive roots), used like drives.
     pub sideload_dirs: Vec<PathBuf>,
+    /// Use internet sources on a metered connection.
+    pub allow_metered: bool,
 }
 
 impl DiscoverySwitches {
+    /// Turns off in `options` what these switches turn off (drives, the LAN); the
+    /// rest of `options` stays.
+    pub fn narrow(&self, options: &mut DiscoveryOptions) {
+        if self.no_lan {
+            options.lan = LanInterfaces::Off;
+        }
+        if self.no_mounts {
+            options.mounts = false;
+        }
+    }
+
     /// Discovery options for these switches. LAN interfaces come from
     /// `FERRY_LAN_INTERFACES` (comma-separated names, `none`, or `all`; unset means
     /// every non-loopback interface) unless `no_lan` is set.
@@ -80,6 +97,7 @@ impl DiscoverySwitches {
             lan,
             static_sources: self.static_sources.clone(),
             sideload_dirs: self.sideload_dirs.clone(),
+            allow_metered: self.allow_metered,
             ..DiscoveryOptions::default()
         })
     }
@@ -95,6 +113,7 @@ impl Default for DiscoveryOptions {
             sideload_dirs: Vec::new(),
             lan_settle: Duration::from_secs(2),
             http_timeout: Duration::from_secs(10),
+            allow_metered: false,
         }
     }
 }
@@ -151,6 +170,12 @@ struct Inner {
     lan: RefCell<Option<LanBrowser>>,
     tasks: RefCell<Vec<glib::JoinHandle<()>>>,
     stopped: Cell<bool>,
+    /// Whether internet sources are fetched on a metered connection (follows
+    /// [`Discovery::set_allow_metered`]).
+    allow_metered: Cell<bool>,
+    /// Watched so that internet sources spared while metered are fetched once the
+    /// connection is not.
+    network: RefCell<Option<(gio::NetworkMonitor, glib::SignalHandlerId)>>,
 }
 
 /// Discovery of sources. Cheap to clone; every clone is the same discovery. Must be
@@ -269,6 +294,7 @@ impl Discovery {
                 options.sideload_dirs.push(dir.clone());
             }
         }
+        let allow_metered = Cell::new(options.allow_metered);
         let inner = Rc::new(Inner {
             options,
             local,
@@ -289,8 +315,11 @@ impl Discovery {
             lan: RefCell::default(),
             tasks: RefCell::default(),
             stopped: Cell::new(false),
+            allow_metered,
+            network: RefCell::default(),
         });
         let discovery = Self { inner };
+        discovery.watch_metered();
         discovery.start_upstream();
         for uri in statics {
             discovery.add_static(&uri);
@@ -384,6 +413,27 @@ impl Discovery {
         self.inner.schedule_sideload_scan();
     }
 
+    /// Whether internet sources are fetched on a metered connection; allowing it
+    /// fetches the ones spared so far.
+    pub fn set_allow_metered(&self, allow: bool) {
+        if self.inner.allow_metered.replace(allow) != allow {
+            self.inner.fetch_internet_again();
+        }
+    }
+
+    fn watch_metered(&self) {
+        let monitor = gio::NetworkMonitor::default();
+        let weak = Rc::downgrade(&self.inner);
+        let handler = monitor.connect_network_metered_notify(move |monitor| {
+            if let Some(inner) = weak.upgrade() {
+                if !monitor.is_network_metered() {
+                    inner.fetch_internet_again();
+                }
+            }
+        });
+        self.inner.network.replace(Some((monitor, handler)));
+    }
+
     /// Stops discovering: drive and LAN watching end, fetches are cancelled. The list
     /// keeps its last state; subscribers' streams end.
     pub fn stop(&self) {
@@ -403,6 +453,9 @@ impl Inner {
             return;
         }
         self.cancellable.cancel();
+        if let Some((monitor, handler)) = self.network.take() {
+            monitor.disconnect(handler);
+        }
         if let Some((monitor, handlers)) = self.volume_monitor.take() {
             for handler in handlers {
                 monitor.disconnect(handler);
@@ -567,8 +620,41 @@ impl Inner {
         self.fetch(id.to_owned(), uri, generation, Duration::ZERO);
     }
 
+    /// Whether `source` is an internet source not to be fetched now: the
+    /// connection is metered and that is not allowed.
+    fn spares_internet(&self, source: &Source) -> bool {
+        !self.allow_metered.get()
+            && source.locality() == Locality::Internet
+            && gio::NetworkMonitor::default().is_network_metered()
+    }
+
+    /// Fetches the internet sources' summaries again (spared ones included).
+    fn fetch_internet_again(self: &Rc<Self>) {
+        let ids: Vec<String> = self
+            .entries
+            .borrow()
+            .iter()
+            .filter(|(_, e)| e.source.locality() == Locality::Internet)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.restart_fetch(&id);
+        }
+    }
+
     fn fetch(self: &Rc<Self>, id: String, uri: String, generation: u64, delay: Duration) {
         if self.stopped.get() {
+            return;
+        }
+        let spared = self
+            .entries
+            .borrow()
+            .get(&id)
+            .is_some_and(|e| self.spares_internet(&e.source));
+        if spared {
+            // Not even the summary: on a metered connection the internet is used
+            // only when allowed. The source stays `discovered`.
+            glib::g_debug!(LOG_DOMAIN, "not fetching {uri}: the connection is metered");
             return;
         }
         let guard = self.busy_guard();

@@ -14,6 +14,7 @@ pub mod drive_repo;
 mod error;
 mod http;
 pub mod lan;
+pub mod locality;
 pub mod model;
 pub mod mounts;
 mod named;
@@ -26,6 +27,7 @@ pub use discovery::{
 pub use error::{SourcesError, SummaryError};
 pub use http::{fetch_summary, summary_uri};
 pub use lan::LanInterfaces;
+pub use locality::Locality;
 pub use model::{
     CollectionRef, OfferedRef, RejectReason, Rejection, Source, SourceEvent, SourceKind,
     SourceState, Target,

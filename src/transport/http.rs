@@ -1,6 +1,6 @@
 //! HTTP through soup3: same-origin redirects only, a size cap enforced while the
-//! body streams in, a floor under the average rate, and large bodies spilled to
-//! disk.
+//! body streams in, a floor under the average rate, large bodies spilled to
+//! disk, and the client's download limit (`RateLimiter`) applied as bytes arrive.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +97,8 @@ async fn read_body(
         counter,
     } = to;
     let floor = client.rate_floor;
+    // Time spent waiting for the download limit is not the source's slowness.
+    let mut held_back = std::time::Duration::ZERO;
     let declared = message
         .response_headers()
         .map(|h| h.content_length())
@@ -107,7 +109,7 @@ async fn read_body(
     let mut body = Spill::new(spill_dir);
     loop {
         let wait = floor
-            .time_left(started, body.total())
+            .time_left(started + held_back, body.total())
             .ok_or_else(|| floor.error())?;
         let chunk = glib::future_with_timeout(
             wait,
@@ -122,6 +124,9 @@ async fn read_body(
         }
         body.push(&chunk, limit)?;
         counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if let Some(limiter) = &client.limiter {
+            held_back += limiter.take(chunk.len() as u64).await;
+        }
     }
     if declared > 0 && body.total() != declared as u64 {
         return Err(TransportError::Lost(format!(

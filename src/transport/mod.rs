@@ -23,6 +23,9 @@ use glib::translate::from_glib_full;
 
 mod file;
 mod http;
+mod rate;
+
+pub use rate::RateLimiter;
 
 /// Bodies up to this size stay in memory; larger ones are spilled to disk.
 pub(crate) const SPILL_SIZE: usize = 1024 * 1024;
@@ -171,6 +174,8 @@ impl Default for HttpSettings {
 pub struct HttpClient {
     session: soup::Session,
     rate_floor: RateFloor,
+    /// The download limit its bodies are read under, if any.
+    limiter: Option<RateLimiter>,
 }
 
 impl HttpClient {
@@ -185,6 +190,15 @@ impl HttpClient {
         Self {
             session,
             rate_floor: settings.rate_floor,
+            limiter: None,
+        }
+    }
+
+    /// The same client (one session), its bodies read under `limiter`.
+    pub fn limited(&self, limiter: RateLimiter) -> Self {
+        Self {
+            limiter: Some(limiter),
+            ..self.clone()
         }
     }
 }
@@ -223,6 +237,18 @@ impl Transport {
 
     pub fn is_file(&self) -> bool {
         matches!(self, Transport::File(_))
+    }
+
+    /// Whether a download limit is holding this source's requests back now (so
+    /// their slowness says nothing about the source).
+    pub fn is_throttled(&self) -> bool {
+        match self {
+            Transport::Http { client, .. } => client
+                .limiter
+                .as_ref()
+                .is_some_and(RateLimiter::is_throttling),
+            Transport::File(_) => false,
+        }
     }
 
     /// The directory of a `file://` source.

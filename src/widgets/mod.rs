@@ -6,17 +6,19 @@
 //!   [`FerryUpdater`](crate::objects::FerryUpdater).
 //! - [`FerrySourceRow`]: one source's row, bound to a
 //!   [`FerrySource`](crate::objects::FerrySource).
-//! - [`FerryPreferencesWindow`], [`FerryUsbDialog`].
+//! - [`FerryPreferencesWindow`], [`FerryUsbDialog`], [`FerryHistoryWindow`].
 //!
 //! The models and the words they show live in [`crate::objects`].
 
 mod application;
+mod history_window;
 mod preferences;
 mod source_row;
 mod usb_dialog;
 mod window;
 
 pub use application::FerryApplication;
+pub use history_window::FerryHistoryWindow;
 pub use preferences::FerryPreferencesWindow;
 pub use source_row::FerrySourceRow;
 pub use usb_dialog::FerryUsbDialog;

@@ -1,5 +1,6 @@
-//! `FerryPreferencesWindow`: sharing with nearby computers, its upload limit, and
-//! whether to use the internet on metered connections. Every switch is bound to
+//! `FerryPreferencesWindow`: sharing with nearby computers, its upload limit,
+//! whether to use the internet on metered connections, the download limit, and
+//! where to look for updates (drives, the local network). Every switch is bound to
 //! Ferry's GSettings; the window's [`FerryUpdater`](crate::widgets::FerryUpdater)
 //! follows the same keys.
 
@@ -21,6 +22,14 @@ mod imp {
         pub metered_switch: TemplateChild<gtk::Switch>,
         #[template_child]
         pub limit_spin: TemplateChild<gtk::SpinButton>,
+        #[template_child]
+        pub download_limit_spin: TemplateChild<gtk::SpinButton>,
+        #[template_child]
+        pub limit_internet_switch: TemplateChild<gtk::Switch>,
+        #[template_child]
+        pub drives_switch: TemplateChild<gtk::Switch>,
+        #[template_child]
+        pub lan_switch: TemplateChild<gtk::Switch>,
     }
 
     #[glib::object_subclass]
@@ -61,8 +70,34 @@ impl FerryPreferencesWindow {
         settings
             .bind("share-updates", &*imp.share_switch, "active")
             .build();
+        for (key, switch) in [
+            ("use-metered", &*imp.metered_switch),
+            (
+                "download-rate-limit-internet-only",
+                &*imp.limit_internet_switch,
+            ),
+            ("look-on-drives", &*imp.drives_switch),
+            ("look-on-lan", &*imp.lan_switch),
+        ] {
+            settings.bind(key, switch, "active").build();
+        }
+        // Bytes/s in the key, KiB/s shown.
         settings
-            .bind("use-metered", &*imp.metered_switch, "active")
+            .bind(
+                "download-rate-limit",
+                &imp.download_limit_spin.adjustment(),
+                "value",
+            )
+            .mapping(|variant, _| {
+                variant
+                    .get::<u32>()
+                    .map(|v| (f64::from(v) / 1024.0).round().to_value())
+            })
+            .set_mapping(|value, _| {
+                let bytes =
+                    (value.get::<f64>().ok()?.round() * 1024.0).clamp(0.0, f64::from(u32::MAX));
+                Some((bytes as u32).to_variant())
+            })
             .build();
         // KiB/s as a "u" key; the spin button's adjustment holds a double.
         settings

@@ -14,8 +14,9 @@ use adw::subclass::prelude::*;
 use gtk::{gio, glib};
 
 use crate::config::PROFILE;
+use crate::fetch::history;
 use crate::objects::{FerrySource, FerryUpdater, Launch, Status, AUTOMATIC};
-use crate::widgets::{FerryApplication, FerrySourceRow, FerryUsbDialog};
+use crate::widgets::{FerryApplication, FerryHistoryWindow, FerrySourceRow, FerryUsbDialog};
 
 mod imp {
     use super::*;
@@ -53,6 +54,9 @@ mod imp {
             klass.install_action("win.cancel", None, |win, _, _| win.model().cancel());
             klass.install_action("win.refresh", None, |win, _, _| win.model().refresh());
             klass.install_action("win.copy-to-usb", None, |win, _, _| win.copy_to_usb());
+            klass.install_action("win.history", None, |win, _, _| {
+                FerryHistoryWindow::new(win, &history::default_history_path()).present();
+            });
         }
 
         fn instance_init(obj: &glib::subclass::InitializingObject<Self>) {
@@ -103,6 +107,10 @@ impl FerryWindow {
             "use-metered",
             "share-updates",
             "bandwidth-limit",
+            "download-rate-limit",
+            "download-rate-limit-internet-only",
+            "look-on-drives",
+            "look-on-lan",
         ] {
             settings.bind(key, &updater, key).build();
         }

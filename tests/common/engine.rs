@@ -257,6 +257,11 @@ impl Client {
         client
     }
 
+    /// The `XDG_DATA_HOME` its `ferryctl` runs with.
+    pub fn data_home(&self) -> PathBuf {
+        self.dir.path().join("xdg-data")
+    }
+
     /// `ferryctl --repo R --no-lan --no-mounts` in a clean environment.
     pub fn ferryctl(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferryctl"));
@@ -268,6 +273,9 @@ impl Client {
             .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
             .env("GIO_USE_VFS", "local")
             .env("GSETTINGS_BACKEND", "memory")
+            // Whatever this machine's own connection is, the engine sees one that
+            // is not metered (tests/engine/metered.rs provides its own).
+            .env("GIO_USE_NETWORK_MONITOR", "base")
             .arg("--repo")
             .arg(&self.repo)
             .arg("--no-lan")
@@ -286,7 +294,18 @@ impl Client {
 
     /// `ferryctl [DISCOVERY] update [EXTRA] --json --object-events`.
     pub fn update(&self, discovery: &[&str], extra: &[&str]) -> UpdateRun {
+        self.update_with_env(&[], discovery, extra)
+    }
+
+    /// As [`Self::update`], with `env` set for `ferryctl`.
+    pub fn update_with_env(
+        &self,
+        env: &[(String, String)],
+        discovery: &[&str],
+        extra: &[&str],
+    ) -> UpdateRun {
         let mut cmd = self.update_command(discovery, extra);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let command = describe(&cmd);
         let started = Instant::now();
         let out = output(&mut cmd);

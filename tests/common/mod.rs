@@ -72,7 +72,9 @@ pub fn ferryctl_bare() -> Command {
     cmd.env_remove("FERRY_REPO")
         .env("XDG_DATA_HOME", NO_DATA_HOME)
         .env("LC_ALL", "C.UTF-8")
-        .env("FERRY_LAN_INTERFACES", "none");
+        .env("FERRY_LAN_INTERFACES", "none")
+        // Not this machine's own connection, which may be metered: one that is not.
+        .env("GIO_USE_NETWORK_MONITOR", "base");
     cmd
 }
 

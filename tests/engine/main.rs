@@ -16,7 +16,10 @@ mod hostile_drives;
 mod hostile_peers;
 mod interop;
 mod interrupted;
+mod metered;
+mod provenance;
 mod pull_uri;
+mod rate_limit;
 mod real_trees;
 mod rules;
 

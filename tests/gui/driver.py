@@ -513,7 +513,62 @@ def scenario_share(win):
             log("sharing off: nothing answers")
 
 
+def scenario_privacy(win):
+    """The privacy switch for drives takes the stick off the list and back; the
+    update then says where it came from, and the history lists it."""
+    s = CONFIG["strings"]
+    stick = CONFIG["stick_row"]
+    wait_status(win, s["available"], 60)
+    wait_rows(win, s["sources"], CONFIG["rows"], 30)
+    menu_item(win, s["preferences"])
+    prefs = Window(wait_for(
+        "the preferences window",
+        lambda: next((n for n in children(win.app) if name(n) == s["preferences_title"]), None),
+        10,
+    ))
+
+    def drives_switch():
+        return next((n for n in prefs.nodes() if role(n) in ("switch", "toggle button", "check box")
+                     and name(n).startswith(s["drives_switch"])), None)
+
+    switch = wait_for("the drives switch", drives_switch, 5)
+    if not checked(switch):
+        raise Failure("looking on drives is off by default")
+    for want in (False, True):
+        prefs.mouse_click(switch)
+        wait_for(f"the switch to be {'on' if want else 'off'}", lambda: checked(switch) == want, 5)
+        wait_for(
+            f"the stick {'back on' if want else 'off'} the list",
+            lambda: (stick in win.rows(s["sources"])) == want,
+            20,
+        )
+        log(f"drives {'on' if want else 'off'}: the stick is {'listed' if want else 'gone'}")
+    close = wait_for("the preferences' Close button", lambda: prefs.button(s["close"]), 5)
+    prefs.click(close)
+    wait_for("the preferences to close", lambda: not any(name(n) == s["preferences_title"] for n in children(win.app)), 10)
+    wait_status(win, s["available"], 60)
+    # The remote signs nothing, so the stick is used only when chosen by hand.
+    check = win.check_box(win.rows(s["sources"])[stick])
+    win.mouse_click(check)
+    wait_for("the stick to be chosen", lambda: checked(check), 5)
+    wait_status(win, s["available"], 10)
+    download(win, s["sources"], [], s["update"], [s["ready"]], None)
+    wait_status(win, s["ready"], 10)
+    said = wait_for(
+        "where the update came from",
+        lambda: next((l for l in win.labels() if s["saved"] in l), None),
+        10,
+    )
+    log(f"said: {said!r}")
+    if s["from_stick"] not in said:
+        raise Failure(f"the stick is not named in {said!r}")
+    menu_item(win, s["history"])
+    rows = wait_rows(win, s["history_list"], CONFIG["history_rows"], 10)
+    log(f"history: {list(rows)}")
+
+
 SCENARIOS = {
+    "privacy": scenario_privacy,
     "demo": scenario_demo,
     "usb": scenario_usb,
     "german": scenario_german,

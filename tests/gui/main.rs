@@ -403,6 +403,45 @@ fn gui_shows_why_an_update_cannot_be_trusted() {
 }
 
 #[test]
+fn gui_privacy_switch_drives_then_where_the_update_came_from_and_its_history() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let world = World::new("org.example.GuiPrivacy", false, true);
+    // A "USB stick" in the sideload directory, holding version 2.0.
+    let stick = world.sideload.parent().unwrap().join("stick");
+    fs::create_dir(&stick).unwrap();
+    world.upstream.create_usb(&stick, REF);
+    std::os::unix::fs::symlink(&stick, world.sideload.join("STICK")).unwrap();
+    let work = tempdir("ferry-gui-privacy-");
+    let mut strings = english();
+    strings["preferences"] = "Preferences".into();
+    strings["preferences_title"] = "Preferences".into();
+    strings["drives_switch"] = "Look for updates on drives".into();
+    strings["saved"] = "of internet saved".into();
+    strings["from_stick"] = "from the USB stick".into();
+    strings["history"] = "Update History".into();
+    strings["history_list"] = "Past updates".into();
+    let config = json!({
+        "scenario": "privacy",
+        "command": world.ferry(&[]),
+        "strings": strings,
+        "rows": {"127.0.0.1": null, "STICK": null},
+        "stick_row": "STICK",
+        "history_rows": {"Version 2.0": "nothing from the internet"},
+    });
+    let transcript = drive(config, work.path());
+    assert_eq!(
+        world.installed(),
+        world.commits[1],
+        "the ref did not move:\n{transcript}"
+    );
+    // The window wrote the history ferryctl also writes and reads.
+    let history =
+        fs::read_to_string(work.path().join("home/data/ferry/history.jsonl")).unwrap_or_default();
+    assert_eq!(history.lines().count(), 1, "{history}");
+    assert!(history.contains(&world.commits[1]), "{history}");
+}
+
+#[test]
 fn gui_preferences_share_updates_with_nearby_computers() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let world = World::new("org.example.GuiShare", false, true);

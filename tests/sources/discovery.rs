@@ -15,6 +15,8 @@ fn options(static_sources: Vec<String>) -> DiscoveryOptions {
         mounts: false,
         lan: LanInterfaces::Off,
         static_sources,
+        // This machine's connection may be metered; these tests are about others.
+        allow_metered: true,
         ..DiscoveryOptions::default()
     }
 }

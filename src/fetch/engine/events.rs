@@ -9,6 +9,7 @@ use super::EngineError;
 use crate::repo::objects::Commit;
 use crate::repo::store::Repo;
 use crate::repo::Checksum;
+use crate::sources::Locality;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SourceLabel {
@@ -159,6 +160,9 @@ pub enum UnusedReason {
     /// computers are then not trusted for it, only its own URL and sources the user
     /// named (`--static-source`, `--source`, a source chosen in the window).
     RemoteNotVerified,
+    /// An internet source on a metered network connection (GIO's network monitor
+    /// says so), and using the internet on metered connections is not allowed.
+    MeteredConnection,
 }
 
 /// A source that offers a ref but is not used for it, and why.
@@ -171,6 +175,15 @@ pub struct UnusedSource {
     pub reason: UnusedReason,
     /// The reason as a sentence.
     pub message: String,
+}
+
+/// What one source sent during an update.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceBytes {
+    #[serde(flatten)]
+    pub source: SourceLabel,
+    pub locality: Locality,
+    pub bytes: u64,
 }
 
 /// How updating one ref ended.

@@ -46,7 +46,7 @@ use rand::SeedableRng;
 
 pub use self::events::{
     DownloadSize, EngineEvent, OverallProgress, RefOutcome, RefPlan, RefStatus, RejectedCommit,
-    SourceLabel, SourceProgress, TransferState, UnusedReason, UnusedSource,
+    SourceBytes, SourceLabel, SourceProgress, TransferState, UnusedReason, UnusedSource,
 };
 use self::requests::{Requests, SizeLimits};
 pub use self::resolve::unused_reason;
@@ -59,8 +59,8 @@ use crate::repo::objects::Commit;
 use crate::repo::store::{Repo, Transaction};
 use crate::repo::{ObjectName, RepoError};
 pub use crate::sources::Target;
-use crate::sources::{Source, SourceKind};
-use crate::transport::{HttpClient, HttpSettings, Transport};
+use crate::sources::{Locality, Source, SourceKind};
+use crate::transport::{HttpClient, HttpSettings, RateLimiter, Transport};
 use crate::trust;
 
 /// Tests only: `FERRY_TEST_STOP_AFTER_OBJECTS=N` stops the whole process
@@ -98,6 +98,11 @@ pub enum EngineError {
         ref_name: String,
         unused: String,
     },
+    #[error(
+        "only the internet offers {ref_name}, and the network connection is metered: internet \
+         sources are used on metered connections only when allowed; not used: {unused}"
+    )]
+    MeteredInternetOnly { ref_name: String, unused: String },
     #[error("no source offers a trusted commit for {ref_name}: {reasons}")]
     NoTrustedCommit { ref_name: String, reasons: String },
     #[error("no source has object {object} (needed for {ref_name}); tried {tried}")]
@@ -126,6 +131,27 @@ pub struct EngineSettings {
     /// the window): like static sources, trusted for remotes that verify no
     /// signatures.
     pub named_sources: Vec<String>,
+    /// Use internet sources on a metered connection (GIO's network monitor says
+    /// whether it is); drives and nearby computers are used either way.
+    pub allow_metered: bool,
+    pub download_limit: DownloadLimit,
+}
+
+/// A limit on how fast a pull downloads, shared by all the sources it applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DownloadLimit {
+    /// Bytes per second; 0: no limit.
+    pub bytes_per_second: u64,
+    /// Limit only internet sources (nearby computers go at full speed).
+    pub internet_only: bool,
+}
+
+impl DownloadLimit {
+    /// Whether the limit applies to a source of `locality`. Only HTTP is limited:
+    /// drives are read at their own speed.
+    pub fn applies_to(&self, locality: Locality) -> bool {
+        self.bytes_per_second > 0 && (!self.internet_only || locality == Locality::Internet)
+    }
 }
 
 /// A source as the engine sees it during one update.
@@ -197,10 +223,16 @@ pub struct Engine {
     repo: Repo,
     settings: EngineSettings,
     http: HttpClient,
+    /// `http` under the download limit, when there is one.
+    limited_http: Option<HttpClient>,
     events: async_channel::Sender<EngineEvent>,
     cancellable: gio::Cancellable,
     /// The sources of the current run as given, usable or not.
     seen: std::cell::RefCell<Vec<String>>,
+    /// Internet sources of the current run not used: the connection is metered.
+    spared: std::cell::RefCell<Vec<Source>>,
+    /// What each source of the last update sent.
+    received: std::cell::RefCell<Vec<SourceBytes>>,
 }
 
 impl Engine {
@@ -210,13 +242,18 @@ impl Engine {
         events: async_channel::Sender<EngineEvent>,
     ) -> Self {
         let http = HttpClient::new(&settings.http);
+        let limited_http = (settings.download_limit.bytes_per_second > 0)
+            .then(|| http.limited(RateLimiter::new(settings.download_limit.bytes_per_second)));
         Self {
             repo,
             settings,
             http,
+            limited_http,
             events,
             cancellable: gio::Cancellable::new(),
             seen: Default::default(),
+            spared: Default::default(),
+            received: Default::default(),
         }
     }
 
@@ -227,6 +264,12 @@ impl Engine {
 
     pub fn cancellable(&self) -> &gio::Cancellable {
         &self.cancellable
+    }
+
+    /// What each source sent in the last update (so far, while one runs), the
+    /// sources that sent nothing left out.
+    pub fn received(&self) -> Vec<SourceBytes> {
+        self.received.borrow().clone()
     }
 
     fn emit(&self, event: EngineEvent) {
@@ -252,6 +295,7 @@ impl Engine {
                 Ok(plan) => self.pull(target, &plan, usable).await.map(|()| plan),
                 Err(e) => Err(e),
             };
+            self.record_received(&engine_sources);
             if matches!(result, Err(EngineError::Cancelled)) || self.cancellable.is_cancelled() {
                 return Err(EngineError::Cancelled);
             }
@@ -377,7 +421,9 @@ impl Engine {
             let now = Instant::now();
             let slow = (now.duration_since(last_slow_scan) >= SLOW_SCAN_INTERVAL).then(|| {
                 last_slow_scan = now;
-                let slow = requests.slow(now);
+                let mut slow = requests.slow(now);
+                // Held back by the download limit, not slow.
+                slow.retain(|(_, i)| !sources[*i].transport.is_throttled());
                 scheduler.pass_over_stalled(&slow, now);
                 slow
             });

@@ -5,15 +5,17 @@
 use std::collections::HashSet;
 
 use super::events::{
-    DownloadSize, EngineEvent, RefPlan, RejectedCommit, UnusedReason, UnusedSource,
+    DownloadSize, EngineEvent, RefPlan, RejectedCommit, SourceBytes, UnusedReason, UnusedSource,
 };
 use super::schedule::{SourceSchedule, INITIAL_HTTP_IN_FLIGHT};
 use super::{Engine, EngineError, EngineSource};
+use gio::prelude::*;
+
 use crate::fetch::MAX_METADATA_SIZE;
 use crate::repo::config::RemoteConfig;
 use crate::repo::objects::Commit;
 use crate::repo::{Checksum, ObjectName, ObjectType};
-use crate::sources::{Source, SourceKind, Target};
+use crate::sources::{Locality, Source, SourceKind, Target};
 use crate::transport::{Transport, TransportError};
 use crate::trust::{self, CommitToVerify, TrustPolicy};
 
@@ -59,6 +61,15 @@ impl Engine {
                 None => format!("{} is {}", s.name, s.state),
             })
             .collect();
+        // Read once per run: a connection that turns metered mid-pull does not
+        // strand the objects already asked of the internet.
+        let spare_internet =
+            !self.settings.allow_metered && gio::NetworkMonitor::default().is_network_metered();
+        let (spared, sources): (Vec<Source>, Vec<Source>) = sources
+            .iter()
+            .cloned()
+            .partition(|s| spare_internet && s.locality() == Locality::Internet);
+        *self.spared.borrow_mut() = spared;
         let file_limit = self
             .settings
             .file_in_flight
@@ -67,7 +78,13 @@ impl Engine {
             .iter()
             .filter(|s| s.state.is_usable())
             .filter_map(|s| {
-                let transport = Transport::for_uri(&s.uri, &self.http).ok()?;
+                let http = match &self.limited_http {
+                    Some(limited) if self.settings.download_limit.applies_to(s.locality()) => {
+                        limited
+                    }
+                    _ => &self.http,
+                };
+                let transport = Transport::for_uri(&s.uri, http).ok()?;
                 let is_file = transport.is_file();
                 let limit = if is_file {
                     file_limit
@@ -115,27 +132,37 @@ impl Engine {
             .iter()
             .take_while(|s| unused_reason(&target.remote, &s.source, named).is_none())
             .count();
-        let unused = sources[usable..]
+        let untrusted = sources[usable..]
             .iter()
             .filter(|s| s.source.offer_for(target).is_some())
             .filter_map(|s| {
                 let reason = unused_reason(&target.remote, &s.source, named)?;
-                let message = match reason {
-                    UnusedReason::RemoteNotVerified => format!(
-                        "{} is not used for {}: remote {} verifies no commit signatures, so \
-                         only its own URL and sources named by hand are trusted",
-                        s.source.name, target.ref_name, target.remote.name
-                    ),
-                };
-                Some(UnusedSource {
-                    source: s.source.id.clone(),
-                    name: s.source.name.clone(),
-                    reason,
-                    message,
-                })
+                Some(unused_source(&s.source, target, reason))
+            });
+        // Spared internet sources may not have been looked at (discovery spares
+        // them too): the ref's own remote counts as offering it.
+        let spared = self.spared.borrow();
+        let metered = spared
+            .iter()
+            .filter(|s| {
+                s.offer_for(target).is_some()
+                    || s.remote.as_deref() == Some(target.remote.name.as_str())
+            })
+            .map(|s| unused_source(s, target, UnusedReason::MeteredConnection));
+        (usable, untrusted.chain(metered).collect())
+    }
+
+    /// Remembers what each source has sent so far in this update.
+    pub(super) fn record_received(&self, sources: &[EngineSource]) {
+        *self.received.borrow_mut() = sources
+            .iter()
+            .filter(|s| s.bytes > 0)
+            .map(|s| SourceBytes {
+                source: s.label(),
+                locality: s.source.locality(),
+                bytes: s.bytes,
             })
             .collect();
-        (usable, unused)
     }
 
     pub(super) async fn resolve(
@@ -164,6 +191,15 @@ impl Engine {
                 .map(|u| format!("{} ({})", u.name, u.source))
                 .collect::<Vec<_>>()
                 .join(", ");
+            if unused_sources
+                .iter()
+                .all(|u| u.reason == UnusedReason::MeteredConnection)
+            {
+                return Err(EngineError::MeteredInternetOnly {
+                    ref_name: target.ref_name.clone(),
+                    unused,
+                });
+            }
             return Err(EngineError::OnlyUnverifiedNearby {
                 remote: remote.name.clone(),
                 ref_name: target.ref_name.clone(),
@@ -356,6 +392,28 @@ impl Engine {
             }
         }
         Err(reasons)
+    }
+}
+
+/// A source not used for `target`, with why in a sentence.
+fn unused_source(source: &Source, target: &Target, reason: UnusedReason) -> UnusedSource {
+    let message = match reason {
+        UnusedReason::RemoteNotVerified => format!(
+            "{} is not used for {}: remote {} verifies no commit signatures, so only its own \
+             URL and sources named by hand are trusted",
+            source.name, target.ref_name, target.remote.name
+        ),
+        UnusedReason::MeteredConnection => format!(
+            "{} is not used for {}: the network connection is metered, and internet sources \
+             are used on metered connections only when allowed",
+            source.name, target.ref_name
+        ),
+    };
+    UnusedSource {
+        source: source.id.clone(),
+        name: source.name.clone(),
+        reason,
+        message,
     }
 }
 

@@ -71,6 +71,8 @@ impl FerryUpdater {
         let (sender, receiver) = async_channel::unbounded();
         let settings = EngineSettings {
             named_sources: self.named_sources(),
+            allow_metered: self.use_metered(),
+            download_limit: self.engine_download_limit(),
             ..EngineSettings::default()
         };
         Ok((Rc::new(Engine::new(repo, settings, sender)), receiver))

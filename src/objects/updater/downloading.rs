@@ -6,13 +6,31 @@ use gettextrs::gettext;
 use gtk4::{glib, prelude::*, subclass::prelude::*};
 
 use super::text::{
-    download_progress_words, explain, failed_update_words, ready_words, source_progress_words,
-    version_words,
+    download_progress_words, explain, failed_update_words, ready_words, received_words,
+    source_progress_words, version_words,
 };
 use super::{FerryUpdater, Status};
-use crate::fetch::engine::{EngineError, EngineEvent};
+use crate::fetch::engine::{EngineError, EngineEvent, RefPlan, SourceBytes};
+use crate::fetch::history::{self, HistoryEntry, Received};
 use crate::objects::progress::ProgressSample;
 use crate::sources::LOG_DOMAIN;
+
+/// Adds an update that moved refs to the history (`ferryctl update` writes the
+/// same log); a history that cannot be written is logged, not shown.
+fn record_history(plans: &[RefPlan], sent: &[SourceBytes]) {
+    let now = glib::real_time() / 1_000_000;
+    let Some(entry) = HistoryEntry::of(plans, sent, u64::try_from(now).unwrap_or(0)) else {
+        return;
+    };
+    let path = history::default_history_path();
+    if let Err(e) = history::append(&path, &entry) {
+        glib::g_warning!(
+            LOG_DOMAIN,
+            "could not write the history {}: {e}",
+            path.display()
+        );
+    }
+}
 
 impl FerryUpdater {
     /// Downloads the update from the chosen sources.
@@ -81,6 +99,7 @@ impl FerryUpdater {
         });
 
         let result = engine.update(&targets, &sources).await;
+        let sent = engine.received();
 
         imp.engine.take();
         drop(engine); // closes the event channel: the listener ends
@@ -105,6 +124,7 @@ impl FerryUpdater {
         });
         match result {
             Ok((plans, failed)) if !failed.is_empty() => {
+                record_history(&plans, &sent);
                 let pulled = u32::try_from(plans.iter().filter(|p| !p.up_to_date).count())
                     .unwrap_or(u32::MAX);
                 let (title, plain) = failed_update_words(pulled, &failed[0].2);
@@ -118,9 +138,13 @@ impl FerryUpdater {
             }
             Ok((plans, _)) => {
                 let pulled = plans.iter().any(|p| !p.up_to_date);
+                record_history(&plans, &sent);
                 imp.plans.replace(plans);
                 if pulled {
-                    let description = ready_words(version.as_deref());
+                    let mut description = ready_words(version.as_deref());
+                    if let Some(words) = received_words(&Received::of(&sent)) {
+                        description = format!("{description}\n{words}");
+                    }
                     self.show_status(Status::Ready, &gettext("Update Ready"), &description);
                 } else {
                     self.show_status(

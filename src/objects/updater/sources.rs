@@ -1,6 +1,6 @@
 //! The sources list: discovery's events become [`FerrySource`] items, with what
 //! each offers in words; the source choice ("Automatic" or one source); which
-//! sources the engine may use (none metered unless allowed).
+//! sources the engine may use.
 
 use gettextrs::gettext;
 use gtk4::{gio, glib, prelude::*, subclass::prelude::*};
@@ -10,12 +10,7 @@ use super::text::{freshness_words, unusable_source_words, Known};
 use super::{FerryUpdater, AUTOMATIC};
 use crate::fetch::engine::unused_reason;
 use crate::objects::FerrySource;
-use crate::sources::{sort_sources, Source, SourceEvent, SourceKind};
-
-/// Only the internet costs money on a metered connection.
-fn is_metered_kind(source: &Source) -> bool {
-    source.kind == SourceKind::Internet
-}
+use crate::sources::{sort_sources, Locality, Source, SourceEvent};
 
 impl FerryUpdater {
     pub(super) fn source_event(&self, event: SourceEvent) {
@@ -72,8 +67,11 @@ impl FerryUpdater {
         }
     }
 
+    /// Whether the engine (and discovery) leave `source` out: the internet on a
+    /// metered connection, unless allowed. Only for the words shown; the engine
+    /// decides by itself.
     pub(super) fn metered_excluded(&self, source: &Source) -> bool {
-        is_metered_kind(source)
+        source.locality() == Locality::Internet
             && !self.imp().use_metered.get()
             && gio::NetworkMonitor::default().is_network_metered()
     }
@@ -154,10 +152,8 @@ impl FerryUpdater {
             return Err(Blocked::NoSources);
         };
         let choice = self.imp().source_choice.borrow().clone();
-        let allowed = discovery
-            .sources()
-            .into_iter()
-            .filter(|s| !self.metered_excluded(s));
+        // The engine leaves out the internet on a metered connection itself.
+        let allowed = discovery.sources().into_iter();
         if choice == AUTOMATIC {
             let sources: Vec<Source> = allowed.collect();
             if sources.is_empty() {

@@ -5,6 +5,7 @@ use gettextrs::{gettext, ngettext};
 
 use super::Status;
 use crate::fetch::engine::{EngineError, RefPlan, SourceProgress, TransferState};
+use crate::fetch::history::{HistoryEntry, Received};
 use crate::objects::format;
 use crate::objects::progress::ProgressSample;
 use crate::repo::{Checksum, RepoError};
@@ -69,10 +70,12 @@ pub fn unusable_source_words(
         SourceState::Unreachable => gettext("Not reachable"),
         SourceState::NotServing => gettext("Not sharing updates"),
         SourceState::Failed => gettext("Could not be read"),
-        SourceState::Discovered => gettext("Looking at what it has…"),
-        SourceState::Ready | SourceState::Outdated if metered_excluded => {
+        SourceState::Discovered | SourceState::Ready | SourceState::Outdated
+            if metered_excluded =>
+        {
             gettext("Not used: the connection is metered")
         }
+        SourceState::Discovered => gettext("Looking at what it has…"),
         SourceState::Ready | SourceState::Outdated if untrusted => {
             // Translators: a drive or nearby computer with an update whose
             // origin signs nothing; choosing it by hand uses it anyway.
@@ -88,6 +91,9 @@ pub fn explain(error: &EngineError) -> (String, String) {
         EngineError::NoSource { .. } => gettext("No source has this update."),
         EngineError::OnlyUnverifiedNearby { .. } => gettext(
             "Only nearby sources have this update, and its origin does not sign updates, so they are not trusted. Choose one of them by hand to use it.",
+        ),
+        EngineError::MeteredInternetOnly { .. } => gettext(
+            "Only the internet has this update, and the connection is metered. Allow the internet on metered connections in Preferences to use it.",
         ),
         EngineError::NoTrustedCommit { .. } => gettext(
             "The update could not be verified: no source has a copy signed by a trusted key.",
@@ -191,6 +197,80 @@ pub fn ready_words(version: Option<&str>) -> String {
     }
 }
 
+/// Where an update came from: "1.9 GB from the USB stick, 310 MB from 2 nearby
+/// computers, 12 MB from the internet — 2.2 GB of internet saved"; `None` when
+/// nothing was received.
+pub fn received_words(received: &Received) -> Option<String> {
+    let mut parts = Vec::new();
+    if received.drives > 0 {
+        parts.push(
+            // Translators: {size} is a size such as “1.9 GB”, {n} a number of USB sticks.
+            ngettext(
+                "{size} from the USB stick",
+                "{size} from {n} USB sticks",
+                received.drives,
+            )
+            .replace("{size}", &format::size(received.drive_bytes))
+            .replace("{n}", &received.drives.to_string()),
+        );
+    }
+    if received.nearby > 0 {
+        parts.push(
+            // Translators: {size} is a size such as “310 MB”, {n} a number of computers.
+            ngettext(
+                "{size} from a nearby computer",
+                "{size} from {n} nearby computers",
+                received.nearby,
+            )
+            .replace("{size}", &format::size(received.nearby_bytes))
+            .replace("{n}", &received.nearby.to_string()),
+        );
+    }
+    if received.internet > 0 {
+        parts.push(
+            // Translators: {} is a size such as “12 MB”.
+            gettext("{} from the internet").replace("{}", &format::size(received.internet_bytes)),
+        );
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    // Translators: joins the parts of “1.9 GB from the USB stick, 12 MB from the internet”.
+    let parts = parts.join(&gettext(", "));
+    Some(if received.internet_saved() > 0 {
+        // Translators: {parts} says where the update came from, {saved} is a size
+        // such as “2.2 GB”: what did not have to come over the internet.
+        gettext("{parts} — {saved} of internet saved")
+            .replace("{parts}", &parts)
+            .replace("{saved}", &format::size(received.internet_saved()))
+    } else {
+        parts
+    })
+}
+
+/// A row of the update history: the title ("Version 42") and the subtitle (when,
+/// from where, how much came over the internet).
+pub fn history_words(entry: &HistoryEntry) -> (String, String) {
+    let title = match &entry.version {
+        Some(v) => gettext("Version {}").replace("{}", v),
+        None => gettext("Update {}").replace("{}", entry.commit.get(..12).unwrap_or_default()),
+    };
+    let internet = if entry.received.internet_bytes > 0 {
+        // Translators: {} is a size such as “12 MB”.
+        gettext("{} from the internet").replace("{}", &format::size(entry.received.internet_bytes))
+    } else {
+        gettext("nothing from the internet")
+    };
+    // Translators: a history row: {date}, then the sources' names, then how much
+    // came over the internet, e.g. “29 November 2026 · KINGSTON, laptop · 12 MB
+    // from the internet”.
+    let subtitle = gettext("{date} · {sources} · {internet}")
+        .replace("{date}", &format::date(entry.time))
+        .replace("{sources}", &entry.sources.join(", "))
+        .replace("{internet}", &internet);
+    (title, subtitle)
+}
+
 /// The title and description when refs failed to update while `pulled` others
 /// were updated; `first` is the first failure.
 pub fn failed_update_words(pulled: u32, first: &EngineError) -> (String, String) {
@@ -241,6 +321,80 @@ pub fn source_progress_words(progress: &SourceProgress) -> String {
 mod tests {
     use super::*;
     use crate::fetch::engine::SourceLabel;
+
+    #[test]
+    fn received_words_say_where_the_update_came_from_and_what_was_saved() {
+        let received = Received {
+            drive_bytes: 1_900_000_000,
+            drives: 1,
+            nearby_bytes: 310_000_000,
+            nearby: 2,
+            internet_bytes: 12_000_000,
+            internet: 1,
+        };
+        assert_eq!(
+            received_words(&received).unwrap(),
+            "1.9\u{a0}GB from the USB stick, 310.0\u{a0}MB from 2 nearby computers, \
+             12.0\u{a0}MB from the internet — 2.2\u{a0}GB of internet saved"
+        );
+        let two_sticks_only = Received {
+            drive_bytes: 5_000,
+            drives: 2,
+            ..Received::default()
+        };
+        assert_eq!(
+            received_words(&two_sticks_only).unwrap(),
+            "5.0\u{a0}kB from 2 USB sticks — 5.0\u{a0}kB of internet saved"
+        );
+        let internet_only = Received {
+            internet_bytes: 1_000,
+            internet: 1,
+            ..Received::default()
+        };
+        // Nothing saved: no “saved” part.
+        assert_eq!(
+            received_words(&internet_only).unwrap(),
+            "1.0\u{a0}kB from the internet"
+        );
+        let one_computer = Received {
+            nearby_bytes: 2_000,
+            nearby: 1,
+            ..Received::default()
+        };
+        assert_eq!(
+            received_words(&one_computer).unwrap(),
+            "2.0\u{a0}kB from a nearby computer — 2.0\u{a0}kB of internet saved"
+        );
+        assert_eq!(received_words(&Received::default()), None);
+    }
+
+    #[test]
+    fn history_words_name_the_version_the_sources_and_the_internet_used() {
+        let mut entry = HistoryEntry {
+            time: 1_700_000_000,
+            refs: vec!["origin:os/stable".into()],
+            version: Some("42".into()),
+            commit: "0123456789abcdef".repeat(4),
+            sources: vec!["KINGSTON".into(), "laptop".into()],
+            received: Received {
+                internet_bytes: 12_000_000,
+                internet: 1,
+                ..Received::default()
+            },
+        };
+        let (title, subtitle) = history_words(&entry);
+        assert_eq!(title, "Version 42");
+        assert!(subtitle.ends_with(" · KINGSTON, laptop · 12.0\u{a0}MB from the internet"));
+        assert!(subtitle.contains("2023"), "{subtitle}");
+        entry.version = None;
+        entry.received = Received::default();
+        let (title, subtitle) = history_words(&entry);
+        assert_eq!(title, "Update 0123456789ab");
+        assert!(
+            subtitle.ends_with("nothing from the internet"),
+            "{subtitle}"
+        );
+    }
 
     fn known(seed: &[u8], timestamp: u64, version: &str) -> Known {
         Known {
