@@ -138,6 +138,15 @@ pub fn main() -> ExitCode {
         .or_else(|| cli.sysroot.as_ref().map(|s| s.join("ostree/repo")))
         .unwrap_or_else(crate::repo::default_repo_path);
     let sysroot = || system::sysroot(cli.sysroot.as_deref(), cli.os.as_deref());
+    // On a sysroot, check and update follow what the default deployment follows.
+    if matches!(cli.command, Command::Check { .. } | Command::Update { .. })
+        && cli.sysroot.is_some()
+    {
+        if let Err(message) = sysroot().and_then(|s| system::track_origin(&s)) {
+            eprintln!("ferryctl: {message}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Status => sysroot().and_then(|s| system::status(&s, cli.json)),
         Command::Apply => sysroot().and_then(|s| system::apply(&s, cli.json)),

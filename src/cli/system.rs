@@ -107,3 +107,30 @@ pub fn rollback(sysroot: &Sysroot, json: bool) -> CmdResult {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// On a sysroot, `check` and `update` keep up to date what the default deployment
+/// follows (its origin `REMOTE:REF`): tracked in the system repository's config
+/// (`[ferry] tracked-refs`, a group `ostree` ignores), so discovery and the engine
+/// see it as any tracked ref.
+pub fn track_origin(sysroot: &Sysroot) -> Result<(), String> {
+    let current = sysroot.default_deployment().map_err(|e| e.to_string())?;
+    let refspec = current.refspec.clone().ok_or_else(|| {
+        crate::system::SystemError::NoOrigin {
+            commit: current.commit.clone(),
+        }
+        .to_string()
+    })?;
+    let (remote, ref_name) = split_refspec(&refspec);
+    let remote = remote.ok_or_else(|| {
+        format!(
+            "the default deployment follows {refspec}, which names no remote; Ferry updates \
+             from a remote (switch to one with “ostree admin switch REMOTE:{refspec}”)"
+        )
+    })?;
+    let mut config =
+        crate::repo::config::RepoConfig::load(sysroot.repo_path()).map_err(|e| e.to_string())?;
+    if config.track(remote, ref_name).map_err(|e| e.to_string())? {
+        config.save().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
