@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod drive_transport;
 mod hostile_drives;
 mod hostile_peers;
 mod interop;
