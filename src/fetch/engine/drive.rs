@@ -156,6 +156,8 @@ pub(super) struct DrivePool {
     root: PathBuf,
     shared: Arc<Shared>,
     epoch: Instant,
+    /// Set when no worker thread could be started: where to say so.
+    no_workers: Option<(async_channel::Sender<RequestResult>, usize)>,
 }
 
 /// What a pool's workers need.
@@ -174,20 +176,25 @@ impl DrivePool {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
         });
+        let mut started = 0;
         for _ in 0..work.workers.max(1) {
             let shared = shared.clone();
             let (root, txn, results) = (work.root.clone(), work.txn.clone(), work.results.clone());
             let source = work.source;
-            // A worker that cannot be made leaves the others (at least one runs:
-            // the first spawn on a machine out of threads fails the pull below).
-            let _ = std::thread::Builder::new()
+            // A worker that cannot be made leaves the others to do the work.
+            if let Ok(_worker) = std::thread::Builder::new()
                 .name("ferry-drive".into())
-                .spawn(move || serve(&shared, &root, &txn, source, &results));
+                .spawn(move || serve(&shared, &root, &txn, source, &results))
+            {
+                started += 1;
+            }
         }
         Self {
             root: work.root,
             shared,
             epoch: Instant::now(),
+            // With no worker at all, nothing queued would ever be read.
+            no_workers: (started == 0).then_some((work.results, work.source)),
         }
     }
 
@@ -195,6 +202,13 @@ impl DrivePool {
     /// it reveals the rest of the tree.
     pub(super) fn submit(&self, object: ObjectName, limit: u64) -> Arc<DriveRequest> {
         let request = Arc::new(DriveRequest::new(self.epoch));
+        if let Some((results, source)) = &self.no_workers {
+            // This computer's trouble, not the drive's: the pull stops.
+            let error = RepoError::format("drive", "no thread could be started to read it");
+            request.claim();
+            let _ = results.try_send((object, *source, Fetched::Local(error)));
+            return request;
+        }
         let job = Job {
             object,
             limit,
