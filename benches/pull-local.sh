@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: `ferryctl pull file://` vs `ostree pull-local`,
+# Side-by-side benchmark: `ferryctl pull file://` (and `ferryctl update` from a
+# remote whose URL is the same file:// repository) vs `ostree pull-local`,
 # `ostree pull file://` and `ostree pull-local --untrusted`, on (a) 5,000 small
 # files of 1-16 KiB and (b) 20 files of 20 MiB (half random, half compressible).
 # Reports wall time, peak RSS and ratios, plus the cost of sha256 over the
@@ -62,7 +63,7 @@ print(f"{time.perf_counter() - start:.3f} {sum(map(len, blobs))}")
 PY
 }
 
-tools=(ferry ostree-pull-local ostree-pull ostree-pull-local-untrusted)
+tools=(ferry ferry-update ostree-pull-local ostree-pull ostree-pull-local-untrusted)
 
 bench_dataset() {
     local name=$1 maker=$2 tree="$work/$1-tree" src="$mnt/$1-repo"
@@ -71,6 +72,7 @@ bench_dataset() {
     read -r hash_seconds content_bytes < <(sha256_seconds "$tree")
     ostree --repo="$src" init --mode=archive --collection-id=org.example.Bench
     ostree --repo="$src" commit -b os/bench --tree=dir="$tree" -s bench >/dev/null
+    ostree --repo="$src" summary -u >/dev/null # `ferryctl update` needs one (rule 4)
     rm -rf "$tree"
     cat "$src"/objects/*/* >/dev/null # warm the cache for every contender alike
 
@@ -94,6 +96,12 @@ bench_dataset() {
                 "$ferryctl" --repo "$dest" init >/dev/null
                 "$ferryctl" --repo "$dest" remote add origin "file://$src" --collection-id org.example.Bench --no-verify 2>/dev/null
                 command=("$ferryctl" --repo "$dest" pull "file://$src" os/bench --remote origin)
+                ;;
+            ferry-update)
+                "$ferryctl" --repo "$dest" init >/dev/null
+                "$ferryctl" --repo "$dest" remote add origin "file://$src" --collection-id org.example.Bench --no-verify 2>/dev/null
+                "$ferryctl" --repo "$dest" track origin os/bench >/dev/null
+                command=(env FERRY_LAN_INTERFACES=none "$ferryctl" --repo "$dest" --no-lan --no-mounts update)
                 ;;
             ostree-pull-local)
                 ostree --repo="$dest" init --mode=archive

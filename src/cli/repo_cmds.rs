@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -11,8 +10,6 @@ use serde::Serialize;
 
 use crate::cli::output::{format_size, format_timestamp, print_json, PrintPacer};
 use crate::fetch::engine::{Engine, EngineEvent, EngineSettings, Target};
-use crate::fetch::pull::{self, CommitToCheck, PullEvent, PullRequest};
-use crate::fetch::PathSource;
 use crate::repo::config::{RemoteConfig, RepoConfig, RepoMode};
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
@@ -21,7 +18,7 @@ use crate::repo::{
 };
 use crate::sources::{read_named_source, Source};
 use crate::transport::HttpClient;
-use crate::trust::{self, CommitToVerify, TrustPolicy};
+use crate::trust::{self, TrustPolicy};
 
 pub type CmdResult = Result<ExitCode, String>;
 
@@ -188,9 +185,9 @@ struct PullReport<'a> {
     objects_present: u64,
 }
 
-/// `ferryctl pull URI REF`: that one source, no discovery. HTTP(S) sources are
-/// pulled by the engine; repositories on disk by the local copier (see
-/// [`pull_from_disk`]).
+/// `ferryctl pull URI REF`: the engine with that one source, no discovery. A
+/// repository on disk is read by the engine's drive transport
+/// (`fetch::engine::drive`: a pool of worker threads), HTTP(S) by its HTTP one.
 pub fn pull(
     path: &Path,
     source_uri: &str,
@@ -227,16 +224,6 @@ pub fn pull(
                 "WARNING: remote {} does not verify signatures: the commit is not checked for who made it.",
                 remote.name
             );
-        }
-        if source.is_local_file() {
-            let request = DiskPull {
-                repo: &repo,
-                source: &source,
-                remote: &remote,
-                policy: &policy,
-                ref_name,
-            };
-            return pull_from_disk(&request, json, show_progress);
         }
         let (sender, receiver) = async_channel::unbounded();
         let settings = EngineSettings {
@@ -297,93 +284,6 @@ pub fn pull(
         print_pull_report(&report, json);
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// A pull from a repository on disk, after its source and remote are known.
-struct DiskPull<'a> {
-    repo: &'a Repo,
-    source: &'a Source,
-    remote: &'a RemoteConfig,
-    policy: &'a TrustPolicy,
-    ref_name: &'a str,
-}
-
-/// A repository on disk is read by the tuned local copier (`fetch::pull`: worker
-/// threads verify and stage file objects): measured faster than the engine's
-/// file transport (BENCHMARKS.md). It shares the engine's commit transaction,
-/// metadata verification and tree walk.
-fn pull_from_disk(request: &DiskPull<'_>, json: bool, show_progress: bool) -> CmdResult {
-    let DiskPull {
-        repo,
-        source,
-        remote,
-        policy,
-        ref_name,
-    } = *request;
-    let path_source = PathSource::new(&source.uri).map_err(|e| e.to_string())?;
-    let current = repo
-        .installed(&remote.name, ref_name)
-        .map_err(|e| format!("the installed commit of {ref_name} cannot be read: {e}"))?
-        .map(|(checksum, commit)| (checksum, commit.timestamp));
-    let check = |commit: &CommitToCheck<'_>| -> Result<(), String> {
-        let detached = commit
-            .detached_metadata
-            .map(trust::parse_detached_metadata)
-            .transpose()
-            .map_err(|e| e.to_string())?;
-        policy
-            .verify_commit(&CommitToVerify {
-                commit_bytes: commit.bytes,
-                detached_metadata: detached,
-                ref_name: commit.ref_name,
-                current,
-            })
-            .map(drop)
-            .map_err(|e| e.to_string())
-    };
-    let cancel = AtomicBool::new(false);
-    let pull_request = PullRequest {
-        source: &path_source,
-        collection_id: remote.collection_id.as_deref(),
-        ref_name,
-        commit: None,
-        destination: RefKind::Remote(remote.name.clone()),
-        check: &check,
-        cancel: &cancel,
-        workers: pull::default_workers(),
-    };
-    let pacer = std::sync::Mutex::new(PrintPacer::new(Duration::from_millis(500)));
-    let on_event = |event: &PullEvent| {
-        if let (true, PullEvent::Progress(p)) = (show_progress, event) {
-            if pacer.lock().expect("lock").ready() {
-                eprint!(
-                    "\r{}/{} objects, {} of {}   ",
-                    p.objects_done,
-                    p.objects_total,
-                    format_size(p.bytes_done),
-                    format_size(p.bytes_total)
-                );
-            }
-        }
-    };
-    let outcome = pull::pull(repo, &pull_request, &on_event).map_err(|e| e.to_string())?;
-    if show_progress {
-        eprintln!();
-    }
-    print_pull_report(
-        &PullReport {
-            source: path_source.name(),
-            remote: &remote.name,
-            ref_name,
-            commit: outcome.commit,
-            previous: outcome.previous,
-            objects_fetched: outcome.objects_fetched,
-            bytes_fetched: outcome.bytes_fetched,
-            objects_present: outcome.objects_present,
-        },
-        json,
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_pull_report(report: &PullReport<'_>, json: bool) {
@@ -531,7 +431,8 @@ pub fn log(path: &Path, rev: &str, json: bool) -> CmdResult {
 
 pub fn fsck(path: &Path, json: bool) -> CmdResult {
     let repo = open_repo(path)?;
-    let report = fsck_mod::fsck(&repo, pull::default_workers()).map_err(|e| e.to_string())?;
+    let report =
+        fsck_mod::fsck(&repo, crate::fetch::default_workers()).map_err(|e| e.to_string())?;
     if json {
         print_json(&report);
     } else {

@@ -1,12 +1,7 @@
 //! Pulling objects from sources into the local repository.
 
 pub mod engine;
-pub mod error;
 pub mod history;
-pub mod path_source;
-pub mod pull;
-
-pub use error::PullError;
 
 use std::time::Duration;
 
@@ -19,4 +14,9 @@ pub(crate) const MAX_METADATA_SIZE: u64 = 128 * 1024 * 1024;
 pub(crate) const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Verified objects move into the store this often, so a killed pull resumes.
 pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
-pub use path_source::PathSource;
+
+/// Worker threads for CPU and disk work (verifying, staging): twice the cores, as
+/// workers also wait on the disk.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}

@@ -1,7 +1,7 @@
 //! `FerryProgress`: the progress of one transfer (an update's download, a copy to
 //! a USB stick), sampled for the widgets.
 //!
-//! Reports come as fast as the engine or the copier send them. The model keeps
+//! Reports come as fast as the engine sends them. The model keeps
 //! only the newest and publishes it every [`SAMPLE_INTERVAL`] — the one timer that
 //! paces progress in the window — so widgets redraw at most ten times a second
 //! however fast reports come. Each published sample is in the properties and in

@@ -1,6 +1,6 @@
 //! A commit's closure: the commit, its detached metadata, and every dirmeta,
 //! dirtree and file object its tree names. [`TreeWalker`] is the one walk of a
-//! tree that fsck, sharing, prepare-usb, the local copier and the engine all use; how a
+//! tree that fsck, sharing and the engine (pull, update, prepare-usb) all use; how a
 //! dirtree is obtained (read from the store, fetched from a source) is theirs.
 
 use std::collections::HashSet;

@@ -22,15 +22,18 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
-use crate::fetch::pull::{self, PullEvent, PullRequest};
-use crate::fetch::{PathSource, PullError};
+use gio::prelude::*;
+
+use crate::fetch::engine::{
+    Engine, EngineError, EngineEvent, EngineSettings, OverallProgress, TrustedCopy,
+};
 use crate::repo::config::RepoConfig;
 use crate::repo::durable;
 use crate::repo::refs::{self, RefKind};
 use crate::repo::store::Repo;
 use crate::repo::{summary_gen, Checksum, ObjectName, RepoError};
+use crate::sources::{Source, SourceKind, SourceState};
 
 use crate::repo::closure;
 
@@ -100,7 +103,9 @@ pub enum UsbError {
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
-    Fetch(#[from] PullError),
+    Copy(#[from] EngineError),
+    #[error("the copy stopped: {0}")]
+    Stopped(String),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> UsbError + '_ {
@@ -687,12 +692,9 @@ pub fn prepare_usb(
         return Err(UsbError::OutsideDrive(destination));
     }
 
-    let source = PathSource::local(&repo);
-    let cancel = AtomicBool::new(false);
-    let accept = |_: &pull::CommitToCheck<'_>| -> Result<(), String> {
-        // The commit was verified when it was pulled into the local repository.
-        Ok(())
-    };
+    // The local repository is the one source; the engine's drive transport reads
+    // it (worker threads verify every object on its way onto the drive).
+    let source = local_source(&options.repo);
     let (mut objects_copied, mut bytes_copied) = (0u64, 0u64);
     let total = plan.refs.len();
     for (index, target) in plan.refs.iter().enumerate() {
@@ -701,20 +703,18 @@ pub fn prepare_usb(
             total,
             target: target.clone(),
         });
-        let request = PullRequest {
-            source: &source,
-            collection_id: Some(&target.collection_id),
-            ref_name: &target.ref_name,
-            commit: Some(target.commit),
+        // The commit was verified when it was pulled into the local repository.
+        let (_, commit_bytes) = repo.load_commit(&target.commit)?;
+        let detached = repo.load_detached_metadata(&target.commit)?;
+        let copy = TrustedCopy {
+            remote: target.remote.clone(),
+            ref_name: target.ref_name.clone(),
+            commit: target.commit,
+            commit_bytes: glib::Bytes::from_owned(commit_bytes),
+            detached: detached.map(glib::Bytes::from_owned),
             destination: RefKind::Mirror(target.collection_id.clone()),
-            check: &accept,
-            cancel: &cancel,
-            workers: pull::default_workers(),
         };
-        let on_pull = |event: &PullEvent| {
-            let progress = match event {
-                PullEvent::Planned { progress, .. } | PullEvent::Progress(progress) => progress,
-            };
+        let copied = copy_commit(&dest_repo, copy, source.clone(), &|progress| {
             on_event(&UsbEvent::Progress {
                 ref_name: target.ref_name.clone(),
                 objects_done: progress.objects_done,
@@ -722,14 +722,13 @@ pub fn prepare_usb(
                 bytes_done: progress.bytes_done,
                 bytes_total: progress.bytes_total,
             });
-        };
-        let outcome = pull::pull(&dest_repo, &request, &on_pull)?;
-        objects_copied += outcome.objects_fetched;
-        bytes_copied += outcome.bytes_fetched;
+        })?;
+        objects_copied += copied.objects;
+        bytes_copied += copied.bytes;
         on_event(&UsbEvent::RefCopied {
             target: target.clone(),
-            objects_copied: outcome.objects_fetched,
-            bytes_copied: outcome.bytes_fetched,
+            objects_copied: copied.objects,
+            bytes_copied: copied.bytes,
         });
     }
 
@@ -761,6 +760,72 @@ pub fn prepare_usb(
         objects_copied,
         bytes_copied,
     })
+}
+
+/// The local repository as the engine's one source.
+fn local_source(repo: &Path) -> Source {
+    let uri = gio::File::for_path(repo).uri().to_string();
+    let mut source = Source::new(
+        format!("static:{uri}"),
+        SourceKind::Static,
+        repo.display().to_string(),
+        uri,
+    );
+    source.state = SourceState::Ready;
+    source
+}
+
+/// What one ref's copy wrote.
+struct Copied {
+    objects: u64,
+    bytes: u64,
+}
+
+/// Copies one commit onto the drive with the engine, on a main context of this
+/// thread's own (prepare-usb runs on a worker thread in the app, on the main
+/// thread in `ferryctl`); `on_progress` gets the engine's progress.
+fn copy_commit(
+    dest: &Repo,
+    copy: TrustedCopy,
+    source: Source,
+    on_progress: &dyn Fn(&OverallProgress),
+) -> Result<Copied, UsbError> {
+    let commit_len = copy.commit_bytes.len() as u64;
+    let context = glib::MainContext::new();
+    let copied = context
+        .with_thread_default(|| {
+            context.block_on(async {
+                let (sender, events) = async_channel::unbounded();
+                let engine = Engine::new(dest.clone(), EngineSettings::default(), sender);
+                // The engine's events end when it is dropped, with the copy.
+                let work = glib::MainContext::ref_thread_default()
+                    .spawn_local(async move { engine.copy_trusted(&copy, &source).await });
+                let mut last = None;
+                while let Ok(event) = events.recv().await {
+                    if let EngineEvent::Progress { overall, .. } = event {
+                        on_progress(&overall);
+                        last = Some(overall);
+                    }
+                }
+                match work.await {
+                    Ok(result) => result.map(|()| last).map_err(UsbError::from),
+                    Err(_) => Err(UsbError::Stopped("the copy was interrupted".into())),
+                }
+            })
+        })
+        .map_err(|e| UsbError::Stopped(e.to_string()))??;
+    // Nothing to transfer (the drive had it all): no progress, nothing copied.
+    Ok(copied.map_or(
+        Copied {
+            objects: 0,
+            bytes: 0,
+        },
+        |done| Copied {
+            // The commit itself travels with the copy, not as a fetched object.
+            objects: done.objects_done + 1,
+            bytes: done.bytes_done + commit_len,
+        },
+    ))
 }
 
 fn make_readable_dir(dir: &Path) {

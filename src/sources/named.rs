@@ -5,6 +5,7 @@
 
 use gio::prelude::*;
 
+use crate::repo::beneath;
 use crate::repo::refs::{self, RefKind};
 use crate::transport::HttpClient;
 
@@ -35,7 +36,9 @@ pub async fn read_named_source(uri: &str, http: &HttpClient) -> Result<Source, S
         .filter(|_| uri.starts_with("file:"))
     {
         let path_repo = path.clone();
-        let (repo, heads) = gio::spawn_blocking(move || {
+        // Off the main context with a deadline, as discovery reads drives: a
+        // drive that stops answering fails the pull instead of hanging it.
+        let (repo, heads) = beneath::off_thread(beneath::drive_deadline(), move || {
             let repo = drive_repo::read_repo(&path_repo)?;
             // A repository without a collection id offers its branches by name
             // (drives skip them: they cannot say which remote they belong to; a
@@ -64,7 +67,7 @@ pub async fn read_named_source(uri: &str, http: &HttpClient) -> Result<Source, S
             Ok::<_, drive_repo::DriveRepoError>((repo, heads))
         })
         .await
-        .map_err(|_| unreadable("reading it failed".into()))?
+        .map_err(|e| unreadable(format!("not answering: {e}")))?
         .map_err(|e| unreadable(e.to_string()))?;
         source.name = path.display().to_string();
         source.refs = repo.refs;

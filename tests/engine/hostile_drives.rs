@@ -113,7 +113,7 @@ impl Fixture {
 
 /// Runs `cmd` to completion, at most `limit`: a command still running then is
 /// killed and the test fails (a hang is the bug these tests are about).
-fn bounded(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+pub(crate) fn bounded(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
     let out = tempdir();
     let (stdout, stderr) = (out.path().join("stdout"), out.path().join("stderr"));
     let mut child = cmd

@@ -11,7 +11,7 @@
 mod common;
 
 mod bare_destinations;
-
+mod drive_transport;
 mod hostile_drives;
 mod hostile_peers;
 mod interop;

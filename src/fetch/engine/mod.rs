@@ -9,27 +9,35 @@
 //! By job: `events` (what the engine reports), `resolve` (which sources a ref may
 //! use and which commit it gets), `schedule` (the `Scheduler`: which source serves
 //! which object, no I/O), `requests` (the requests in flight), `stage` (the
-//! transaction, fetching and verifying one object, the walk over stored trees),
-//! and here the loop that ties them together (`Engine::transfer`).
+//! transaction, fetching and verifying one object over HTTP, the walk over stored
+//! trees), `drive` (the drive transport: every `file://` source is read by a pool
+//! of worker threads, results coming back per object), and here the loop that ties
+//! them together (`Engine::transfer`).
+//!
+//! It is the one pull path: `update` (the app, `ferryctl update`), `ferryctl pull
+//! URI` (`update` with one named source) and prepare-usb (`copy_trusted`: a
+//! commit the local repository holds, onto a drive).
 //!
 //! Where DESIGN.md's engine rules live:
 //!
 //! | rule | where |
 //! |---|---|
 //! | 1 `file://` first; 2 fresher summaries first; 7 stale sources serve what they hold | `schedule::SourceRank::of` (via `Engine::rank`), `Scheduler::choose_source`; rule 7 also `Outcome::NotFound` moving the object on |
-//! | 3 a refusing source is dropped | discovery; `Outcome::Failed { source_gone: true }` in `Scheduler::on_result`; `Engine::fetch_trusted_commit` |
+//! | 3 a refusing source is dropped | discovery; `Outcome::Failed { source_gone: true }` in `Scheduler::on_result`; `Engine::fetch_trusted_commit`; a drive that stops answering: `Requests::not_answering` (`drive::DriveRequest::is_hung`) |
 //! | 4 no summary: dropped | discovery (`sources::discovery`), `Engine::prepare_sources` |
 //! | 5 a 404 moves one object on | `Scheduler::on_result` (`Outcome::NotFound`) → `Scheduler::move_on`; no candidate left: `Scheduler::no_candidate` |
 //! | 6 random among equals | `Scheduler::choose_source`, `Scheduler::best_free` (the scheduler's seeded `StdRng`) |
 //! | 8 commit verified first | `Engine::resolve`, `Engine::fetch_trusted_commit` |
-//! | 9 every object verified; a bad one drops its source | `stage::stage_body`, `stage::verify_metadata`, `stage::stage_file_object`; `Scheduler::on_result` (`Outcome::Bad`) |
+//! | 9 every object verified; a bad one drops its source | `stage::stage_body` (HTTP), `drive::fetch` (drives); `Scheduler::on_result` (`Outcome::Bad`) |
 //! | 10 ref last | `stage::publish` (after `Engine::transfer` stored the closure) |
 //! | metadata first | `Scheduler::need` |
 //! | slow sources: hedging | `schedule::is_slow`, `Scheduler::hedge`, looked over every `SLOW_SCAN_INTERVAL` |
 //! | slow sources: stall penalty | `Scheduler::stalled_sources`, `Scheduler::pass_over_stalled` (`STALL_PENALTY`) |
 //! | pace: additive increase / halving | `SourceSchedule::additive_increase`, `SourceSchedule::halve_limit` |
+//! | how much a source is asked at once | HTTP: `INITIAL_HTTP_IN_FLIGHT` up to `MAX_HTTP_IN_FLIGHT`; a drive: its workers × `FILE_IN_FLIGHT_PER_WORKER`; `Scheduler::pick` stops looking once the rest must wait |
 //! | size bounds | `requests::SizeLimits` (the commit's `ostree.sizes`), `MAX_METADATA_SIZE` |
 
+mod drive;
 mod events;
 mod requests;
 mod resolve;
@@ -56,8 +64,9 @@ use crate::fetch::{CHECKPOINT_INTERVAL, PROGRESS_INTERVAL};
 use crate::repo::closure::TreeWalker;
 use crate::repo::commit::CommitPull;
 use crate::repo::objects::Commit;
+use crate::repo::refs::RefKind;
 use crate::repo::store::{Repo, Transaction};
-use crate::repo::{ObjectName, RepoError};
+use crate::repo::{Checksum, ObjectName, ObjectType, RepoError};
 pub use crate::sources::Target;
 use crate::sources::{Locality, Source, SourceKind};
 use crate::transport::{HttpClient, HttpSettings, RateLimiter, Transport};
@@ -79,6 +88,9 @@ fn test_hook_stop_after(objects_done: u64) {
         unsafe { libc::raise(libc::SIGSTOP) };
     }
 }
+
+/// At most this many results are booked between two rounds of handing out work.
+const RESULTS_PER_ROUND: usize = 256;
 
 /// How often the requests in flight are looked over for slow ones (a scan walks
 /// every request in flight, so not on every result).
@@ -125,7 +137,8 @@ pub enum EngineError {
 pub struct EngineSettings {
     pub http: HttpSettings,
     pub object_events: bool,
-    /// Worker jobs per `file://` source.
+    /// Worker threads reading each `file://` source (the drive transport; default
+    /// two per core).
     pub file_in_flight: Option<usize>,
     /// Ids of the sources the user chose by hand (`--source`, a source picked in
     /// the window): like static sources, trusted for remotes that verify no
@@ -152,6 +165,39 @@ impl DownloadLimit {
     pub fn applies_to(&self, locality: Locality) -> bool {
         self.bytes_per_second > 0 && (!self.internet_only || locality == Locality::Internet)
     }
+}
+
+/// Where a pull's ref goes, and the names its events and errors use.
+struct PullInto<'a> {
+    remote: &'a str,
+    ref_name: &'a str,
+    destination: RefKind,
+}
+
+impl<'a> PullInto<'a> {
+    /// An update of `target`: its remote's ref.
+    fn remote(target: &'a Target) -> Self {
+        Self {
+            remote: &target.remote.name,
+            ref_name: &target.ref_name,
+            destination: RefKind::Remote(target.remote.name.clone()),
+        }
+    }
+}
+
+/// A commit to copy as it is, trusted already: prepare-usb copies what the local
+/// repository verified when it pulled it. Every object is still verified on the
+/// way in (rule 9).
+#[derive(Clone, Debug)]
+pub struct TrustedCopy {
+    /// The remote the ref belongs to, for events.
+    pub remote: String,
+    pub ref_name: String,
+    pub commit: Checksum,
+    pub commit_bytes: glib::Bytes,
+    pub detached: Option<glib::Bytes>,
+    /// Where the ref is written once the closure is stored.
+    pub destination: RefKind,
 }
 
 /// A source as the engine sees it during one update.
@@ -233,6 +279,9 @@ pub struct Engine {
     spared: std::cell::RefCell<Vec<Source>>,
     /// What each source of the last update sent.
     received: std::cell::RefCell<Vec<SourceBytes>>,
+    /// During `copy_trusted`: the root of the source, this computer's own
+    /// repository, read in its mode (bare ones too).
+    local_source: std::cell::RefCell<Option<std::path::PathBuf>>,
 }
 
 impl Engine {
@@ -253,6 +302,7 @@ impl Engine {
             cancellable: gio::Cancellable::new(),
             seen: Default::default(),
             spared: Default::default(),
+            local_source: Default::default(),
             received: Default::default(),
         }
     }
@@ -292,7 +342,10 @@ impl Engine {
             let usable = &mut engine_sources[..usable];
             let result = match self.resolve(target, usable, unused).await {
                 Ok(plan) if plan.up_to_date => Ok(plan),
-                Ok(plan) => self.pull(target, &plan, usable).await.map(|()| plan),
+                Ok(plan) => self
+                    .pull(&PullInto::remote(target), &plan, usable)
+                    .await
+                    .map(|()| plan),
                 Err(e) => Err(e),
             };
             self.record_received(&engine_sources);
@@ -320,6 +373,65 @@ impl Engine {
         Ok(outcomes)
     }
 
+    /// Pulls `copy`'s commit from `source` alone, with no trust check (see
+    /// [`TrustedCopy`]), through the same transaction, transports and checks as
+    /// `update`. A commit stored complete already only gets its ref written.
+    pub async fn copy_trusted(
+        &self,
+        copy: &TrustedCopy,
+        source: &Source,
+    ) -> Result<(), EngineError> {
+        if Checksum::digest(&copy.commit_bytes) != copy.commit {
+            return Err(RepoError::CorruptObject {
+                name: ObjectName::new(copy.commit, ObjectType::Commit),
+                reason: "its content does not match its name".into(),
+            }
+            .into());
+        }
+        let commit = Commit::parse(&copy.commit_bytes)?;
+        let into = PullInto {
+            remote: &copy.remote,
+            ref_name: &copy.ref_name,
+            destination: copy.destination.clone(),
+        };
+        let plan = RefPlan {
+            remote: copy.remote.clone(),
+            ref_name: copy.ref_name.clone(),
+            commit: copy.commit,
+            timestamp: commit.timestamp,
+            version: commit.version(),
+            subject: commit.subject.clone(),
+            current: None,
+            up_to_date: false,
+            sources: vec![source.id.clone()],
+            rejected: Vec::new(),
+            download: None,
+            unused_sources: Vec::new(),
+            commit_bytes: copy.commit_bytes.clone(),
+            detached: copy.detached.clone(),
+        };
+        let complete = self
+            .repo
+            .has_object(&ObjectName::new(copy.commit, ObjectType::Commit))
+            && !self.repo.is_commit_partial(&copy.commit);
+        if complete {
+            let pull = CommitPull::begin(&self.repo, copy.commit)?;
+            stage::publish(pull, &into.destination, into.ref_name, &plan).await?;
+            return Ok(());
+        }
+        let mut sources = self.prepare_sources(std::slice::from_ref(source));
+        if sources.is_empty() {
+            return Err(EngineError::NoSource {
+                ref_name: copy.ref_name.clone(),
+                looked_at: self.describe_sources(),
+            });
+        }
+        *self.local_source.borrow_mut() = sources[0].transport.path().map(Into::into);
+        let result = self.pull(&into, &plan, &mut sources).await;
+        self.local_source.borrow_mut().take();
+        result
+    }
+
     /// Drops a source for the rest of the update (while resolving; during a pull
     /// the scheduler decides).
     fn drop_source(&self, source: &mut EngineSource, reason: String) {
@@ -336,6 +448,13 @@ impl Engine {
         });
     }
 
+    /// Worker threads per `file://` source.
+    fn drive_workers(&self) -> usize {
+        self.settings
+            .file_in_flight
+            .unwrap_or_else(crate::fetch::default_workers)
+    }
+
     /// Rank of a source for this ref (rules 1, 2, 7).
     fn rank(source: &EngineSource, plan: &RefPlan) -> SourceRank {
         SourceRank::of(
@@ -349,7 +468,7 @@ impl Engine {
     /// Fetches `plan`'s closure into one transaction, then moves the ref.
     async fn pull(
         &self,
-        target: &Target,
+        into: &PullInto<'_>,
         plan: &RefPlan,
         sources: &mut [EngineSource],
     ) -> Result<(), EngineError> {
@@ -361,7 +480,7 @@ impl Engine {
             StdRng::from_rng(&mut rand::rng()),
         );
         let result = self
-            .transfer(target, plan, &txn, &mut scheduler, sources)
+            .transfer(into.ref_name, plan, &txn, &mut scheduler, sources)
             .await;
         // What this pull learnt of each source (dropped, its pace) holds for the
         // next ref too.
@@ -373,10 +492,10 @@ impl Engine {
         // the transaction on a worker thread: what they stage late goes with the
         // staging directory when the last holder lets go.
         drop(txn);
-        let previous = stage::publish(pull, &target.remote.name, &target.ref_name, plan).await?;
+        let previous = stage::publish(pull, &into.destination, into.ref_name, plan).await?;
         self.emit(EngineEvent::RefUpdated {
-            remote: target.remote.name.clone(),
-            ref_name: target.ref_name.clone(),
+            remote: into.remote.to_owned(),
+            ref_name: into.ref_name.to_owned(),
             commit: plan.commit,
             previous,
         });
@@ -388,7 +507,7 @@ impl Engine {
     /// of the closure is stored.
     async fn transfer(
         &self,
-        target: &Target,
+        ref_name: &str,
         plan: &RefPlan,
         txn: &Arc<Transaction>,
         scheduler: &mut Scheduler,
@@ -410,7 +529,12 @@ impl Engine {
 
         let size_limits = SizeLimits::of(&commit);
         let (results_tx, results_rx) = async_channel::unbounded();
-        let mut requests = Requests::new(txn.clone(), results_tx);
+        let mut requests = Requests::new(
+            txn.clone(),
+            results_tx,
+            self.drive_workers(),
+            self.local_source.borrow().clone(),
+        );
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let mut last_checkpoint = Instant::now();
@@ -419,45 +543,62 @@ impl Engine {
 
         loop {
             let now = Instant::now();
+            let mut arrived = Vec::new();
             let slow = (now.duration_since(last_slow_scan) >= SLOW_SCAN_INTERVAL).then(|| {
                 last_slow_scan = now;
+                // Drives that stopped answering fail what they were asked for.
+                arrived = requests.not_answering(now);
                 let mut slow = requests.slow(now);
                 // Held back by the download limit, not slow.
                 slow.retain(|(_, i)| !sources[*i].transport.is_throttled());
                 scheduler.pass_over_stalled(&slow, now);
                 slow
             });
-            let assignments = match scheduler.pick(now) {
-                Ok(assignments) => assignments,
-                Err(no_candidate) => {
-                    requests.abort_all();
-                    return Err(no_candidate_error(
-                        no_candidate,
-                        target,
-                        sources,
-                        last_error,
-                    ));
+            if arrived.is_empty() {
+                let assignments = match scheduler.pick(now) {
+                    Ok(assignments) => assignments,
+                    Err(no_candidate) => {
+                        requests.abort_all();
+                        return Err(no_candidate_error(
+                            no_candidate,
+                            ref_name,
+                            sources,
+                            last_error,
+                        ));
+                    }
+                };
+                for assignment in assignments {
+                    let limit = size_limits.of_object(&assignment.object);
+                    requests.dispatch(assignment, &sources[assignment.source].transport, limit);
                 }
-            };
-            for assignment in assignments {
-                let limit = size_limits.of_object(&assignment.object);
-                requests.dispatch(assignment, &sources[assignment.source].transport, limit);
-            }
-            for assignment in slow.map_or_else(Vec::new, |slow| scheduler.hedge(&slow, now)) {
-                sources[assignment.source].hedged += 1;
-                let limit = size_limits.of_object(&assignment.object);
-                requests.dispatch(assignment, &sources[assignment.source].transport, limit);
-            }
+                for assignment in slow.map_or_else(Vec::new, |slow| scheduler.hedge(&slow, now)) {
+                    sources[assignment.source].hedged += 1;
+                    let limit = size_limits.of_object(&assignment.object);
+                    requests.dispatch(assignment, &sources[assignment.source].transport, limit);
+                }
 
-            if scheduler.is_done() {
-                break;
+                if scheduler.is_done() {
+                    break;
+                }
+                if self.cancellable.is_cancelled() {
+                    requests.abort_all();
+                    return Err(EngineError::Cancelled);
+                }
+                let received =
+                    glib::future_with_timeout(PROGRESS_INTERVAL, results_rx.recv()).await;
+                if let Ok(Ok(result)) = received {
+                    arrived.push(result);
+                    // Results that came meanwhile (a drive's workers send many
+                    // quickly) are booked before the next round of picking.
+                    while arrived.len() < RESULTS_PER_ROUND {
+                        let Ok(result) = results_rx.try_recv() else {
+                            break;
+                        };
+                        arrived.push(result);
+                    }
+                }
             }
-            if self.cancellable.is_cancelled() {
-                requests.abort_all();
-                return Err(EngineError::Cancelled);
-            }
-            let received = glib::future_with_timeout(PROGRESS_INTERVAL, results_rx.recv()).await;
-            if let Ok(Ok((name, i, fetched))) = received {
+            for (name, i, fetched) in arrived {
                 // A request let go after its object arrived from elsewhere.
                 if !scheduler.is_asked(&name, i) {
                     continue;
@@ -501,7 +642,7 @@ impl Engine {
                     }
                     Fetched::Bad(error) => {
                         let reason = format!("sent a bad object: {error}");
-                        last_error = reason.clone();
+                        last_error = format!("{} {reason}", source.source.id);
                         if settled.dropped {
                             self.report_dropped(source, reason);
                         }
@@ -518,7 +659,13 @@ impl Engine {
                 }
             }
             if last_progress.elapsed() >= PROGRESS_INTERVAL {
-                self.emit_progress(target, &mut overall, sources, scheduler.sources(), started);
+                self.emit_progress(
+                    ref_name,
+                    &mut overall,
+                    sources,
+                    scheduler.sources(),
+                    started,
+                );
                 last_progress = Instant::now();
             }
             if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
@@ -526,7 +673,13 @@ impl Engine {
                 last_checkpoint = Instant::now();
             }
         }
-        self.emit_progress(target, &mut overall, sources, scheduler.sources(), started);
+        self.emit_progress(
+            ref_name,
+            &mut overall,
+            sources,
+            scheduler.sources(),
+            started,
+        );
         Ok(())
     }
 
@@ -548,7 +701,7 @@ impl Engine {
 
     fn emit_progress(
         &self,
-        target: &Target,
+        ref_name: &str,
         overall: &mut OverallProgress,
         sources: &[EngineSource],
         states: &[SourceSchedule],
@@ -579,7 +732,7 @@ impl Engine {
             })
             .collect();
         self.emit(EngineEvent::Progress {
-            ref_name: target.ref_name.clone(),
+            ref_name: ref_name.to_owned(),
             overall: overall.clone(),
             sources: progress,
         });
@@ -589,13 +742,13 @@ impl Engine {
 /// The error a pull ends with when an object has no source left.
 fn no_candidate_error(
     no_candidate: NoCandidate,
-    target: &Target,
+    ref_name: &str,
     sources: &[EngineSource],
     last_error: String,
 ) -> EngineError {
     match no_candidate {
         NoCandidate::ObjectUnavailable { object, tried } => EngineError::ObjectUnavailable {
-            ref_name: target.ref_name.clone(),
+            ref_name: ref_name.to_owned(),
             object: object.to_string(),
             tried: tried
                 .iter()
@@ -604,7 +757,7 @@ fn no_candidate_error(
                 .join(", "),
         },
         NoCandidate::AllSourcesDropped => EngineError::AllSourcesFailed {
-            ref_name: target.ref_name.clone(),
+            ref_name: ref_name.to_owned(),
             last: last_error,
         },
     }

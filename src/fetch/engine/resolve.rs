@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::events::{
     DownloadSize, EngineEvent, RefPlan, RejectedCommit, SourceBytes, UnusedReason, UnusedSource,
 };
-use super::schedule::{SourceSchedule, INITIAL_HTTP_IN_FLIGHT};
+use super::schedule::{SourceSchedule, FILE_IN_FLIGHT_PER_WORKER, INITIAL_HTTP_IN_FLIGHT};
 use super::{Engine, EngineError, EngineSource};
 use gio::prelude::*;
 
@@ -45,7 +45,7 @@ pub fn unused_reason(
 
 impl Engine {
     /// What every source discovery offered looked like, for error messages.
-    fn describe_sources(&self) -> String {
+    pub(super) fn describe_sources(&self) -> String {
         let seen = self.seen.borrow();
         if seen.is_empty() {
             return "no sources were found".into();
@@ -70,10 +70,8 @@ impl Engine {
             .cloned()
             .partition(|s| spare_internet && s.locality() == Locality::Internet);
         *self.spared.borrow_mut() = spared;
-        let file_limit = self
-            .settings
-            .file_in_flight
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2);
+        // Enough queued for every worker of a drive's pool (`drive`).
+        let file_limit = self.drive_workers() * FILE_IN_FLIGHT_PER_WORKER;
         sources
             .iter()
             .filter(|s| s.state.is_usable())

@@ -16,6 +16,9 @@ use crate::repo::{ObjectName, ObjectType};
 pub(super) const MAX_HTTP_IN_FLIGHT: usize = 32;
 /// Requests an HTTP source starts with; it earns more by keeping up.
 pub(super) const INITIAL_HTTP_IN_FLIGHT: usize = 4;
+/// Objects a `file://` source is asked for at once, per worker thread reading it
+/// (`drive`): enough queued that its workers never wait for the engine's loop.
+pub(super) const FILE_IN_FLIGHT_PER_WORKER: usize = 8;
 /// A request running this long at under `HEDGE_RATE` bytes per second is slow:
 /// its object is asked of another source too.
 pub(super) const HEDGE_AFTER: Duration = Duration::from_secs(2);
@@ -185,6 +188,9 @@ pub(super) struct Scheduler {
     /// Which sources failed each object (rule 5: it moves on to the others).
     failed_on: HashMap<ObjectName, Vec<usize>>,
     rng: StdRng,
+    /// Queued objects `pick` looked at, all told (tests: how much a round costs).
+    #[cfg(test)]
+    scans: u64,
 }
 
 impl Scheduler {
@@ -198,6 +204,8 @@ impl Scheduler {
             asked: HashMap::new(),
             failed_on: HashMap::new(),
             rng,
+            #[cfg(test)]
+            scans: 0,
         }
     }
 
@@ -274,23 +282,48 @@ impl Scheduler {
 
     /// Hands out work: each queued object goes to the best-ranked live source that
     /// has not failed it, at random among equals; a busy best source keeps it (the
-    /// object waits). Looks at most `PICK_SCAN_LIMIT` queued objects. Fails when an
-    /// object has no candidate left.
+    /// object waits). Looks at most `PICK_SCAN_LIMIT` queued objects, and stops as
+    /// soon as the rest must wait too: when no live source has a free slot, or when
+    /// the best sources are busy and no object has failed anywhere (every object
+    /// then has the same candidates). So a result costs a look at the queue's front,
+    /// not at 512 objects. Fails when an object has no candidate left.
     pub(super) fn pick(&mut self, now: Instant) -> Result<Vec<Assignment>, NoCandidate> {
         let mut assignments = Vec::new();
         let mut scanned = 0;
         let mut index = 0;
+        // The best sources for an object no source has failed are busy (until the
+        // next assignment): such objects wait, without a look at their candidates.
+        let mut unfailed_wait = false;
         while index < self.queue.len() && scanned < PICK_SCAN_LIMIT {
-            scanned += 1;
             let object = self.queue[index];
+            let unfailed = !self.failed_on.contains_key(&object);
+            let all_full = !self.sources.iter().any(|s| s.alive && s.has_free_slot());
+            if all_full || (unfailed_wait && self.failed_on.is_empty()) {
+                // An object nobody can serve any more still fails the pull.
+                if self.candidates(&object).is_empty() {
+                    return Err(self.no_candidate(object));
+                }
+                break;
+            }
+            scanned += 1;
+            #[cfg(test)]
+            {
+                self.scans += 1;
+            }
+            if unfailed && unfailed_wait {
+                index += 1;
+                continue;
+            }
             let candidates = self.candidates(&object);
             if candidates.is_empty() {
                 return Err(self.no_candidate(object));
             }
             let Some(source) = self.choose_source(&candidates, now) else {
+                unfailed_wait |= unfailed;
                 index += 1;
                 continue;
             };
+            unfailed_wait = false;
             self.queue.remove(index);
             assignments.push(self.assign(object, source));
         }
@@ -558,6 +591,64 @@ mod tests {
         assert!(s.pick(Instant::now()).unwrap().is_empty());
         s.sources[0].limit = 1000;
         assert_eq!(s.pick(Instant::now()).unwrap().len(), PICK_SCAN_LIMIT);
+    }
+
+    #[test]
+    fn pick_stops_looking_once_every_live_source_is_full() {
+        // Two slots: two objects are handed out and the rest of the queue is not
+        // walked; the source is full.
+        let mut s = scheduler(vec![(http(2), peer())]);
+        s.need((0..=255u8).map(file));
+        assert_eq!(s.pick(Instant::now()).unwrap().len(), 2);
+        let scans_before = s.scans;
+        assert!(s.pick(Instant::now()).unwrap().is_empty());
+        assert_eq!(
+            s.scans - scans_before,
+            0,
+            "a full source's queue was walked"
+        );
+        // A dropped source's slots do not count.
+        let mut s = scheduler(vec![(http(2), peer()), (http(8), peer())]);
+        s.drop_source(1);
+        s.need((0..=255u8).map(file));
+        assert_eq!(sources_of(&s.pick(Instant::now()).unwrap()), [0, 0]);
+        let scans_before = s.scans;
+        assert!(s.pick(Instant::now()).unwrap().is_empty());
+        assert_eq!(s.scans - scans_before, 0);
+    }
+
+    #[test]
+    fn pick_stops_looking_once_the_best_source_is_full() {
+        // A drive (full) beside an upstream with room: objects wait for the drive
+        // (rule 1), and one look at the queue says so.
+        let drive = SourceRank::of(true, true, false, None);
+        let mut s = scheduler(vec![
+            (SourceSchedule::new(2, false), drive),
+            (http(8), peer()),
+        ]);
+        s.need((0..=255u8).map(file));
+        assert_eq!(sources_of(&s.pick(Instant::now()).unwrap()), [0, 0]);
+        let scans_before = s.scans;
+        assert!(s.pick(Instant::now()).unwrap().is_empty());
+        assert_eq!(s.scans - scans_before, 1, "the queue was walked");
+        // An object the drive failed still goes to the upstream, found past the
+        // objects waiting for the drive.
+        s.on_result(file(0), 0, Outcome::NotFound);
+        s.queue.retain(|o| *o != file(0));
+        s.queue.push_back(file(0));
+        assert_eq!(
+            s.pick(Instant::now()).unwrap(),
+            [
+                Assignment {
+                    object: file(2),
+                    source: 0
+                },
+                Assignment {
+                    object: file(0),
+                    source: 1
+                }
+            ]
+        );
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! Getting objects into the store: checkpointing and finishing the `CommitPull` a
-//! pull runs in (`checkpoint`, `publish`), fetching one object from one source and
-//! verifying it on the way in (rule 9), and the walk over what is stored already.
+//! pull runs in (`checkpoint`, `publish`), fetching one object from an HTTP source
+//! and verifying it on the way in (rule 9; drives: `drive`), and the walk over
+//! what is stored already.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::events::RefPlan;
-use crate::repo::beneath::{self, BeneathError, Tree};
 use crate::repo::closure::TreeWalker;
 use crate::repo::commit::CommitPull;
 use crate::repo::objects::{verify_metadata, DirTree};
@@ -41,15 +40,15 @@ pub(super) async fn checkpoint(txn: Arc<Transaction>, what: &'static str) -> Res
 }
 
 /// Ends a pull whose closure is stored (rule 10) with `CommitPull::finish`, off
-/// the main thread: the commit goes last, then the ref of `remote` moves. Returns
+/// the main thread: the commit goes last, then the ref `destination` moves. Returns
 /// where the ref was before.
 pub(super) async fn publish(
     pull: CommitPull,
-    remote: &str,
+    destination: &RefKind,
     ref_name: &str,
     plan: &RefPlan,
 ) -> Result<Option<Checksum>, RepoError> {
-    let kind = RefKind::Remote(remote.to_owned());
+    let kind = destination.clone();
     let ref_name = ref_name.to_owned();
     let commit_bytes = plan.commit_bytes.clone();
     let detached = plan.detached.clone();
@@ -86,8 +85,9 @@ pub(super) fn missing_objects(
     Ok(missing)
 }
 
-/// Fetches, verifies and stages one object from one source; `limit` bounds its
-/// body, `received` counts the bytes as they come.
+/// Fetches, verifies and stages one object from an HTTP source (drives have their
+/// own transport, `drive`); `limit` bounds its body, `received` counts the bytes
+/// as they come.
 pub(super) async fn fetch_object(
     transport: &Transport,
     txn: &Arc<Transaction>,
@@ -96,24 +96,6 @@ pub(super) async fn fetch_object(
     received: Arc<AtomicU64>,
 ) -> Fetched {
     let relative = name.relative_path();
-    if name.kind == ObjectType::File {
-        if let Transport::File(root) = transport {
-            // Straight from the drive into staging, verified on the way; off the
-            // main context with a deadline, so a drive that hangs blocks nothing.
-            let (root, txn) = (root.clone(), txn.clone());
-            let shown = root.join(&relative);
-            return beneath::off_thread(beneath::drive_deadline(), move || {
-                stage_file_object(&txn, &name, &root, &relative, &received)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Fetched::Failed(TransportError::NotAnswering(format!(
-                    "{}: {e}",
-                    shown.display()
-                )))
-            });
-        }
-    }
     let spill_dir = txn.staging_dir().to_path_buf();
     let body = match transport
         .get_counted(&relative, limit, &spill_dir, &received)
@@ -133,52 +115,6 @@ pub(super) async fn fetch_object(
     gio::spawn_blocking(move || stage_body(&txn, &name, body))
         .await
         .unwrap_or_else(|_| Fetched::Local(RepoError::format("worker", "panicked")))
-}
-
-/// Counts what passes through, for the scheduler's view of a request's pace.
-struct Counting<'a, R> {
-    inner: R,
-    count: &'a AtomicU64,
-}
-
-impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-/// Stages the `.filez` at `root/relative` (a drive) verified against `name`. The
-/// file is opened beneath the repository root (no FIFO, device or link out of it);
-/// a read that fails because the drive went away (`EIO`, `ENODEV`, a vanished
-/// mount) makes the source lost, never "sent a bad object".
-fn stage_file_object(
-    txn: &Transaction,
-    name: &ObjectName,
-    root: &Path,
-    relative: &str,
-    received: &AtomicU64,
-) -> Fetched {
-    let tree = match Tree::open(root) {
-        Ok(tree) => tree,
-        Err(e) => return Fetched::Failed(e.into()),
-    };
-    let file = match tree.open_file(relative) {
-        Ok(file) => file,
-        Err(BeneathError::NotFound { .. }) => return Fetched::NotFound,
-        Err(e) => return Fetched::Failed(e.into()),
-    };
-    let mut reader = beneath::ErrorKeepingReader::new(Counting {
-        inner: file,
-        count: received,
-    });
-    let result = txn.stage_filez(name, &mut reader);
-    match (result, reader.into_error()) {
-        // The drive failed under the read: its error, not the object's.
-        (Err(_), Some(e)) => Fetched::Failed(tree.read_error(relative, e).into()),
-        (result, _) => classify(result, Vec::new()),
-    }
 }
 
 fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
@@ -215,7 +151,7 @@ fn stage_body(txn: &Transaction, name: &ObjectName, body: Body) -> Fetched {
     }
 }
 
-fn classify(result: Result<u64, RepoError>, children: Vec<ObjectName>) -> Fetched {
+pub(super) fn classify(result: Result<u64, RepoError>, children: Vec<ObjectName>) -> Fetched {
     match result {
         Ok(bytes) => Fetched::Stored { bytes, children },
         Err(RepoError::AlreadyStaging(_)) => Fetched::Duplicate,
