@@ -1,0 +1,205 @@
+//! Serving a bare repository as if it were archive (issue 13 item 3): `ferryctl
+//! serve` answers `.filez` requests of a `bare` or `bare-user` repository with
+//! objects made from its `.file` objects as they are sent (chunked), and `config`
+//! with `mode=archive-z2`. The real `ostree pull` and Ferry's own engine pull from it.
+
+use std::path::Path;
+
+use super::*;
+
+use super::bare_sticks::awkward_upstream;
+use crate::common::repo::assert_same_tree;
+use ferry::repo::filez::{open_filez, verify_filez};
+use ferry::repo::{Checksum, ObjectName, ObjectType};
+
+/// `ferryctl serve` on loopback for `repo`.
+fn serve(repo: &FerryRepo) -> Server {
+    let mut cmd = repo.ferryctl();
+    cmd.args(["--json", "serve", "--port", "0", "--address", "127.0.0.1"]);
+    Server::spawn(cmd)
+}
+
+/// `ostree checkout` of `commit` from `repo` into `dest`.
+fn checkout(repo: &Path, commit: &str, dest: &Path) {
+    run(ostree(repo).args(["checkout", commit]).arg(dest));
+}
+
+/// A Ferry repository of `mode` holding the awkward upstream commit, served.
+fn served_bare(mode: &str, gpg: &Signer, upstream: &Path, commit: &str) -> (FerryRepo, Server) {
+    let ferry = FerryRepo::with_mode(&file_uri(upstream), gpg, mode);
+    ferry.pull_from(upstream);
+    assert_eq!(ferry.origin_ref().as_deref(), Some(commit));
+    let config = fs::read_to_string(ferry.path.join("config")).unwrap();
+    assert!(config.contains(&format!("mode={mode}\n")), "{config}");
+    let server = serve(&ferry);
+    (ferry, server)
+}
+
+#[test]
+fn ostree_pulls_from_a_served_bare_repository() {
+    let gpg = Signer::new(SIGNER);
+    let (dir, upstream, commit) = awkward_upstream(&gpg);
+    let original = dir.path().join("original");
+    checkout(&upstream, &commit, &original);
+    for mode in ["bare-user", "bare"] {
+        let (_ferry, server) = served_bare(mode, &gpg, &upstream, &commit);
+        let client = OstreeClient::new(&gpg);
+        run(ostree(&client.path)
+            .args(["remote", "add"])
+            .arg(format!("--gpg-import={}", gpg.public.display()))
+            .arg(format!("--collection-id={COLLECTION}"))
+            .arg("srv")
+            .arg(format!("http://127.0.0.1:{}/0", server.port)));
+        run(ostree(&client.path).args(["pull", "srv", REF]));
+        assert_eq!(
+            run(ostree(&client.path).args(["rev-parse", &format!("srv:{REF}")])).trim(),
+            commit,
+            "{mode}"
+        );
+        client.fsck();
+        let pulled = client.dir.path().join("checkout");
+        checkout(&client.path, &commit, &pulled);
+        assert_same_tree(&original, &pulled);
+    }
+}
+
+#[test]
+fn ferry_updates_from_a_served_bare_user_repository() {
+    let gpg = Signer::new(SIGNER);
+    let (_dir, upstream, commit) = awkward_upstream(&gpg);
+    let (_ferry, server) = served_bare("bare-user", &gpg, &upstream, &commit);
+    let url = format!("http://127.0.0.1:{}/0", server.port);
+    for mode in ["archive", "bare-user"] {
+        let client = FerryRepo::with_mode(&url, &gpg, mode);
+        let out = run(client.ferryctl().args(["--no-mounts", "--json", "update"]));
+        assert!(
+            out.lines()
+                .any(|l| l.contains("\"ref-updated\"") && l.contains(&commit)),
+            "{mode}: {out}"
+        );
+        assert_eq!(
+            client.origin_ref().as_deref(),
+            Some(commit.as_str()),
+            "{mode}"
+        );
+        run(client.ferryctl().arg("fsck"));
+        run(ostree(&client.path).arg("fsck"));
+    }
+}
+
+/// What a served bare repository answers: `config` as archive (with the
+/// collection ID), `.filez` objects made chunked that are the archive repository's
+/// bytes for bytes once inflated, metadata as stored, never a `.file`.
+#[test]
+fn served_bare_repository_looks_like_archive() {
+    let gpg = Signer::new(SIGNER);
+    let (_dir, upstream, commit) = awkward_upstream(&gpg);
+    let (ferry, server) = served_bare("bare-user", &gpg, &upstream, &commit);
+    run(ostree(&ferry.path).args(["config", "set", "core.collection-id", "org.example.Served"]));
+    let addr = localhost(server.port);
+
+    let config = request(addr, "GET", "/0/config", &[]);
+    assert_eq!(config.status, 200);
+    let config = String::from_utf8(config.body).unwrap();
+    assert!(config.contains("mode=archive-z2\n"), "{config}");
+    assert!(!config.contains("bare"), "{config}");
+    assert!(
+        config.contains("collection-id=org.example.Served\n"),
+        "{config}"
+    );
+
+    let mut made = 0;
+    for (prefix, name) in walk_objects(&ferry.path) {
+        let Some(hex) = name.strip_suffix(".file") else {
+            // Metadata objects are served as they are stored.
+            let response = request(addr, "GET", &format!("/0/objects/{prefix}/{name}"), &[]);
+            assert_eq!(response.status, 200, "{name}");
+            assert_eq!(
+                response.body,
+                fs::read(ferry.path.join("objects").join(&prefix).join(&name)).unwrap()
+            );
+            continue;
+        };
+        let file = request(addr, "GET", &format!("/0/objects/{prefix}/{name}"), &[]);
+        assert_eq!(file.status, 404, "a .file is never served: {name}");
+        let filez = request(
+            addr,
+            "GET",
+            &format!("/0/objects/{prefix}/{hex}.filez"),
+            &[],
+        );
+        assert_eq!(filez.status, 200, "{name}");
+        assert_eq!(filez.header("Transfer-Encoding"), Some("chunked"), "{name}");
+        // The upstream (archive, made by ostree) holds the same object; the made
+        // one may differ in deflate bytes only: compare header and content.
+        let full = format!("{prefix}{hex}");
+        let upstream_filez = fs::read(
+            upstream
+                .join("objects")
+                .join(&prefix)
+                .join(format!("{hex}.filez")),
+        )
+        .unwrap();
+        let body = dechunk(&filez.body);
+        assert_eq!(
+            read_filez(&body, &full),
+            read_filez(&upstream_filez, &full),
+            "{name}"
+        );
+        made += 1;
+    }
+    assert!(made >= 4, "only {made} file objects");
+}
+
+/// `(XX, rest)` of every stored object.
+fn walk_objects(repo: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for dir in fs::read_dir(repo.join("objects")).unwrap().flatten() {
+        let prefix = dir.file_name().to_string_lossy().into_owned();
+        for file in fs::read_dir(dir.path()).unwrap().flatten() {
+            out.push((
+                prefix.clone(),
+                file.file_name().to_string_lossy().into_owned(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The header and content a `.filez` stands for, after checking it against its
+/// name.
+fn read_filez(bytes: &[u8], hex: &str) -> (String, Vec<u8>) {
+    use std::io::Read;
+    let checksum: Checksum = hex.parse().unwrap_or_else(|_| panic!("{hex}"));
+    verify_filez(bytes, &checksum, &mut std::io::sink()).unwrap_or_else(|e| panic!("{hex}: {e}"));
+    let name = ObjectName::new(checksum, ObjectType::File);
+    let (header, mut content) = open_filez(bytes, &name).unwrap();
+    let mut out = Vec::new();
+    // A symlink's `.filez` ends after its header: no deflate stream to read.
+    if header.is_regular() {
+        content.read_to_end(&mut out).unwrap();
+    }
+    (format!("{header:?}"), out)
+}
+
+/// The body of a chunked response; panics unless it ends with the last chunk.
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size");
+        let size_text = std::str::from_utf8(&data[..line_end]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .unwrap_or_else(|_| panic!("chunk size {size_text:?}"));
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        assert_eq!(&data[size..size + 2], b"\r\n", "chunk end");
+        data = &data[size + 2..];
+    }
+}
