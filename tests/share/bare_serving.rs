@@ -203,3 +203,42 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[size + 2..];
     }
 }
+
+/// The bandwidth cap holds for `.filez` objects made as they are sent: the 3 MiB
+/// random file at 1 MB/s takes about 3 s, and arrives whole.
+#[test]
+fn served_bare_repository_keeps_the_bandwidth_cap() {
+    let gpg = Signer::new(SIGNER);
+    let (_dir, upstream, commit) = awkward_upstream(&gpg);
+    let ferry = FerryRepo::with_mode(&file_uri(&upstream), &gpg, "bare-user");
+    ferry.pull_from(&upstream);
+    assert_eq!(ferry.origin_ref().as_deref(), Some(commit.as_str()));
+    let mut cmd = ferry.ferryctl();
+    cmd.args(["--json", "serve", "--port", "0", "--address", "127.0.0.1"])
+        .args(["--bandwidth-limit", "1M"]);
+    let server = Server::spawn(cmd);
+    let (prefix, name) = walk_objects(&ferry.path)
+        .into_iter()
+        .filter(|(_, name)| name.ends_with(".file"))
+        .max_by_key(|(prefix, name)| {
+            fs::metadata(ferry.path.join("objects").join(prefix).join(name))
+                .unwrap()
+                .len()
+        })
+        .unwrap();
+    let hex = name.strip_suffix(".file").unwrap();
+    let started = Instant::now();
+    let response = request(
+        localhost(server.port),
+        "GET",
+        &format!("/0/objects/{prefix}/{hex}.filez"),
+        &[],
+    );
+    let took = started.elapsed();
+    assert_eq!(response.status, 200);
+    let body = dechunk(&response.body);
+    assert!(body.len() > 3_000_000, "{}", body.len());
+    read_filez(&body, &format!("{prefix}{hex}"));
+    assert!(took >= Duration::from_millis(2400), "took {took:?}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}

@@ -68,12 +68,17 @@ impl Inner {
         if head {
             return;
         }
-        send_stream(msg, stream);
+        send_stream(msg, stream, self.upload_cap.clone());
     }
 }
 
-/// Sends `stream` as `msg`'s chunked body, read on a worker thread.
-fn send_stream(msg: &soup::ServerMessage, mut stream: Box<dyn io::Read + Send>) {
+/// Sends `stream` as `msg`'s chunked body, read on a worker thread, under the
+/// server's bandwidth cap if it has one.
+fn send_stream(
+    msg: &soup::ServerMessage,
+    mut stream: Box<dyn io::Read + Send>,
+    upload_cap: Option<Rc<UploadCap>>,
+) {
     let Some(body) = msg.response_body() else {
         return;
     };
@@ -106,35 +111,40 @@ fn send_stream(msg: &soup::ServerMessage, mut stream: Box<dyn io::Read + Send>) 
     msg.connect_disconnected(end);
     let weak = msg.downgrade();
     glib::spawn_future_local(async move {
-        loop {
-            let Ok(result) = chunks_rx.recv().await else {
-                return;
-            };
-            let Some(msg) = weak.upgrade() else { return };
-            let Some(body) = msg.response_body() else {
-                return;
-            };
-            match result {
-                Ok(chunk) if chunk.is_empty() => {
-                    body.complete();
-                    msg.unpause();
-                    return;
-                }
-                Ok(chunk) => {
-                    body.append_bytes(&glib::Bytes::from_owned(chunk));
-                    msg.unpause();
-                }
+        while let Ok(result) = chunks_rx.recv().await {
+            let chunk = match result {
+                Ok(chunk) => chunk,
                 Err(e) => {
                     // Headers are gone: cut the connection so that the client sees
                     // a truncated body, never a short object taken as whole.
                     eprintln!("ferry: cannot make a .filez to serve: {e}");
-                    if let Some(socket) = msg.socket() {
+                    if let Some(socket) = weak.upgrade().and_then(|msg| msg.socket()) {
                         let _ = socket.close();
                     }
                     return;
                 }
+            };
+            if let Some(upload_cap) = upload_cap.as_ref().filter(|_| !chunk.is_empty()) {
+                while let Some(wait) = upload_cap.try_take(chunk.len()) {
+                    glib::timeout_future(wait).await;
+                }
             }
-            drop(msg);
+            // The response ended (client gone): stop, which stops the worker.
+            if written_rx.is_closed() {
+                return;
+            }
+            let Some(msg) = weak.upgrade() else { return };
+            let Some(body) = msg.response_body() else {
+                return;
+            };
+            if chunk.is_empty() {
+                body.complete();
+                msg.unpause();
+                return;
+            }
+            body.append_bytes(&glib::Bytes::from_owned(chunk));
+            msg.unpause();
+            drop((body, msg));
             if written_rx.recv().await.is_err() {
                 return;
             }
@@ -154,4 +164,31 @@ fn read_chunk(stream: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_full_until_the_end() {
+        // A reader returning a byte at a time still gives full chunks.
+        struct Trickle(usize);
+        impl io::Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 || buf.is_empty() {
+                    return Ok(0);
+                }
+                self.0 -= 1;
+                buf[0] = 7;
+                Ok(1)
+            }
+        }
+        let mut stream = Trickle(10);
+        let mut buf = [0u8; 4];
+        assert_eq!(read_chunk(&mut stream, &mut buf).unwrap(), 4);
+        assert_eq!(read_chunk(&mut stream, &mut buf).unwrap(), 4);
+        assert_eq!(read_chunk(&mut stream, &mut buf).unwrap(), 2);
+        assert_eq!(read_chunk(&mut stream, &mut buf).unwrap(), 0);
+    }
 }
