@@ -242,3 +242,44 @@ fn served_bare_repository_keeps_the_bandwidth_cap() {
     assert!(took >= Duration::from_millis(2400), "took {took:?}");
     assert!(took < Duration::from_secs(15), "took {took:?}");
 }
+
+/// The hardening of served files holds for made `.filez`: an object directory
+/// that is a symlink (out of the repository) is not followed, and a `.file` of a
+/// `bare-user` repository replaced by a symlink is not read through it.
+#[test]
+fn served_bare_repository_follows_no_symlink() {
+    let gpg = Signer::new(SIGNER);
+    let (dir, upstream, commit) = awkward_upstream(&gpg);
+    let (ferry, server) = served_bare("bare-user", &gpg, &upstream, &commit);
+    let addr = localhost(server.port);
+    let files: Vec<(String, String)> = walk_objects(&ferry.path)
+        .into_iter()
+        .filter(|(_, name)| name.ends_with(".file"))
+        .collect();
+    let url = |prefix: &str, name: &str| {
+        format!(
+            "/0/objects/{prefix}/{}.filez",
+            name.strip_suffix(".file").unwrap()
+        )
+    };
+
+    // Served before, refused once its directory leads out of the repository.
+    let (prefix, name) = &files[0];
+    assert_eq!(request(addr, "GET", &url(prefix, name), &[]).status, 200);
+    let objects = ferry.path.join("objects");
+    let outside = dir.path().join("outside");
+    fs::rename(objects.join(prefix), &outside).unwrap();
+    symlink(&outside, objects.join(prefix)).unwrap();
+    assert_eq!(request(addr, "GET", &url(prefix, name), &[]).status, 404);
+
+    // A .file replaced by a symlink to a file elsewhere (bare-user stores none).
+    let (prefix, name) = files.iter().find(|(p, _)| p != prefix).unwrap();
+    let secret = dir.path().join("secret");
+    fs::write(&secret, b"secret").unwrap();
+    let object = objects.join(prefix).join(name);
+    fs::remove_file(&object).unwrap();
+    symlink(&secret, &object).unwrap();
+    let response = request(addr, "GET", &url(prefix, name), &[]);
+    assert_eq!(response.status, 404);
+    assert!(!response.body.windows(6).any(|w| w == b"secret"));
+}
