@@ -108,6 +108,25 @@ fn served_bare_repository_looks_like_archive() {
         "{config}"
     );
 
+    // The repository's own signed summary names its real mode: never served.
+    run(ostree(&ferry.path)
+        .args(["summary", "-u", "--gpg-sign", &gpg.key])
+        .arg(format!("--gpg-homedir={}", gpg.home().display())));
+    let own = ferry::repo::summary::Summary::parse(&fs::read(ferry.path.join("summary")).unwrap())
+        .unwrap();
+    assert_eq!(own.mode.as_deref(), Some("bare-user"));
+    let summary = request(addr, "GET", "/0/summary", &[]);
+    assert_eq!(summary.status, 200);
+    let summary = ferry::repo::summary::Summary::parse(&summary.body).unwrap();
+    assert_eq!(summary.mode.as_deref(), Some("archive-z2"));
+    assert!(
+        summary
+            .all_refs()
+            .any(|(_, r)| r.checksum.to_hex() == commit),
+        "{summary:?}"
+    );
+    assert_eq!(request(addr, "GET", "/0/summary.sig", &[]).status, 404);
+
     let mut made = 0;
     for (prefix, name) in walk_objects(&ferry.path) {
         let Some(hex) = name.strip_suffix(".file") else {
