@@ -45,9 +45,6 @@ pub enum ShareError {
     Listen { address: String, message: String },
     #[error("cannot advertise on the LAN: {0}")]
     Advertise(String),
-    /// Serving a bare repository is not written yet (issue 13, item 3).
-    #[error("{path} is a {mode} repository; only archive repositories can be shared, for now")]
-    NotArchive { path: PathBuf, mode: &'static str },
 }
 
 /// Parses a transfer rate in bytes per second: a number with an optional SI

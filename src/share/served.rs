@@ -204,11 +204,21 @@ pub fn servable_refs(repo: &Repo, cache: &CompletenessCache) -> Result<ServableR
     Ok(own_signed_summary(repo.root(), &generated).unwrap_or(generated))
 }
 
-/// The repository's own signed summary, if it lists exactly what can be served.
+/// The repository's own signed summary, if it lists exactly what can be served
+/// and names no mode but archive.
 fn own_signed_summary(root: &Path, generated: &ServableRefs) -> Option<ServableRefs> {
     let signature = fs::read(root.join(SUMMARY_SIG_FILE)).ok()?;
     let bytes = fs::read(root.join(SUMMARY_FILE)).ok()?;
     let summary = Summary::parse(&bytes).ok()?;
+    // A bare repository is served as archive: its own summary names its real
+    // mode, which libostree would pull by (asking for `.file` objects).
+    if summary
+        .mode
+        .as_deref()
+        .is_some_and(|mode| !mode.starts_with("archive"))
+    {
+        return None;
+    }
     let on_disk = ServableRefs::OnDisk {
         summary,
         bytes,

@@ -193,6 +193,21 @@ impl UploadCap {
         }
     }
 
+    /// For a body made as it is sent (chunk by chunk, not a `glib::Bytes`): takes
+    /// `len` bytes' worth of tokens and returns `None` when the chunk may go now,
+    /// or how long to wait before asking again. Bodies queued here go first.
+    pub fn try_take(&self, len: usize) -> Option<Duration> {
+        let mut bucket = self.bucket.borrow_mut();
+        Self::refill(&mut bucket, self.rate, self.burst);
+        if bucket.tokens <= 0.0 || !bucket.queue.is_empty() {
+            let deficit = (-bucket.tokens).max(0.0);
+            return Some(TICK.max(Duration::from_secs_f64(deficit / self.rate as f64)));
+        }
+        // As for queued bodies: a debt repaid before anything else is sent.
+        bucket.tokens -= len as f64;
+        None
+    }
+
     /// Stops the timer; queued bodies are abandoned (the server is going away).
     pub fn stop(&self) {
         let mut bucket = self.bucket.borrow_mut();
@@ -216,5 +231,20 @@ pub fn send_body(msg: &soup::ServerMessage, data: glib::Bytes, upload_cap: Optio
                 body.complete();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_bodies_take_tokens_and_wait_when_in_debt() {
+        let upload_cap = UploadCap::new(100_000);
+        // The first chunk goes at once, into debt; the next waits for the debt.
+        assert_eq!(upload_cap.try_take(64 * 1024), None);
+        let wait = upload_cap.try_take(64 * 1024).expect("in debt");
+        assert!(wait >= Duration::from_millis(300), "{wait:?}");
+        assert!(wait <= Duration::from_millis(700), "{wait:?}");
     }
 }

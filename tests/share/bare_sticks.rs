@@ -8,7 +8,7 @@ use crate::common::repo::{make_dir, make_symlink, ostree_commit, set_xattr, writ
 
 /// A signed upstream commit of a tree with a symlink, a setuid file, xattrs, an
 /// empty file and a file larger than one read.
-fn awkward_upstream(gpg: &Signer) -> (tempfile::TempDir, std::path::PathBuf, String) {
+pub(super) fn awkward_upstream(gpg: &Signer) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempdir();
     let tree = dir.path().join("tree");
     make_dir(&tree, 0o755);

@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bare_serving;
 mod bare_sticks;
 mod hardening;
 mod lan;

@@ -8,6 +8,9 @@
 //!   deltas never through a symlink (`O_NOFOLLOW`, `RESOLVE_NO_SYMLINKS`), refs
 //!   (which may be aliases) only through symlinks that stay in the repository.
 //!   Anything but a regular file is refused.
+//! - A `bare`, `bare-user` or `bare-user-only` repository is served as if it were
+//!   an archive one: `config` says `mode=archive-z2`, and `.filez` objects are made
+//!   from the stored `.file` as they are sent, chunked ([`made_filez`]).
 //! - Bodies are mapped files handed to soup as `glib::Bytes`: nothing is copied
 //!   onto the heap. `Content-Length`, `Last-Modified` and `ETag` are set, and
 //!   `If-None-Match` / `If-Modified-Since` are answered with 304.
@@ -61,6 +64,7 @@ use super::ShareError;
 
 mod addresses;
 mod connections;
+mod made_filez;
 mod responses;
 
 pub use addresses::{interface_addresses, local_addresses};
@@ -111,7 +115,7 @@ impl Default for Limits {
 /// What to serve and how.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The repository (an archive repository).
+    /// The repository (any mode: a `bare*` one is served as if it were archive).
     pub repo: PathBuf,
     /// Served at `/RI/`.
     pub repo_index: u16,
@@ -310,12 +314,6 @@ impl RepoServer {
         let root = config.repo.clone();
         let repo = Repo::open(&root)?;
         RepoConfig::load(&root)?;
-        if !repo.mode().is_archive() {
-            return Err(ShareError::NotArchive {
-                path: root,
-                mode: repo.mode().as_str(),
-            });
-        }
         let root_fd = open_directory(&root).map_err(|source| ShareError::Io {
             path: root.clone(),
             source,

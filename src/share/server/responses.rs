@@ -39,18 +39,24 @@ impl Inner {
                 kind: FileKind::Config,
                 ..
             } => self.serve_config(msg, head),
+            RepoPath::File {
+                relative,
+                kind: FileKind::Object,
+            } if !self.repo.mode().is_archive() && relative.ends_with(".filez") => {
+                self.serve_made_filez(msg, &relative, head)
+            }
             RepoPath::File { relative, kind } => self.serve_file(msg, &relative, kind, head),
         }
     }
 
     /// The `[core]` part of the config only: remotes (URLs, key paths) and Ferry's
-    /// own settings are nobody else's business, and pulls read nothing more.
+    /// own settings are nobody else's business, and pulls read nothing more. The
+    /// mode is always archive: a `bare*` repository is served as if it were one.
     pub(super) fn serve_config(&self, msg: &soup::ServerMessage, head: bool) {
         let Ok(config) = RepoConfig::load(&self.root) else {
             return self.not_found(msg);
         };
-        let mode = config.mode().map_or("archive-z2", |m| m.as_str());
-        let mut text = format!("[core]\nrepo_version=1\nmode={mode}\n");
+        let mut text = "[core]\nrepo_version=1\nmode=archive-z2\n".to_owned();
         if let Ok(Some(id)) = config.collection_id() {
             text.push_str(&format!("collection-id={id}\n"));
         }
