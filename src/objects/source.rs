@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use gettextrs::gettext;
 use gtk4::{glib, prelude::*, subclass::prelude::*};
 
-use crate::sources::{Source, SourceKind};
+use crate::sources::{Source, SourceKind, SourceState};
 
 mod imp {
     use super::*;
@@ -31,9 +31,9 @@ mod imp {
         /// What it offers and how fresh that is, in words.
         #[property(get, set)]
         freshness: RefCell<String>,
-        /// Discovery's state (`ready`, `outdated`, `unreachable`, …).
-        #[property(get, set)]
-        state: RefCell<String>,
+        /// Discovery's state.
+        #[property(get, set, builder(SourceState::default()))]
+        state: Cell<SourceState>,
         /// The one source chosen instead of "Automatic".
         #[property(get, set)]
         selected: Cell<bool>,
@@ -108,7 +108,7 @@ impl FerrySource {
         self.set_if_changed("name", display_name(source));
         self.set_if_changed("uri", source.uri.clone());
         self.set_if_changed("icon-name", icon_for(source).to_owned());
-        self.set_if_changed("state", source.state.as_str().to_owned());
+        self.set_if_changed("state", source.state);
         self.imp().source.replace(Some(source.clone()));
     }
 

@@ -41,11 +41,14 @@ impl fmt::Display for SourceKind {
     }
 }
 
-/// What discovery currently knows about a source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+/// What discovery currently knows about a source. Also a GLib enum type, so the
+/// window's source models carry it as a typed property.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, glib::Enum)]
 #[serde(rename_all = "kebab-case")]
+#[enum_type(name = "FerrySourceState")]
 pub enum SourceState {
     /// Seen, but its refs are not known yet (summary being fetched).
+    #[default]
     Discovered,
     /// Its refs are known and it has the newest known commit of at least one
     /// tracked ref (or nothing newer is known anywhere).

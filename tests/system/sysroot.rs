@@ -6,6 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::common::http::{ServeOptions, Server};
 use crate::common::repo::{ostree_commit, ostree_init, run, run_ok, write_file};
 use crate::common::{ferryctl_bare, ostree, tempdir, REF};
 
@@ -21,6 +22,8 @@ struct TestSysroot {
     upstream: PathBuf,
     tree: PathBuf,
     v1: String,
+    /// The upstream over HTTP on loopback, when the remote points there.
+    _server: Option<Server>,
 }
 
 /// `ostree admin ARGS --sysroot S`, deployments mutable so they can be removed.
@@ -33,7 +36,17 @@ fn admin(sysroot: &Path) -> Command {
 }
 
 impl TestSysroot {
+    /// The remote is the upstream's directory (`file://`).
     fn new() -> Self {
+        Self::with_remote(false)
+    }
+
+    /// The remote is the upstream served over HTTP on loopback.
+    fn over_http() -> Self {
+        Self::with_remote(true)
+    }
+
+    fn with_remote(over_http: bool) -> Self {
         let dir = tempdir();
         let sysroot = dir.path().join("sysroot");
         fs::create_dir(&sysroot).unwrap();
@@ -64,18 +77,20 @@ impl TestSysroot {
         write_file(&tree.join("usr/bin/hello"), b"v1\n", 0o755);
         let v1 = Self::commit(&upstream, &tree, "1");
 
+        let server = over_http.then(|| Server::start(&upstream, ServeOptions::default()));
+        let url = match &server {
+            Some(server) => server.url(),
+            None => format!("file://{}", upstream.display()),
+        };
         // The remote as `ostree remote add --repo=S/ostree/repo` writes it.
-        run_ok(
-            ostree(&repo)
-                .args(["remote", "add", "--no-gpg-verify", "origin"])
-                .arg(format!("file://{}", upstream.display())),
-        );
+        run_ok(ostree(&repo).args(["remote", "add", "--no-gpg-verify", "origin", &url]));
         let s = Self {
             _dir: dir,
             sysroot,
             upstream,
             tree,
             v1,
+            _server: server,
         };
         s.pull_into_system_repo();
         run_ok(
@@ -91,8 +106,9 @@ impl TestSysroot {
         s
     }
 
+    /// Commits the tree as `version` and updates the upstream's summary.
     fn commit(upstream: &Path, tree: &Path, version: &str) -> String {
-        ostree_commit(
+        let commit = ostree_commit(
             upstream,
             REF,
             tree,
@@ -102,7 +118,9 @@ impl TestSysroot {
                 &format!("v{version}"),
                 &format!("--add-metadata-string=version={version}"),
             ],
-        )
+        );
+        run_ok(ostree(upstream).args(["summary", "-u"]));
+        commit
     }
 
     /// Publishes v2 upstream.
@@ -208,6 +226,34 @@ fn apply_deploys_the_new_commit_keeping_etc_and_kernel_arguments_and_rollback_un
         out.stderr.contains("no earlier deployment of demo"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn update_pulls_into_the_bare_system_repository_then_apply_deploys_it() {
+    let s = TestSysroot::over_http();
+    let v2 = s.publish_v2();
+    // Only the upstream: no drives, no nearby computers.
+    let discovery = ["--no-lan", "--no-mounts"];
+    let plan = s.json(&[&discovery[..], &["check"]].concat());
+    assert!(
+        plan.to_string().contains(&v2),
+        "check does not offer v2: {plan:#}"
+    );
+
+    run_ok(s.ferryctl().args(discovery).args(["update"]));
+    // One copy: the commit is in the system repository (bare), verified.
+    let repo = s.sysroot.join("ostree/repo");
+    let pulled = run_ok(ostree(&repo).args(["rev-parse", &format!("origin:{REF}")]));
+    assert_eq!(pulled.stdout.trim(), v2);
+    run_ok(ostree(&repo).arg("fsck"));
+
+    let report = s.json(&["apply"]);
+    assert_eq!(report["applied"], true, "{report:#}");
+    assert_eq!(s.ostree_status(), [v2.clone(), s.v1.clone()]);
+    assert_eq!(
+        fs::read(s.deployment_dir(&v2).join("usr/bin/hello")).unwrap(),
+        b"v2\n"
     );
 }
 
