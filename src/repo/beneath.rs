@@ -36,6 +36,8 @@ pub enum BeneathError {
     Escapes { path: PathBuf, root: PathBuf },
     #[error("{path} is larger than {limit} bytes")]
     TooLarge { path: PathBuf, limit: u64 },
+    #[error("{path}: it changed while being opened")]
+    Changed { path: PathBuf },
     #[error("{path}: the drive is gone ({source})")]
     Lost {
         path: PathBuf,
@@ -255,6 +257,19 @@ impl Tree {
     /// before it is opened for reading.
     pub fn open_file(&self, relative: impl AsRef<Path>) -> Result<File, BeneathError> {
         let relative = relative.as_ref();
+        // A file replaced by a rename between the two opens (a ref another pull
+        // moves, in this computer's own repository) is opened again; a tree that
+        // keeps swapping its files is refused.
+        let mut attempts = 0;
+        loop {
+            match self.open_file_once(relative) {
+                Err(BeneathError::Changed { .. }) if attempts < 3 => attempts += 1,
+                result => return result,
+            }
+        }
+    }
+
+    fn open_file_once(&self, relative: &Path) -> Result<File, BeneathError> {
         let (_, meta) = self.mode_of(relative, 0)?;
         self.check_regular(relative, &meta)?;
         let file = openat2(
@@ -268,9 +283,8 @@ impl Tree {
         let opened = file.metadata().map_err(|e| self.error(relative, e))?;
         self.check_regular(relative, &opened)?;
         if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-            return Err(BeneathError::Io {
+            return Err(BeneathError::Changed {
                 path: self.path.join(relative),
-                source: io::Error::other("it changed while being opened"),
             });
         }
         Ok(file)

@@ -40,7 +40,9 @@ impl From<BeneathError> for TransportError {
             BeneathError::NotRegular { .. }
             | BeneathError::NotDirectory { .. }
             | BeneathError::Escapes { .. } => TransportError::Refused(e.to_string()),
-            BeneathError::Io { .. } => TransportError::Io(e.to_string()),
+            BeneathError::Io { .. } | BeneathError::Changed { .. } => {
+                TransportError::Io(e.to_string())
+            }
         }
     }
 }

@@ -179,16 +179,7 @@ impl Upstream {
     /// named to `pull`).
     fn ferry_repo(&self, label: &str, mode: &str) -> PathBuf {
         let repo = self.dir.path().join(label);
-        run_ok(ferryctl(&repo).args(["init", "--mode", mode]));
-        run_ok(ferryctl(&repo).args([
-            "remote",
-            "add",
-            "origin",
-            "http://127.0.0.1:9/",
-            "--collection-id",
-            COLLECTION,
-            "--no-verify",
-        ]));
+        ferry_init_unverified_mode(&repo, mode);
         repo
     }
 }
