@@ -10,7 +10,8 @@
 #      taken from upstream vs the truly new bytes;
 #   4. peak RSS of every Ferry run.
 # Traffic stays on loopback and inside namespaces this script creates and removes.
-# Needs root. Usage: sudo benches/engine.sh [RUNS]
+# Needs root. Usage: sudo [CLIENT_MODE=bare-user] benches/engine.sh [RUNS]
+# CLIENT_MODE: the mode of the repositories Ferry and ostree pull into (archive).
 set -euo pipefail
 
 runs=${1:-3}
@@ -24,6 +25,7 @@ else
     ferryctl="$top/target/release/ferryctl"
 fi
 export FERRY_LAN_INTERFACES=none
+client_mode=${CLIENT_MODE:-archive}
 
 work=$(mktemp -d /var/tmp/ferry-bench-engine.XXXXXX)
 chmod 755 "$work"  # nginx workers read the repos as www-data
@@ -95,7 +97,7 @@ fresh_dir() {
 # verifying commits with KEYRING when given (drives serve only verifying remotes).
 ferry_client() {
     fresh_dir "$1"
-    "$ferryctl" --repo "$1" init >/dev/null
+    "$ferryctl" --repo "$1" init --mode "$client_mode" >/dev/null
     local trust=(--no-verify)
     [ -n "${3:-}" ] && trust=(--gpg-import "$3")
     "$ferryctl" --repo "$1" remote add origin "$2" --collection-id org.example.Bench "${trust[@]}" 2>/dev/null
@@ -113,7 +115,7 @@ bench_key() {
 
 ostree_client() {
     fresh_dir "$1"
-    ostree --repo="$1" init --mode=archive
+    ostree --repo="$1" init --mode="$client_mode"
     ostree --repo="$1" remote add origin "$2" --no-gpg-verify
 }
 
