@@ -64,13 +64,7 @@ pub fn status(sysroot: &Sysroot, json: bool) -> CmdResult {
 /// Deploys the newest commit of what the default deployment follows, if it is not
 /// the default already.
 pub fn apply(sysroot: &Sysroot, json: bool) -> CmdResult {
-    let current = sysroot.default_deployment().map_err(|e| e.to_string())?;
-    let refspec = current.refspec.clone().ok_or_else(|| {
-        crate::system::SystemError::NoOrigin {
-            commit: current.commit.clone(),
-        }
-        .to_string()
-    })?;
+    let (current, refspec) = sysroot.default_origin().map_err(|e| e.to_string())?;
     let (remote, ref_name) = split_refspec(&refspec);
     let kind = remote.map_or(RefKind::Head, |r| RefKind::Remote(r.to_owned()));
     let newest = read_ref(&sysroot.repo_path(), &kind, ref_name)
@@ -113,13 +107,7 @@ pub fn rollback(sysroot: &Sysroot, json: bool) -> CmdResult {
 /// (`[ferry] tracked-refs`, a group `ostree` ignores), so discovery and the engine
 /// see it as any tracked ref.
 pub fn track_origin(sysroot: &Sysroot) -> Result<(), String> {
-    let current = sysroot.default_deployment().map_err(|e| e.to_string())?;
-    let refspec = current.refspec.clone().ok_or_else(|| {
-        crate::system::SystemError::NoOrigin {
-            commit: current.commit.clone(),
-        }
-        .to_string()
-    })?;
+    let (_, refspec) = sysroot.default_origin().map_err(|e| e.to_string())?;
     let (remote, ref_name) = split_refspec(&refspec);
     let remote = remote.ok_or_else(|| {
         format!(

@@ -62,6 +62,15 @@ impl FileHeader {
         frame(Variant::tuple_from_iter(self.common_fields()).data())
     }
 
+    /// The checksum of the file object this header and `content` make (a
+    /// symlink's content is empty).
+    pub fn object_checksum(&self, content: &[u8]) -> Checksum {
+        let mut hasher = Sha256::new();
+        hasher.update(self.checksum_header_bytes());
+        hasher.update(content);
+        Checksum(hasher.finalize().into())
+    }
+
     /// The header at the start of a `.filez`: the size, then the common fields.
     pub fn archive_header_bytes(&self) -> Vec<u8> {
         let fields = std::iter::once(self.size.to_be().to_variant()).chain(self.common_fields());

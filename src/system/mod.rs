@@ -104,6 +104,17 @@ impl Sysroot {
         Ok(self.os_deployments()?.remove(0))
     }
 
+    /// The default deployment and the refspec it follows (its origin).
+    pub fn default_origin(&self) -> Result<(Deployment, String), SystemError> {
+        let current = self.default_deployment()?;
+        match current.refspec.clone() {
+            Some(refspec) => Ok((current, refspec)),
+            None => Err(SystemError::NoOrigin {
+                commit: current.commit,
+            }),
+        }
+    }
+
     /// Deploys the commit `refspec` names in the system repository as the new
     /// default (staged on a booted system), keeping the origin refspec; libostree
     /// merges `/etc` and the kernel arguments from the current default. Returns

@@ -387,16 +387,7 @@ fn what_bare_user_only_cannot_hold_is_refused_and_nothing_written() {
             ("path", upstream.display().to_string()),
         ] {
             let repo = dir.path().join(format!("ferry-{label}-{how}"));
-            run_ok(ferryctl(&repo).args(["init", "--mode", "bare-user-only"]));
-            run_ok(ferryctl(&repo).args([
-                "remote",
-                "add",
-                "origin",
-                "http://127.0.0.1:9/",
-                "--collection-id",
-                COLLECTION,
-                "--no-verify",
-            ]));
+            ferry_init_unverified_mode(&repo, "bare-user-only");
             let out = run(ferryctl(&repo).args(["pull", &source, REF])).failed();
             let said = out.error_sentence();
             assert!(

@@ -1,7 +1,5 @@
 //! Running a part's operations: each makes the next object of the part's list.
 
-use sha2::{Digest, Sha256};
-
 use super::{read_varint, DeltaError, PartHeader, PartPayload};
 use crate::repo::filez::FileHeader;
 use crate::repo::{Checksum, ObjectName, RepoError};
@@ -251,10 +249,7 @@ fn checked_file(
     } else {
         return Err(bad("neither a regular file nor a symlink"));
     };
-    let mut hasher = Sha256::new();
-    hasher.update(header.checksum_header_bytes());
-    hasher.update(&content);
-    let actual = Checksum(hasher.finalize().into());
+    let actual = header.object_checksum(&content);
     if actual != name.checksum {
         return Err(DeltaError::ObjectMismatch {
             index,
@@ -287,10 +282,7 @@ mod tests {
             symlink_target: String::new(),
             xattrs: vec![],
         };
-        let mut hasher = Sha256::new();
-        hasher.update(header.checksum_header_bytes());
-        hasher.update(content);
-        ObjectName::new(Checksum(hasher.finalize().into()), ObjectType::File)
+        ObjectName::new(header.object_checksum(content), ObjectType::File)
     }
 
     fn run(
